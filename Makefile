@@ -1,0 +1,54 @@
+# ftctl — fault-tolerance testing for LLM inference deployments.
+# `make help` lists the targets.
+
+PYTHON ?= python3
+VENV ?= .venv
+AIPERF_VENV ?= .venv-aiperf
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DYNAMO_VERSION := 1.6.1
+AIPERF_VERSION := 0.13.0
+export PYTHONPATH := $(CURDIR)
+export FTCTL_AIPERF := $(CURDIR)/$(AIPERF_VENV)/bin/aiperf
+
+.PHONY: help install install-aiperf lint test test-unit test-e2e test-kube demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# Dynamo: the runtime with its dependencies, then the meta package without its
+	# unreachable extras (REFERENCE.md §6).
+	$(PIP) install -q -c constraints.txt ai-dynamo-runtime==$(DYNAMO_VERSION) packaging msgspec
+	$(PIP) install -q --no-deps ai-dynamo==$(DYNAMO_VERSION)
+	touch $@
+
+$(AIPERF_VENV)/.installed:
+	# aiperf lives in its own environment: its pins clash with Dynamo's (REFERENCE.md §3).
+	$(PYTHON) -m venv $(AIPERF_VENV)
+	$(AIPERF_VENV)/bin/pip install -q aiperf==$(AIPERF_VERSION)
+	touch $@
+
+install: $(VENV)/.installed $(AIPERF_VENV)/.installed ## create .venv (ftctl + Dynamo) and .venv-aiperf
+
+lint: $(VENV)/.installed ## ruff lint + format check
+	$(VENV)/bin/ruff check ftctl tests bench tools
+	$(VENV)/bin/ruff format --check ftctl tests bench tools
+
+test: install lint ## install if needed, lint, run the whole test suite
+	$(VENV)/bin/pytest -q
+
+test-unit: $(VENV)/.installed ## unit tests only
+	$(VENV)/bin/pytest -q tests/unit
+
+demo: $(VENV)/.installed ## run the demo scenario on the local Dynamo graph
+	$(VENV)/bin/ftctl list scenario_files/local
+	$(VENV)/bin/ftctl plan scenario_files/local/demo.yaml
+
+bench: install ## run the benchmarks (prints measured figures and ratios)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## remove virtual environments and build output
+	rm -rf $(VENV) $(AIPERF_VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""Allow `python -m ftctl`."""
+
+from ftctl.cli import main
+
+main()

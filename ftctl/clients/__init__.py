@@ -1,0 +1,1 @@
+"""Load clients: the built-in (legacy-compatible) HTTP client and aiperf."""

@@ -1,0 +1,58 @@
+"""The interface between the runner and a load client (legacy or aiperf)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ftctl.scenario.model import LoadSpec
+
+
+@dataclass
+class LoadProgress:
+    """A snapshot for the progress display."""
+
+    ok: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    rate: float = 0.0  # completed requests per second, recent
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """Where a load sends its requests."""
+
+    base_url: str  # http://127.0.0.1:PORT (the platform's resilient endpoint)
+    model: str  # model name served by the frontend
+    tokenizer: Path | None = None  # local tokenizer folder (aiperf needs one offline)
+
+
+class LoadHandle(Protocol):
+    """A running load. The runner starts it, may stop it, and waits for it."""
+
+    def start(self) -> None:
+        """Start the clients in the background; return at once."""
+
+    def stop(self) -> None:
+        """Ask the clients to finish now (the current request may complete)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every client ended; False on timeout."""
+
+    def progress(self) -> LoadProgress:
+        """Requests done so far."""
+
+    def kill(self) -> None:
+        """End every client process at once (cleanup path). Idempotent."""
+
+
+def launch_load(spec: LoadSpec, target: LoadTarget, out_dir: Path) -> LoadHandle:
+    """Build the load handle for ``spec.client`` writing into ``out_dir`` (not started)."""
+    if spec.client == "legacy":
+        from ftctl.clients.legacy import LegacyLoad
+
+        return LegacyLoad(spec, target, out_dir)
+    from ftctl.clients.aiperf import AiperfLoad
+
+    return AiperfLoad(spec, target, out_dir)

@@ -1,0 +1,1 @@
+"""Platforms: where a graph runs (local processes or Kubernetes)."""

@@ -1,0 +1,93 @@
+"""The platform interface shared by the local and Kubernetes platforms (DESIGN.md §1).
+
+Everything above it — runner, clients, parsers, checks, reports — is platform-blind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ftctl.scenario.model import TestCase
+
+
+@dataclass
+class Pod:
+    """A pod: a Kubernetes pod, or a supervised replica of the local platform."""
+
+    name: str
+    service: str
+    role: str  # frontend | decode | prefill
+    ready: bool
+    restart_count: int
+    phase: str = "Running"  # Pending | Running | Terminating | Succeeded | Failed
+    created_ns: int = 0
+    index: int = 0  # replica index within the service
+
+
+@dataclass
+class FaultRecord:
+    """What a fault did, with the evidence that it took effect."""
+
+    action: str  # terminate_process | delete_pod
+    service: str
+    pod: str
+    t_ns: int  # T_f: epoch ns taken immediately before the kill/delete call
+    signal: str | None = None
+    process: str | None = None
+    pids: list[int] = field(default_factory=list)
+    verified: bool = False
+    evidence: dict[str, Any] = field(default_factory=dict)
+    verified_ns: int | None = None  # when the effect was observed
+    pod_recovered_ns: int | None = None  # container restarted / replacement Ready
+    skipped_reason: str | None = None  # known limitation, e.g. a zombie subprocess
+
+    @property
+    def pod_recovery_time_s(self) -> float | None:
+        """T_f → restarted container / ready replacement, in seconds."""
+        if self.pod_recovered_ns is None:
+            return None
+        return (self.pod_recovered_ns - self.t_ns) / 1e9
+
+
+class Platform(Protocol):
+    """What the runner needs of a platform. All methods block; all raise PlatformError."""
+
+    name: str
+
+    def deploy(self, test: TestCase, run_dir: Path) -> None:
+        """Start the graph of ``test``; ``run_dir`` is the test's result directory."""
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until every expected replica serves; PlatformError on timeout."""
+
+    def endpoint(self) -> str:
+        """Base URL (``http://127.0.0.1:PORT``) that survives frontend restarts."""
+
+    def pods(self, service: str | None = None) -> list[Pod]:
+        """Current pods, optionally of one service, in a stable order."""
+
+    def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
+        """Send ``signal`` to processes of ``pod`` whose command line contains ``process``."""
+
+    def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
+        """Delete ``pod`` (grace or force); its controller replaces it under a new name."""
+
+    def verify_fault(self, fault: FaultRecord, timeout: float) -> FaultRecord:
+        """Wait until the fault's effect is observed; fill verified/evidence/pod_recovered_ns."""
+
+    def wait_for_recovery(self, timeout: float) -> None:
+        """Block until every expected replica is ready again."""
+
+    def wait_for_log_pattern(self, service: str, pattern: str, timeout: float) -> int:
+        """Block until a log line of ``service`` matches ``pattern``; return epoch ns."""
+
+    def rolling_upgrade(self, services: list[str], timeout: float) -> None:
+        """Restart the replicas of ``services`` one by one, waiting for each to be ready."""
+
+    def collect_logs(self, dest: Path) -> None:
+        """Write ``<Service>/<pod>.log`` / ``.previous.log`` / ``.metrics.log`` / ``.yaml``."""
+
+    def teardown(self) -> None:
+        """Remove everything deployed. Idempotent; safe to call on any exit path."""

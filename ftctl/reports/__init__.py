@@ -1,0 +1,1 @@
+"""Reports: JUnit XML, JSON/Markdown, timeline plot."""

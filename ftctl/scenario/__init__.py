@@ -1,0 +1,1 @@
+"""Scenario documents: loading, schema and semantic validation, matrix expansion, catalogs."""

@@ -1,0 +1,241 @@
+"""The typed model every layer past the loader works with (DESIGN.md §3).
+
+Nothing past ``ftctl.scenario.load`` sees a raw dict: YAML → schema → these frozen
+dataclasses. Durations are float seconds. Fields may be added; existing names are a contract
+shared by the runner, platforms, clients, results and checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Backend = Literal["vllm", "sglang", "trtllm"]
+Topology = Literal["agg", "disagg"]
+Role = Literal["frontend", "decode", "prefill"]
+ClientType = Literal["aiperf", "legacy"]
+Arrival = Literal["closed", "constant", "poisson"]
+Phase = Literal["before", "during", "after", "overall"]
+
+BACKENDS: tuple[str, ...] = ("vllm", "sglang", "trtllm")
+TOPOLOGIES: tuple[str, ...] = ("agg", "disagg")
+ROLES: tuple[str, ...] = ("frontend", "decode", "prefill")
+
+
+@dataclass(frozen=True)
+class TokenDist:
+    """Synthetic token length: mean and standard deviation."""
+
+    mean: int = 100
+    stddev: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One named load (DESIGN.md §3.1 ``load:`` / ``loads:``)."""
+
+    name: str = "default"
+    client: ClientType = "aiperf"
+    clients: int = 10
+    requests_per_client: int | None = 150  # None when `duration` is set
+    duration: float | None = None
+    concurrency: int = 1
+    request_rate: float | None = None  # closed: max req/s per client; open: total req/s
+    arrival: Arrival = "closed"
+    input_tokens: TokenDist = TokenDist()
+    output_tokens: TokenDist = TokenDist()
+    prompts: tuple[str, ...] = ()
+    temperature: float = 0.0
+    streaming: bool = True
+    retries: int = 3
+    retry_delay: float = 1.0
+    timeout: float = 30.0
+    placement: Literal["local", "cluster"] = "local"
+    endpoint: str = "/v1/chat/completions"
+    seed: int = 100
+    # Where this load's client files go, relative to the output dir. None: the test's own
+    # directory. Token overflow uses "<test>_overflow" / "<test>_recovery" (REFERENCE §2).
+    result_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceOverride:
+    """Per-service overrides from ``deployment.services``."""
+
+    replicas: int | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """Options of the local platform (``deployment.local``)."""
+
+    migration_limit: int = 0
+    speedup_ratio: float = 1.0
+    restart_delay: float = 1.0
+    router_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service of the graph with its role, resolved from the manifest or REFERENCE §1."""
+
+    name: str
+    role: Role
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What to deploy: backend, topology, parallelism and the resolved services."""
+
+    backend: Backend = "vllm"
+    topology: Topology = "agg"
+    tp: int = 1
+    dp: int = 1
+    model: str = "Qwen/Qwen3-0.6B"
+    manifest: Path | None = None  # absolute, resolved relative to the scenario file
+    image: str | None = None
+    services: tuple[Service, ...] = ()
+    overrides: tuple[tuple[str, ServiceOverride], ...] = ()
+    local: LocalOptions = LocalOptions()
+    max_model_len: int | None = None  # token overflow: the model's context limit
+
+    def service_for(self, role: str) -> Service | None:
+        """The first service with ``role`` (frontend | decode | prefill), or None."""
+        return next((s for s in self.services if s.role == role), None)
+
+
+@dataclass(frozen=True)
+class FailureType:
+    """One entry of the FailureCatalog (DESIGN.md §3.4)."""
+
+    name: str
+    description: str = ""
+    target: Role | None = None  # None for `none` and client-side token_overflow
+    action: Literal["none", "terminate_process", "delete_pod", "token_overflow"] = "none"
+    process: str | None = None  # may hold "{backend}"
+    signal: str = "SIGKILL"
+    backends: tuple[str, ...] = ("all",)
+    topologies: tuple[str, ...] = ("agg", "disagg")
+    platforms: tuple[str, ...] = ("kubernetes", "local")
+    order: int = 0  # position in the catalog: row order of the legacy table
+
+
+PodSelector = Literal["all", "random"] | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of the timeline (DESIGN.md §3.2); fields unused by a kind stay None."""
+
+    kind: Literal[
+        "start_load",
+        "wait",
+        "terminate_process",
+        "delete_pod",
+        "wait_for_recovery",
+        "wait_for_log_pattern",
+        "rolling_upgrade",
+        "stop_load",
+        "wait_for_load_completion",
+    ]
+    load: str | None = None
+    duration: float | None = None
+    services: tuple[str, ...] = ()
+    process: str | None = None  # substring of the command line, {backend} substituted
+    signal: str | None = None
+    pods: PodSelector = "all"
+    force: bool = False
+    timeout: float | None = None
+    service: str | None = None
+    pattern: str | None = None
+    failure: str | None = None  # the catalog failure this event came from
+    at: float | None = None  # planned offset from load start (for plan and lag)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check (DESIGN.md §3.3); fields unused by a kind stay None."""
+
+    kind: Literal[
+        "zero_errors",
+        "max_errors",
+        "min_requests",
+        "was_cancelled",
+        "success_rate",
+        "recovery_time",
+        "latency",
+        "service_log_contains",
+        "service_log_not_contains",
+        "fault_verified",
+    ]
+    load: str | None = None
+    min: float | None = None
+    max: float | None = None
+    expected: bool | None = None
+    phase: Phase = "overall"
+    stat: str | None = None
+    service: str | None = None
+    pattern: str | None = None
+    source: str = "scenario"  # scenario | profile:<name> | stage1
+
+
+@dataclass(frozen=True)
+class ThresholdProfile:
+    """A named set of limits that turns into checks (DESIGN.md §3.4)."""
+
+    name: str
+    success_rate_min: float | None = None
+    failed_requests_max: int | None = None
+    recovery_time_max: float | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a document came from, for error messages."""
+
+    file: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One expanded, runnable test: a scenario × matrix cell × failure."""
+
+    name: str
+    scenario: str  # metadata.name
+    source: Source
+    description: str
+    tags: tuple[str, ...]
+    platform: Literal["local", "kubernetes"]
+    deployment: Deployment
+    loads: tuple[LoadSpec, ...]
+    failure: FailureType | None  # None = no failure ("none")
+    events: tuple[Event, ...]
+    checks: tuple[Check, ...]
+    thresholds_profile: str | None
+    recovery_window: float = 10.0
+    reports: tuple[str, ...] = ("summary", "timeline")
+    skip_reason: str | None = None  # set when the failure cannot apply here
+
+    __test__ = False  # not a pytest class
+
+    def load(self, name: str = "default") -> LoadSpec:
+        """The load called ``name``."""
+        for spec in self.loads:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+@dataclass
+class Catalogs:
+    """The FailureCatalog and Thresholds documents in force."""
+
+    failures: dict[str, FailureType] = field(default_factory=dict)
+    profiles: dict[str, ThresholdProfile] = field(default_factory=dict)
+    rules: list[tuple[dict, str]] = field(default_factory=list)  # (when, profile)
