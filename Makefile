@@ -8,7 +8,6 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DYNAMO_VERSION := 1.6.1
 AIPERF_VERSION := 0.13.0
-export PYTHONPATH := $(CURDIR)
 export FTCTL_AIPERF := $(CURDIR)/$(AIPERF_VENV)/bin/aiperf
 
 .PHONY: help install install-aiperf lint test test-unit test-e2e test-kube demo bench clean

@@ -53,7 +53,9 @@ def _emit(text: str) -> None:
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Scenario, FailureCatalog or Thresholds files.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Scenario, FailureCatalog or Thresholds files.")
+    ],
 ) -> None:
     """Validate YAML documents: schema and semantics. Exit 2 with file:line:col on error."""
     from ftctl.scenario import validate_files
@@ -66,8 +68,12 @@ def validate(
 def list_(
     paths: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders.")] = None,
     failures: Annotated[bool, typer.Option("--failures", help="List the failure catalog.")] = False,
-    thresholds: Annotated[bool, typer.Option("--thresholds", help="List threshold profiles.")] = False,
-    keyword: Annotated[str | None, typer.Option("-k", help="Select tests: substr, and/or/not.")] = None,
+    thresholds: Annotated[
+        bool, typer.Option("--thresholds", help="List threshold profiles.")
+    ] = False,
+    keyword: Annotated[
+        str | None, typer.Option("-k", help="Select tests: substr, and/or/not.")
+    ] = None,
     include_custom_build: Annotated[bool, typer.Option("--include-custom-build")] = False,
     platform: Annotated[str | None, typer.Option("--platform")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -113,7 +119,9 @@ def plan(
 @app.command()
 def parse(
     dirs: Annotated[list[Path], typer.Argument(help="Result directories (or roots of many).")],
-    force_parser: Annotated[str | None, typer.Option("--force-parser", help="aiperf|legacy")] = None,
+    force_parser: Annotated[
+        str | None, typer.Option("--force-parser", help="aiperf|legacy")
+    ] = None,
     info: Annotated[bool, typer.Option("--info", help="Describe without parsing.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json|csv")] = "fancy",
     sla: Annotated[float | None, typer.Option("--sla", help="Latency SLA in seconds.")] = None,
@@ -140,13 +148,11 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("ftctl: interrupted\n")
         sys.exit(int(ExitStatus.INTERRUPTED))
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # click's usage errors (typer vendors click) and the unexpected
+        if type(exc).__name__ == "Abort":
             sys.stderr.write("ftctl: interrupted\n")
             sys.exit(int(ExitStatus.INTERRUPTED))
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(int(ExitStatus.INVALID))
         if _state["debug"]:
