@@ -134,6 +134,109 @@ def parse(
     raise typer.Exit(int(status))
 
 
+@app.command()
+def run(
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
+    platform: Annotated[str | None, typer.Option("--platform", help="local|kubernetes")] = None,
+    keyword: Annotated[
+        str | None, typer.Option("-k", help="Select tests: substr, and/or/not.")
+    ] = None,
+    include_custom_build: Annotated[bool, typer.Option("--include-custom-build")] = False,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where result dirs go.")] = Path(
+        "results"
+    ),
+    client_type: Annotated[str | None, typer.Option("--client-type", help="aiperf|legacy")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace")] = None,
+    allow_namespace: Annotated[list[str] | None, typer.Option("--allow-namespace")] = None,
+    image: Annotated[str | None, typer.Option("--image")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig")] = None,
+    context: Annotated[str | None, typer.Option("--context")] = None,
+    storage_class: Annotated[str | None, typer.Option("--storage-class")] = None,
+    skip_service_restart: Annotated[bool, typer.Option("--skip-service-restart")] = False,
+    keep_deployment: Annotated[bool, typer.Option("--keep-deployment")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
+    ] = False,
+    repeat: Annotated[int, typer.Option("--repeat", min=1)] = 1,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    failures_file: Annotated[Path | None, typer.Option("--failures")] = None,
+    thresholds_file: Annotated[Path | None, typer.Option("--thresholds")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+) -> None:
+    """Deploy, load, inject faults, verify, collect, check: the exit code is the verdict."""
+    if client_type not in (None, "aiperf", "legacy"):
+        raise typer.BadParameter("--client-type must be aiperf or legacy")
+    if dry_run:
+        from ftctl.scenario.listing import plan_command
+
+        _emit(
+            plan_command(
+                scenarios,
+                keyword=keyword,
+                include_custom_build=include_custom_build,
+                platform=platform,
+                as_json=as_json,
+            )
+        )
+        return
+    import json
+
+    from ftctl.errors import Interrupted
+    from ftctl.reports.json_report import run_to_json
+    from ftctl.reports.progress import ProgressPrinter
+    from ftctl.reports.summary import render_run
+    from ftctl.runner import RunOptions, run_scenarios
+
+    platform_options = {
+        key: value
+        for key, value in {
+            "namespace": namespace,
+            "allow_namespaces": allow_namespace,
+            "kubeconfig": kubeconfig,
+            "context": context,
+            "storage_class": storage_class,
+            "skip_service_restart": skip_service_restart or None,
+        }.items()
+        if value
+    }
+    options = RunOptions(
+        output_dir=output_dir,
+        platform=platform,
+        client_type=client_type,
+        keep_deployment=keep_deployment,
+        repeat=repeat,
+        platform_options=platform_options,
+        seed=seed,
+    )
+    try:
+        outcome = run_scenarios(
+            scenarios,
+            options,
+            keyword=keyword,
+            include_custom_build=include_custom_build,
+            image=image,
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
+            observer=ProgressPrinter(),
+        )
+    except Interrupted as exc:
+        partial = getattr(exc, "outcome", None)
+        if partial is not None and junit:
+            from ftctl.reports.junit import write_junit
+
+            write_junit(partial, junit)
+        raise
+    if junit:
+        from ftctl.reports.junit import write_junit
+
+        write_junit(outcome, junit)
+    report = run_to_json(outcome)
+    (output_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    _emit(json.dumps(report, indent=2, default=str) if as_json else render_run(outcome))
+    raise typer.Exit(int(outcome.status))
+
+
 def main() -> None:
     """Entry point: run the app, turn known errors into one line and an exit code."""
     try:

@@ -1,0 +1,80 @@
+"""Progress display for `ftctl run`: one rewritten line on a terminal, log lines in CI."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+class ProgressPrinter:
+    """A runner observer: phase, elapsed, requests ok/failed, next event."""
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.started = time.monotonic()
+        self.phase = "starting"
+        self.test = ""
+        self._last_plain = 0.0
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:6.1f}s"
+
+    def _line(self, text: str, transient: bool = False) -> None:
+        if self.tty and transient:
+            self.stream.write("\r\x1b[2K" + text[:200])
+        else:
+            if self.tty:
+                self.stream.write("\r\x1b[2K")
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def notify(self, kind: str, **fields: Any) -> None:
+        test = fields.get("test", self.test)
+        if kind == "test_start":
+            self.test, self.started = test, time.monotonic()
+            self._line(f"[{test}] start on {fields.get('platform')}")
+        elif kind == "deploy_start":
+            self.phase = "deploying"
+            self._line(f"[{test}] {self._elapsed()} deploying")
+        elif kind == "ready":
+            self.phase = "ready"
+            self._line(
+                f"[{test}] {self._elapsed()} ready (startup {fields.get('startup_s', 0):.1f}s)"
+            )
+        elif kind == "load_start":
+            self.phase = "load"
+            self._line(f"[{test}] {self._elapsed()} load '{fields.get('load')}' started")
+        elif kind == "event":
+            event = fields.get("event")
+            if event is not None and event.kind not in ("wait",):
+                self._line(f"[{test}] {self._elapsed()} {event.kind}")
+        elif kind == "fault_injected":
+            delay = fields.get("injection_delay_s")
+            extra = f" (+{delay * 1000:.0f} ms vs schedule)" if delay is not None else ""
+            self._line(
+                f"[{test}] {self._elapsed()} fault: {fields.get('action')} {fields.get('pod')}{extra}"
+            )
+        elif kind in ("fault_verified", "fault_not_verified"):
+            rec = fields.get("pod_recovery_s")
+            rec_text = f", pod back after {rec:.1f}s" if rec is not None else ""
+            self._line(
+                f"[{test}] {self._elapsed()} {kind.replace('_', ' ')}: {fields.get('pod')}{rec_text}"
+            )
+        elif kind == "tick":
+            loads = fields.get("loads") or {}
+            ok = sum(p.ok for p in loads.values())
+            failed = sum(p.failed for p in loads.values())
+            text = f"[{test}] {self._elapsed()} {self.phase}: {ok} ok, {failed} failed"
+            if self.tty:
+                self._line(text, transient=True)
+            elif time.monotonic() - self._last_plain >= 10:
+                self._last_plain = time.monotonic()
+                self._line(text)
+        elif kind == "load_end":
+            self._line(f"[{test}] {self._elapsed()} load '{fields.get('load')}' ended")
+        elif kind == "teardown":
+            self._line(f"[{test}] {self._elapsed()} torn down")
+        elif kind == "test_end":
+            self._line(f"[{test}] {self._elapsed()} {fields.get('status', '').lower()}")

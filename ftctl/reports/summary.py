@@ -1,0 +1,48 @@
+"""Human summary of `ftctl run`: per test the verdict, the checks, and the parse tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+_MARK = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}
+
+
+def render_run(run: Any, fmt: str = "fancy") -> str:
+    """Render a RunOutcome: result tables, then checks and a verdict line per test."""
+    from ftctl.reports.tables import render_results
+
+    tablefmt = "fancy_grid" if fmt == "fancy" else "github"
+    blocks: list[str] = []
+    parsed = [t.result for t in run.tests if t.result is not None]
+    parsed += [r for t in run.tests for r in t.extra_results]
+    if parsed:
+        blocks.append(render_results(parsed, fmt))
+    for outcome in run.tests:
+        head = f"== {outcome.name}: {outcome.status.name}"
+        if outcome.skipped:
+            blocks.append(f"{head} (skipped: {outcome.skipped})")
+            continue
+        lines = [head]
+        if outcome.startup_s is not None:
+            lines.append(f"startup {outcome.startup_s:.2f}s, run {outcome.duration_s:.1f}s")
+        for fault in outcome.faults:
+            rec = fault.pod_recovery_time_s
+            lines.append(
+                f"fault {fault.action} {fault.pod} ({fault.signal or 'delete'}): "
+                f"{'verified' if fault.verified else 'NOT verified'}"
+                + (f", pod recovered in {rec:.2f}s" if rec is not None else "")
+            )
+        if outcome.error:
+            lines.append(f"error: {outcome.error}")
+        if outcome.checks:
+            rows = [[_MARK[c.status], c.name, c.message] for c in outcome.checks]
+            lines.append(tabulate(rows, headers=["Result", "Check", "Detail"], tablefmt=tablefmt))
+        blocks.append("\n".join(lines))
+    passed = sum(1 for t in run.tests if t.status.value == 0)
+    blocks.append(
+        f"{passed} passed, {len(run.tests) - passed} failed"
+        + f" — verdict: {run.status.name} (exit {int(run.status)})"
+    )
+    return "\n\n".join(blocks)

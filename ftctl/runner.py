@@ -1,0 +1,666 @@
+"""Executes a test's event timeline against a platform and writes its result directory.
+
+Flow per test: deploy → wait ready → events (loads, waits, faults, recovery waits) → stop loads →
+collect logs → teardown (always, on every exit path, unless ``keep_deployment``) → parse →
+checks → verdict. Faults fire on a schedule anchored at load start, so waits never accumulate
+drift; the injection delay against the schedule is recorded. Fault verification runs in the
+background so that it never delays the next event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ftctl import __version__
+from ftctl import events as ev
+from ftctl.checks import CheckResult, evaluate, summarize_faults, verdict, worst
+from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError
+from ftctl.platforms.base import FaultRecord, Platform, Pod
+from ftctl.scenario.model import Event, LoadSpec, TestCase
+
+DEFAULT_READY_TIMEOUT_S = 600.0
+DEFAULT_VERIFY_TIMEOUT_S = 120.0
+DEFAULT_LOAD_TIMEOUT_S = 1200.0
+
+
+@dataclass
+class RunOptions:
+    """Options of ``ftctl run`` that shape every test."""
+
+    output_dir: Path = Path("results")
+    platform: str | None = None  # overrides each scenario's platform
+    client_type: str | None = None  # overrides every load's client
+    keep_deployment: bool = False
+    repeat: int = 1
+    ready_timeout: float = DEFAULT_READY_TIMEOUT_S
+    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT_S
+    platform_options: dict[str, Any] = field(default_factory=dict)  # namespace, kubeconfig, …
+    seed: int | None = None
+
+
+@dataclass
+class TestOutcome:
+    """What happened to one test."""
+
+    name: str
+    result_dir: Path
+    status: ExitStatus
+    checks: list[CheckResult] = field(default_factory=list)
+    result: Any = None  # ftctl.results.TestResult
+    extra_results: list[Any] = field(default_factory=list)  # e.g. token-overflow phases
+    error: str | None = None
+    skipped: str | None = None
+    duration_s: float = 0.0
+    startup_s: float | None = None
+    faults: list[FaultRecord] = field(default_factory=list)
+
+    __test__ = False
+
+
+@dataclass
+class RunOutcome:
+    """What happened to every test of a run."""
+
+    tests: list[TestOutcome]
+
+    @property
+    def status(self) -> ExitStatus:
+        return worst([t.status for t in self.tests])
+
+
+class Observer(Protocol):
+    """Receives progress notifications; its failures never abort a test."""
+
+    def notify(self, kind: str, **fields: Any) -> None: ...
+
+
+class _NullObserver:
+    def notify(self, kind: str, **fields: Any) -> None:
+        pass
+
+
+def _safe_notify(observer: Observer, kind: str, **fields: Any) -> None:
+    try:
+        observer.notify(kind, **fields)
+    except Exception:  # an observer must never break a fault test
+        pass
+
+
+PlatformFactory = Callable[[str], Platform]
+
+
+def make_platform(name: str, options: dict[str, Any]) -> Platform:
+    """Build the platform called ``name`` (imports lazily: kubernetes is heavy)."""
+    if name == "local":
+        from ftctl.platforms.local import LocalPlatform
+
+        return LocalPlatform(**{k: v for k, v in options.items() if k in ("base_port",)})
+    if name == "kubernetes":
+        from ftctl.platforms.kubernetes import KubernetesPlatform
+
+        return KubernetesPlatform(**options)
+    raise FtctlError(f"unknown platform '{name}' (choose local or kubernetes)")
+
+
+class _TestLog:
+    """``test.log.txt`` with the upstream marker lines (REFERENCE.md §4)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.logger = logging.getLogger(f"ftctl.test.{name}.{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(
+            logging.Formatter(
+                "[TEST] %(asctime)s %(levelname)s root: %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
+        )
+        self.logger.addHandler(self.handler)
+
+    def info(self, message: str) -> None:
+        self.logger.info(message)
+
+    def error(self, message: str) -> None:
+        self.logger.error(message)
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def _tool_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"ftctl": __version__}
+    for dist in ("ai-dynamo", "ai-dynamo-runtime"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def select_pods(pods: list[Pod], selector: Any, rng: random.Random) -> list[Pod]:
+    """Pods chosen by ``all`` | ``random`` | a tuple of indices (into the stable pod order)."""
+    if not pods:
+        return []
+    if selector == "all":
+        return list(pods)
+    if selector == "random":
+        return [rng.choice(pods)]
+    chosen = []
+    for index in selector:
+        if index >= len(pods):
+            raise PlatformError(f"pod index {index} out of range: only {len(pods)} pods")
+        chosen.append(pods[index])
+    return chosen
+
+
+class TestRun:
+    """One test: the timeline against one platform, always torn down."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        test: TestCase,
+        platform: Platform,
+        result_dir: Path,
+        options: RunOptions,
+        observer: Observer,
+    ) -> None:
+        self.test = test
+        self.platform = platform
+        self.result_dir = result_dir
+        self.options = options
+        self.observer = observer
+        self.loads: dict[str, Any] = {}
+        self.faults: list[FaultRecord] = []
+        self.rng = random.Random(options.seed)
+        self._verifiers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="verify")
+        self._pending: list[Future] = []
+        self.cancelled = False
+        self.startup_s: float | None = None
+        self.load_start_ns: int | None = None
+        self.events = ev.EventLog(result_dir)
+        self.log = _TestLog(result_dir / "test.log.txt", test.name)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _event(self, kind: str, t_ns: int | None = None, **fields: Any) -> dict[str, Any]:
+        record = self.events.write(kind, t_ns, **fields)
+        _safe_notify(self.observer, kind, test=self.test.name, **fields)
+        return record
+
+    def _load_dir(self, spec: LoadSpec) -> Path:
+        if spec.result_dir:
+            return self.options.output_dir / spec.result_dir
+        if spec.name == "default":
+            return self.result_dir
+        return self.result_dir / "loads" / spec.name
+
+    def _spec(self, name: str) -> LoadSpec:
+        spec = self.test.load(name)
+        if self.options.client_type:
+            spec = dataclasses.replace(spec, client=self.options.client_type)
+        return spec
+
+    # -- the run ----------------------------------------------------------------------------
+    def execute(self) -> None:
+        """Deploy, run every event, then clean up whatever happened."""
+        try:
+            self._deploy()
+            for index, event in enumerate(self.test.events):
+                self._run_event(index, event)
+        finally:
+            self._cleanup()
+
+    def _deploy(self) -> None:
+        test = self.test
+        t0 = time.time_ns()
+        self._event(ev.DEPLOY_START, t0, platform=self.platform.name)
+        self.log.info(
+            "Starting Deployment fault-tolerance-test with spec "
+            + json.dumps(dataclasses.asdict(test.deployment), default=_json_default)
+        )
+        self.platform.deploy(test, self.result_dir)
+        self.platform.wait_ready(self.options.ready_timeout)
+        t1 = time.time_ns()
+        self.startup_s = (t1 - t0) / 1e9
+        self._event(ev.READY, t1, startup_s=self.startup_s)
+        self.log.info("Deployment fault-tolerance-test is ready")
+
+    def _run_event(self, index: int, event: Event) -> None:
+        started = time.time_ns()
+        self.events.write(ev.EVENT_START, started, event=event.kind, index=index)
+        _safe_notify(self.observer, "event", test=self.test.name, event=event, index=index)
+        detail: dict[str, Any] = {}
+        try:
+            handler = getattr(self, f"_do_{event.kind}")
+            detail = handler(event) or {}
+        finally:
+            self.events.write(ev.EVENT_END, None, event=event.kind, index=index, **detail)
+
+    def _do_start_load(self, event: Event) -> dict[str, Any]:
+        from ftctl.clients.base import LoadTarget, launch_load
+
+        name = event.load or "default"
+        spec = self._spec(name)
+        target = LoadTarget(
+            base_url=self.platform.endpoint(),
+            model=self.test.deployment.model,
+            tokenizer=getattr(self.platform, "tokenizer_path", None),
+        )
+        out_dir = self._load_dir(spec)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = launch_load(spec, target, out_dir)
+        handle.start()
+        t = time.time_ns()
+        self.loads[name] = handle
+        if self.load_start_ns is None:
+            self.load_start_ns = t
+            self._schedule_ns = t
+        self._event(ev.LOAD_START, t, load=name, client=spec.client, clients=spec.clients)
+        self.log.info(f"Started load '{name}' ({spec.client}, {spec.clients} clients)")
+        return {"load": name}
+
+    def _do_wait(self, event: Event) -> dict[str, Any]:
+        # Anchor waits on the schedule (not on now) so slow events do not push faults later.
+        base = getattr(self, "_schedule_ns", None) or time.time_ns()
+        self._schedule_ns = base + int((event.duration or 0) * 1e9)
+        self._sleep_until(self._schedule_ns)
+        return {}
+
+    def _sleep_until(self, deadline_ns: int) -> None:
+        while True:
+            remaining = (deadline_ns - time.time_ns()) / 1e9
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.5))
+            progress = {n: h.progress() for n, h in self.loads.items()}
+            _safe_notify(self.observer, "tick", test=self.test.name, loads=progress)
+
+    def _targets(self, event: Event) -> list[Pod]:
+        pods: list[Pod] = []
+        for service in event.services:
+            service_pods = self.platform.pods(service)
+            if not service_pods:
+                raise PlatformError(f"no pods of service '{service}' to hit")
+            pods.extend(select_pods(service_pods, event.pods, self.rng))
+        return pods
+
+    def _fault(self, event: Event, inject: Callable[[Pod], FaultRecord]) -> dict[str, Any]:
+        planned = getattr(self, "_schedule_ns", None)
+        records = []
+        for pod in self._targets(event):
+            self.log.info(
+                f"Injecting failure for: Failure(time={event.at}, pod_name='{pod.service}', "
+                f"pod='{pod.name}', command='{event.process or 'delete_pod'}', "
+                f"signal='{event.signal or ''}', failure='{event.failure or event.kind}')"
+            )
+            record = inject(pod)
+            delay_s = (record.t_ns - planned) / 1e9 if planned else None
+            self.faults.append(record)
+            records.append(record)
+            self._event(
+                ev.FAULT_INJECTED,
+                record.t_ns,
+                action=record.action,
+                service=record.service,
+                pod=record.pod,
+                signal=record.signal,
+                process=record.process,
+                pids=record.pids,
+                failure=event.failure,
+                injection_delay_s=delay_s,
+            )
+            self._pending.append(self._verifiers.submit(self._verify, record))
+        return {"pods": [r.pod for r in records]}
+
+    def _verify(self, record: FaultRecord) -> None:
+        try:
+            checked = self.platform.verify_fault(record, self.options.verify_timeout)
+        except Exception as exc:  # recorded as evidence, judged by fault_verified
+            checked = record
+            checked.verified = False
+            checked.evidence.setdefault("error", str(exc))
+        fields = {
+            "action": checked.action,
+            "service": checked.service,
+            "pod": checked.pod,
+            "fault_t_ns": checked.t_ns,
+            "evidence": checked.evidence,
+            "pod_recovered_ns": checked.pod_recovered_ns,
+            "pod_recovery_s": checked.pod_recovery_time_s,
+            "skipped_reason": checked.skipped_reason,
+        }
+        if checked.verified:
+            self._event(ev.FAULT_VERIFIED, checked.verified_ns, **fields)
+            self.log.info(f"Fault verified on {checked.pod}: {checked.evidence}")
+        else:
+            reason = checked.evidence.get("error") or "effect not observed in time"
+            self._event(ev.FAULT_NOT_VERIFIED, None, reason=f"{checked.pod}: {reason}", **fields)
+            self.log.error(f"Fault NOT verified on {checked.pod}: {reason}")
+
+    def _do_terminate_process(self, event: Event) -> dict[str, Any]:
+        return self._fault(
+            event,
+            lambda pod: self.platform.terminate_process(
+                pod, event.process or "", event.signal or "SIGKILL"
+            ),
+        )
+
+    def _do_delete_pod(self, event: Event) -> dict[str, Any]:
+        return self._fault(event, lambda pod: self.platform.delete_pod(pod, event.force))
+
+    def _do_wait_for_recovery(self, event: Event) -> dict[str, Any]:
+        self.platform.wait_for_recovery(event.timeout or DEFAULT_READY_TIMEOUT_S)
+        self._event(ev.RECOVERED, None)
+        return {}
+
+    def _do_wait_for_log_pattern(self, event: Event) -> dict[str, Any]:
+        t = self.platform.wait_for_log_pattern(
+            event.service or "", event.pattern or "", event.timeout or 300.0
+        )
+        return {"matched_ns": t}
+
+    def _do_rolling_upgrade(self, event: Event) -> dict[str, Any]:
+        self.platform.rolling_upgrade(list(event.services), event.timeout or 1800.0)
+        return {}
+
+    def _do_stop_load(self, event: Event) -> dict[str, Any]:
+        name = event.load or "default"
+        handle = self.loads.get(name)
+        if handle is not None:
+            handle.stop()
+            self.cancelled = True
+        return {"load": name}
+
+    def _do_wait_for_load_completion(self, event: Event) -> dict[str, Any]:
+        name = event.load or "default"
+        handle = self.loads.get(name)
+        if handle is None:
+            return {"load": name}
+        timeout = event.timeout or DEFAULT_LOAD_TIMEOUT_S
+        deadline = time.monotonic() + timeout
+        while not handle.wait(0.5):
+            _safe_notify(
+                self.observer, "tick", test=self.test.name, loads={name: handle.progress()}
+            )
+            if time.monotonic() > deadline:
+                self.cancelled = True
+                handle.stop()
+                if not handle.wait(30):
+                    handle.kill()
+                self.log.error(f"Load '{name}' did not finish within {timeout:g}s; stopped")
+                break
+        self._event(ev.LOAD_END, None, load=name, cancelled=self.cancelled)
+        return {"load": name}
+
+    def _cleanup(self) -> None:
+        # Runs on every exit path. A second Ctrl-C must not cut teardown short.
+        previous = _ignore_interrupts()
+        try:
+            for name, handle in self.loads.items():
+                try:
+                    if not handle.wait(0):
+                        self.cancelled = True
+                        handle.stop()
+                        if not handle.wait(10):
+                            handle.kill()
+                        self.events.write(ev.LOAD_END, None, load=name, cancelled=True)
+                except Exception as exc:
+                    self.log.error(f"stopping load '{name}': {exc}")
+            for future in self._pending:
+                try:
+                    future.result(timeout=self.options.verify_timeout + 5)
+                except Exception as exc:
+                    self.log.error(f"fault verification: {exc}")
+            self._verifiers.shutdown(wait=False, cancel_futures=True)
+            try:
+                self.platform.collect_logs(self.result_dir)
+            except Exception as exc:
+                self.log.error(f"collecting logs: {exc}")
+            if not self.options.keep_deployment:
+                try:
+                    self.platform.teardown()
+                except Exception as exc:
+                    self.log.error(f"teardown: {exc}")
+            self._event(ev.TEARDOWN, None, kept=self.options.keep_deployment)
+        finally:
+            self.events.close()
+            self.log.close()
+            _restore_interrupts(previous)
+
+
+def _ignore_interrupts() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(
+        signal.SIGTERM, signal.SIG_IGN
+    )
+
+
+def _restore_interrupts(previous: Any) -> None:
+    if previous is None:
+        return
+    signal.signal(signal.SIGINT, previous[0])
+    signal.signal(signal.SIGTERM, previous[1])
+
+
+def _write_run_json(test: TestCase, result_dir: Path, platform: str, options: RunOptions) -> None:
+    payload = {
+        "schema": "ftctl.run/v1",
+        "test": test.name,
+        "platform": platform,
+        "started_ns": time.time_ns(),
+        "argv": sys.argv,
+        "seed": options.seed,
+        "versions": _tool_versions(),
+        "scenario": dataclasses.asdict(test),
+        "options": {
+            "client_type": options.client_type,
+            "keep_deployment": options.keep_deployment,
+            "platform_options": {k: str(v) for k, v in options.platform_options.items()},
+        },
+    }
+    (result_dir / "run.json").write_text(json.dumps(payload, indent=2, default=_json_default))
+
+
+def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelled: bool) -> None:
+    """Parse the result directory and evaluate the checks into ``outcome``."""
+    from ftctl.results import parse_result_dir
+
+    result = parse_result_dir(outcome.result_dir, recovery_window=test.recovery_window)
+    outcome.result = result
+    loads = dict(result.loads)
+    for spec in test.loads:
+        if spec.result_dir:
+            extra_dir = options.output_dir / spec.result_dir
+            for name in ("events.jsonl", "test.log.txt", "run.json"):
+                source = outcome.result_dir / name
+                if source.exists() and not (extra_dir / name).exists():
+                    (extra_dir / name).write_bytes(source.read_bytes())
+            extra = parse_result_dir(extra_dir, recovery_window=test.recovery_window)
+            outcome.extra_results.append(extra)
+            loads[spec.name] = extra.overall
+    events, _ = ev.read_events(outcome.result_dir / ev.EVENTS_FILE)
+    faults = summarize_faults(events)
+    expects_fault = any(e.kind in ("terminate_process", "delete_pod") for e in test.events)
+    outcome.checks = evaluate(
+        test.checks,
+        loads=loads,
+        overall=result.overall,
+        was_cancelled=cancelled or bool(getattr(result, "was_cancelled", False)),
+        faults=faults,
+        expects_fault=expects_fault,
+        result_dir=outcome.result_dir,
+    )
+    outcome.status = verdict(outcome.checks)
+
+
+def run_test(
+    test: TestCase,
+    options: RunOptions,
+    *,
+    result_dir: Path,
+    observer: Observer | None = None,
+    platform_factory: PlatformFactory | None = None,
+) -> TestOutcome:
+    """Run one test end to end and return its outcome (never raises FtctlError)."""
+    observer = observer or _NullObserver()
+    started = time.monotonic()
+    platform_name = options.platform or test.platform
+    if test.skip_reason:
+        return TestOutcome(test.name, result_dir, ExitStatus.OK, skipped=test.skip_reason)
+    result_dir.mkdir(parents=True, exist_ok=True)
+    outcome = TestOutcome(test.name, result_dir, ExitStatus.OK)
+    factory = platform_factory or (lambda name: make_platform(name, options.platform_options))
+    _safe_notify(observer, "test_start", test=test.name, platform=platform_name)
+    run: TestRun | None = None
+    interrupted = False
+    try:
+        _write_run_json(test, result_dir, platform_name, options)
+        platform = factory(platform_name)
+        run = TestRun(test, platform, result_dir, options, observer)
+        run.execute()
+    except KeyboardInterrupt:
+        interrupted = True
+        outcome.status = ExitStatus.INTERRUPTED
+        outcome.error = "interrupted"
+    except FtctlError as exc:
+        outcome.status = exc.exit_code
+        outcome.error = exc.message
+    except Exception as exc:  # unexpected: an infrastructure error, reported not raised
+        outcome.status = ExitStatus.INFRA
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    if run is not None:
+        outcome.faults = run.faults
+        outcome.startup_s = run.startup_s
+    if outcome.error is None:
+        try:
+            _analyse(test, outcome, options, run.cancelled if run else False)
+        except FtctlError as exc:
+            outcome.status = exc.exit_code
+            outcome.error = f"parsing results: {exc.message}"
+    else:
+        try:  # a partial directory still parses; keep what it says for the report
+            from ftctl.results import parse_result_dir
+
+            outcome.result = parse_result_dir(result_dir, recovery_window=test.recovery_window)
+        except Exception:
+            pass
+    outcome.duration_s = time.monotonic() - started
+    _write_report(outcome)
+    _safe_notify(observer, "test_end", test=test.name, status=outcome.status.name)
+    if interrupted:
+        raise Interrupted("interrupted; the deployment was torn down")
+    return outcome
+
+
+def _write_report(outcome: TestOutcome) -> None:
+    from ftctl.reports.json_report import outcome_to_json
+
+    try:
+        path = outcome.result_dir / "report.json"
+        path.write_text(json.dumps(outcome_to_json(outcome), indent=2, default=_json_default))
+    except OSError:
+        pass
+
+
+def run_tests(
+    tests: list[TestCase],
+    options: RunOptions,
+    *,
+    observer: Observer | None = None,
+    platform_factory: PlatformFactory | None = None,
+) -> RunOutcome:
+    """Run every test (``repeat`` times) one after another; Ctrl-C stops after cleanup."""
+    outcomes: list[TestOutcome] = []
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    with _sigterm_as_interrupt():
+        for test in tests:
+            for repeat in range(options.repeat):
+                name = test.name if options.repeat == 1 else f"{test.name}-repeat-{repeat}"
+                try:
+                    outcomes.append(
+                        run_test(
+                            test,
+                            options,
+                            result_dir=options.output_dir / name,
+                            observer=observer,
+                            platform_factory=platform_factory,
+                        )
+                    )
+                except Interrupted as exc:
+                    exc.outcome = RunOutcome(outcomes)  # type: ignore[attr-defined]
+                    raise
+    return RunOutcome(outcomes)
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM behaves like Ctrl-C so that teardown runs (only in the main thread)."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_scenarios(
+    paths: list[Path],
+    options: RunOptions,
+    *,
+    keyword: str | None = None,
+    include_custom_build: bool = False,
+    image: str | None = None,
+    failures_file: Path | None = None,
+    thresholds_file: Path | None = None,
+    observer: Observer | None = None,
+) -> RunOutcome:
+    """Load, expand and select the tests of ``paths``, then run them (the `ftctl run` core)."""
+    from ftctl.scenario import load_tests
+
+    tests = load_tests(
+        paths,
+        keyword=keyword,
+        include_custom_build=include_custom_build,
+        platform=options.platform,
+        failures_file=failures_file,
+        thresholds_file=thresholds_file,
+    )
+    if not tests:
+        raise FtctlError("no test selected (check the paths and -k)")
+    if image:
+        tests = [
+            dataclasses.replace(t, deployment=dataclasses.replace(t.deployment, image=image))
+            for t in tests
+        ]
+    return run_tests(tests, options, observer=observer)
