@@ -1,0 +1,293 @@
+"""`ftctl run` end to end on the local platform: a real Dynamo graph, real faults, real verdicts.
+
+Each test runs the installed CLI as a subprocess against a scenario written here, then reads the
+result directory (report.json, events.jsonl, client files) that the run left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FTCTL = [sys.executable, "-m", "ftctl"]
+
+
+def _scenario(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _load(clients: int = 3, requests: int = 40, rate: float = 4.0, tokens: int = 16) -> str:
+    return f"""
+    load:
+      client: legacy
+      clients: {clients}
+      requests_per_client: {requests}
+      request_rate: {rate}
+      input_tokens: {{mean: 32}}
+      output_tokens: {{mean: {tokens}}}
+      retries: 0
+      timeout: 10s
+    """
+
+
+def _run(
+    scenario: Path, out: Path, *extra: str, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            *FTCTL,
+            "run",
+            str(scenario),
+            "--output-dir",
+            str(out),
+            "--junit",
+            str(out / "junit.xml"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _report(out: Path) -> dict:
+    reports = json.loads((out / "report.json").read_text())
+    assert len(reports["tests"]) == 1, reports
+    return reports["tests"][0]
+
+
+def _check(report: dict, kind: str) -> dict:
+    return next(c for c in report["checks"] if c["kind"] == kind)
+
+
+def _load_metrics(report: dict) -> dict:
+    return report["result"]["overall"]
+
+
+def test_worker_sigkill_without_migration_fails_requests_and_recovers(tmp_path):
+    scenario = _scenario(
+        tmp_path,
+        "kill",
+        f"""
+        apiVersion: ftctl/v1
+        kind: Scenario
+        metadata: {{name: kill}}
+        deployment:
+          backend: vllm
+          topology: agg
+          model: tiny
+          services: {{VllmDecodeWorker: {{replicas: 2}}}}
+          local: {{migration_limit: 0, restart_delay: 1s}}
+        {_load(requests=48)}
+        failures:
+          - {{at: 4s, type: decode_worker}}
+        checks:
+          - {{kind: recovery_time, max: 60s}}
+        """,
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = _report(out)
+    assert _check(report, "fault_verified")["status"] == "passed"
+    fault = report["faults"][0]
+    assert fault["verified"] and fault["signal"] == "SIGKILL"
+    metrics = _load_metrics(report)
+    assert metrics["failed"] > 0, "killing a worker with migration off must fail some requests"
+    assert metrics["recovery"]["recovery_time_s"] is not None
+    assert (out / "junit.xml").exists()
+
+
+def test_worker_sigkill_with_migration_loses_no_request(tmp_path):
+    scenario = _scenario(
+        tmp_path,
+        "migrate",
+        f"""
+        apiVersion: ftctl/v1
+        kind: Scenario
+        metadata: {{name: migrate}}
+        deployment:
+          backend: vllm
+          model: tiny
+          services: {{VllmDecodeWorker: {{replicas: 2}}}}
+          local: {{migration_limit: 3}}
+        {_load(requests=40)}
+        failures:
+          - {{at: 4s, type: decode_worker}}
+        checks:
+          - {{kind: zero_errors}}
+          - {{kind: min_requests, min: 100}}
+        """,
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _load_metrics(_report(out))["failed"] == 0
+
+
+def test_frontend_sigkill_recovers_within_seconds(tmp_path):
+    scenario = _scenario(
+        tmp_path,
+        "fe",
+        f"""
+        apiVersion: ftctl/v1
+        kind: Scenario
+        metadata: {{name: fe}}
+        deployment: {{backend: vllm, model: tiny}}
+        {_load(requests=40)}
+        failures:
+          - {{at: 4s, type: frontend}}
+        checks:
+          - {{kind: recovery_time, max: 15s}}
+        """,
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _report(out)["faults"][0]["verified"]
+
+
+def test_delete_pod_replaces_it_under_a_new_name(tmp_path):
+    scenario = _scenario(
+        tmp_path,
+        "podkill",
+        f"""
+        apiVersion: ftctl/v1
+        kind: Scenario
+        metadata: {{name: podkill}}
+        deployment:
+          backend: sglang
+          model: tiny
+          services: {{decode: {{replicas: 2}}}}
+        {_load(requests=32)}
+        failures:
+          - {{at: 4s, type: decode_worker_pod}}
+        checks:
+          - {{kind: fault_verified}}
+        """,
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fault = _report(out)["faults"][0]
+    replacement = fault["evidence"].get("replacement")
+    assert replacement and replacement != fault["pod"]
+
+
+def test_disagg_prefill_kill_is_verified(tmp_path):
+    scenario = _scenario(
+        tmp_path,
+        "prefill",
+        f"""
+        apiVersion: ftctl/v1
+        kind: Scenario
+        metadata: {{name: prefill}}
+        deployment: {{backend: vllm, topology: disagg, model: tiny}}
+        {_load(requests=32)}
+        failures:
+          - {{at: 4s, type: prefill_worker}}
+        checks:
+          - {{kind: fault_verified}}
+        """,
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _report(out)["faults"][0]["service"] == "VllmPrefillWorker"
+
+
+def test_baseline_passes_and_an_unreachable_threshold_exits_1(tmp_path):
+    base = f"""
+        apiVersion: ftctl/v1
+        kind: Scenario
+        metadata: {{name: NAME}}
+        deployment: {{backend: vllm, model: tiny}}
+        {_load(clients=2, requests=12)}
+        """
+    ok = _scenario(tmp_path, "ok", base.replace("NAME", "ok"))
+    out_ok = tmp_path / "ok"
+    proc = _run(ok, out_ok)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _report(out_ok)["checks"], "the baseline profile must apply"
+
+    strict = _scenario(
+        tmp_path,
+        "strict",
+        base.replace("NAME", "strict") + "checks:\n  - {kind: latency, stat: p50, max: 1ms}\n",
+    )
+    out_strict = tmp_path / "strict"
+    proc = _run(strict, out_strict)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL" in proc.stdout
+
+
+def _graph_processes() -> set[tuple[int, str]]:
+    """Processes of a Dynamo graph or a load client: what a run must never leave behind."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "dynamo." in cmdline or "ftctl.clients" in cmdline or "aiperf" in cmdline:
+            found.add((int(pid), cmdline))
+    return found
+
+
+def test_sigint_at_random_moments_cleans_up_and_exits_130(tmp_path):
+    scenario = _scenario(
+        tmp_path,
+        "intr",
+        f"""
+        apiVersion: ftctl/v1
+        kind: Scenario
+        metadata: {{name: intr}}
+        deployment: {{backend: vllm, model: tiny}}
+        {_load(requests=200)}
+        failures:
+          - {{at: 3s, type: decode_worker}}
+        """,
+    )
+    before = _graph_processes()
+    rng = random.Random(os.getpid())
+    for attempt, delay in enumerate(sorted(rng.uniform(0.5, 9.0) for _ in range(3))):
+        out = tmp_path / f"out{attempt}"
+        proc = subprocess.Popen(
+            [*FTCTL, "run", str(scenario), "--output-dir", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=90)
+        assert proc.returncode == 130, f"delay {delay:.1f}s: {stdout}{stderr}"
+        assert "Traceback" not in stderr
+        time.sleep(0.5)
+        leftover = _graph_processes() - before
+        assert not leftover, f"leftover after SIGINT at {delay:.1f}s: {leftover}"
+        test_dir = out / "intr-decode_worker"
+        if (test_dir / "events.jsonl").exists():
+            parsed = subprocess.run(
+                [*FTCTL, "parse", str(test_dir), "--format", "json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert parsed.returncode in (0, 2), parsed.stderr
+            assert "Traceback" not in parsed.stderr
