@@ -1,0 +1,213 @@
+"""The runner against a platform implemented at the protocol boundary.
+
+`ServerPlatform` is a real Platform: its one "pod" is a real loopback HTTP server (FakeLLM), and
+"killing" it makes the server answer 503 for a known window. The load is the real built-in
+client, the result directory is parsed by the real parser, so the recovery time the runner
+reports can be checked against the server's own record of what it answered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from ftctl.errors import ExitStatus, PlatformError
+from ftctl.platforms.base import FaultRecord, Pod
+from ftctl.runner import RunOptions, run_test
+from ftctl.scenario.model import (
+    Check,
+    Deployment,
+    Event,
+    LoadSpec,
+    Service,
+    Source,
+    TestCase,
+    TokenDist,
+)
+from tests.fake_llm import FakeLLM
+
+OUTAGE_S = 1.5
+
+
+class ServerPlatform:
+    """A one-pod platform whose pod is a FakeLLM server."""
+
+    name = "fake"
+
+    def __init__(self, *, fail_deploy: bool = False, verify: bool = True, pods: bool = True):
+        self.fail_deploy, self.verify, self.has_pods = fail_deploy, verify, pods
+        self.server: FakeLLM | None = None
+        self.teardowns = 0
+        self.collected: Path | None = None
+
+    def deploy(self, test, run_dir):
+        if self.fail_deploy:
+            raise PlatformError("image pull failed")
+        self.server = FakeLLM().start()
+
+    def wait_ready(self, timeout):
+        pass
+
+    def endpoint(self):
+        return self.server.url
+
+    def pods(self, service=None):
+        if not self.has_pods:
+            return []
+        return [
+            Pod(name="Worker-abcde", service="Worker", role="decode", ready=True, restart_count=0)
+        ]
+
+    def terminate_process(self, pod, process, signal):
+        t_ns = time.time_ns()
+        self.server.behavior.fail_from_ns = t_ns
+        self.server.behavior.fail_until_ns = t_ns + int(OUTAGE_S * 1e9)
+        self.server.behavior.mode = "http_503"
+        return FaultRecord(
+            "terminate_process", pod.service, pod.name, t_ns, signal=signal, process=process
+        )
+
+    def delete_pod(self, pod, force):
+        raise AssertionError("not used")
+
+    def verify_fault(self, fault, timeout):
+        time.sleep(OUTAGE_S)
+        fault.verified = self.verify
+        fault.verified_ns = time.time_ns()
+        fault.pod_recovered_ns = fault.t_ns + int(OUTAGE_S * 1e9)
+        fault.evidence = {"restart_count_before": 0, "restart_count_after": 1}
+        return fault
+
+    def wait_for_recovery(self, timeout):
+        pass
+
+    def wait_for_log_pattern(self, service, pattern, timeout):
+        return time.time_ns()
+
+    def rolling_upgrade(self, services, timeout):
+        pass
+
+    def collect_logs(self, dest):
+        self.collected = dest
+        folder = dest / "Worker"
+        folder.mkdir(exist_ok=True)
+        (folder / "Worker-abcde.log").write_text("INFO added model tiny\n")
+
+    def teardown(self):
+        self.teardowns += 1
+        if self.server:
+            self.server.stop()
+
+
+def _test_case(checks: tuple[Check, ...], requests: int = 40) -> TestCase:
+    load = LoadSpec(
+        client="legacy",
+        clients=2,
+        requests_per_client=requests,
+        request_rate=20.0,
+        retries=0,
+        streaming=False,
+        timeout=5.0,
+        input_tokens=TokenDist(8),
+        output_tokens=TokenDist(4),
+    )
+    return TestCase(
+        name="fake-decode_worker",
+        scenario="fake",
+        source=Source("inline"),
+        description="",
+        tags=(),
+        platform="local",
+        deployment=Deployment(model="fake-model", services=(Service("Worker", "decode"),)),
+        loads=(load,),
+        failure=None,
+        events=(
+            Event(kind="start_load", load="default"),
+            Event(kind="wait", duration=0.5),
+            Event(
+                kind="terminate_process",
+                services=("Worker",),
+                process="dynamo.vllm",
+                signal="SIGKILL",
+                pods=(0,),
+                failure="decode_worker",
+                at=0.5,
+            ),
+            Event(kind="wait_for_load_completion", load="default", timeout=60),
+        ),
+        checks=checks,
+        thresholds_profile=None,
+        recovery_window=0.5,
+    )
+
+
+def _run(tmp_path, platform, checks, **kw):
+    options = RunOptions(output_dir=tmp_path, verify_timeout=10)
+    test = _test_case(checks, **kw)
+    return run_test(
+        test, options, result_dir=tmp_path / test.name, platform_factory=lambda n: platform
+    )
+
+
+def _events(result_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (result_dir / "events.jsonl").read_text().splitlines()]
+
+
+def test_recovery_time_matches_the_servers_own_record(tmp_path):
+    platform = ServerPlatform()
+    checks = (
+        Check(kind="fault_verified", source="stage1"),
+        Check(kind="recovery_time", max=30.0),
+        Check(kind="service_log_contains", service="Worker", pattern="added model"),
+    )
+    outcome = _run(tmp_path, platform, checks)
+    assert outcome.status == ExitStatus.OK, [(c.name, c.message) for c in outcome.checks]
+    assert platform.teardowns == 1
+    fault_t = next(e for e in _events(outcome.result_dir) if e["kind"] == "fault_injected")["t_ns"]
+    # Independent answer from the server: the first request it answered 200 after the outage.
+    served = sorted(platform.server.served, key=lambda s: s.received_ns)
+    first_ok = next(s for s in served if s.received_ns >= fault_t and s.status == 200)
+    expected = (first_ok.received_ns - fault_t) / 1e9
+    measured = outcome.result.overall.recovery.recovery_time_s
+    assert measured == pytest.approx(expected, abs=0.03)
+    assert expected >= OUTAGE_S - 0.01
+    failed_by_server = sum(1 for s in served if s.status != 200)
+    assert outcome.result.overall.failed == failed_by_server > 0
+
+
+def test_fault_fires_on_schedule_and_records_the_delay(tmp_path):
+    outcome = _run(tmp_path, ServerPlatform(), (Check(kind="fault_verified"),))
+    events = _events(outcome.result_dir)
+    load_start = next(e for e in events if e["kind"] == "load_start")["t_ns"]
+    fault = next(e for e in events if e["kind"] == "fault_injected")
+    assert fault["injection_delay_s"] is not None and fault["injection_delay_s"] >= 0
+    assert (fault["t_ns"] - load_start) / 1e9 == pytest.approx(0.5, abs=0.25)
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("deploy_start") < kinds.index("ready") < kinds.index("load_start")
+    assert kinds[-1] == "teardown"
+
+
+def test_unverified_fault_fails_the_run(tmp_path):
+    outcome = _run(tmp_path, ServerPlatform(verify=False), (Check(kind="fault_verified"),))
+    assert outcome.status == ExitStatus.CHECK_FAILED
+    assert outcome.checks[0].status == "failed"
+
+
+def test_failed_deploy_is_an_infrastructure_error_and_still_tears_down(tmp_path):
+    platform = ServerPlatform(fail_deploy=True)
+    outcome = _run(tmp_path, platform, ())
+    assert outcome.status == ExitStatus.INFRA
+    assert "image pull failed" in outcome.error
+    assert platform.teardowns == 1
+    assert (outcome.result_dir / "report.json").exists()
+
+
+def test_missing_target_pods_is_an_error_not_a_silent_pass(tmp_path):
+    platform = ServerPlatform(pods=False)
+    outcome = _run(tmp_path, platform, (Check(kind="fault_verified"),))
+    assert outcome.status == ExitStatus.INFRA
+    assert "no pods" in outcome.error
+    assert platform.teardowns == 1
