@@ -53,7 +53,9 @@ def _emit(text: str) -> None:
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Scenario, FailureCatalog or Thresholds files.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Scenario, FailureCatalog or Thresholds files.")
+    ],
 ) -> None:
     """Validate YAML documents: schema and semantics. Exit 2 with file:line:col on error."""
     from ftctl.scenario import validate_files
@@ -66,11 +68,22 @@ def validate(
 def list_(
     paths: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders.")] = None,
     failures: Annotated[bool, typer.Option("--failures", help="List the failure catalog.")] = False,
-    thresholds: Annotated[bool, typer.Option("--thresholds", help="List threshold profiles.")] = False,
-    keyword: Annotated[str | None, typer.Option("-k", help="Select tests: substr, and/or/not.")] = None,
+    thresholds: Annotated[
+        bool, typer.Option("--thresholds", help="List threshold profiles.")
+    ] = False,
+    keyword: Annotated[
+        str | None, typer.Option("-k", help="Select tests: substr, and/or/not.")
+    ] = None,
     include_custom_build: Annotated[bool, typer.Option("--include-custom-build")] = False,
     platform: Annotated[str | None, typer.Option("--platform")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    failures_file: Annotated[
+        Path | None,
+        typer.Option("--failures-file", help="FailureCatalog replacing the shipped one."),
+    ] = None,
+    thresholds_file: Annotated[
+        Path | None, typer.Option("--thresholds-file", help="Thresholds replacing the shipped one.")
+    ] = None,
 ) -> None:
     """List the expanded test names (touches no platform)."""
     from ftctl.scenario.listing import list_command
@@ -84,6 +97,8 @@ def list_(
             include_custom_build=include_custom_build,
             platform=platform,
             as_json=as_json,
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
         )
     )
 
@@ -95,6 +110,12 @@ def plan(
     include_custom_build: Annotated[bool, typer.Option("--include-custom-build")] = False,
     platform: Annotated[str | None, typer.Option("--platform")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    failures_file: Annotated[
+        Path | None, typer.Option("--failures", help="FailureCatalog replacing the shipped one.")
+    ] = None,
+    thresholds_file: Annotated[
+        Path | None, typer.Option("--thresholds", help="Thresholds replacing the shipped one.")
+    ] = None,
 ) -> None:
     """Show the resolved timeline: what would be deployed, hit and checked."""
     from ftctl.scenario.listing import plan_command
@@ -106,6 +127,8 @@ def plan(
             include_custom_build=include_custom_build,
             platform=platform,
             as_json=as_json,
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
         )
     )
 
@@ -113,7 +136,9 @@ def plan(
 @app.command()
 def parse(
     dirs: Annotated[list[Path], typer.Argument(help="Result directories (or roots of many).")],
-    force_parser: Annotated[str | None, typer.Option("--force-parser", help="aiperf|legacy")] = None,
+    force_parser: Annotated[
+        str | None, typer.Option("--force-parser", help="aiperf|legacy")
+    ] = None,
     info: Annotated[bool, typer.Option("--info", help="Describe without parsing.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json|csv")] = "fancy",
     sla: Annotated[float | None, typer.Option("--sla", help="Latency SLA in seconds.")] = None,

@@ -91,7 +91,7 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
 def _loads(doc: Document) -> tuple[LoadSpec, ...]:
     data = doc.data
     if "load" in data and "loads" in data:
-        raise doc.error(["loads"], "use either load: or loads:, not both")
+        raise doc.error(["loads"], "use either load: or loads:, not both", key=True)
     if "loads" in data:
         return tuple(
             build_load(doc, ["loads", name], name, spec) for name, spec in data["loads"].items()
@@ -229,6 +229,18 @@ def _resolve_services(doc: Document, path: list, names: list[str], dep: Deployme
     return tuple(dict.fromkeys(out))
 
 
+def _check_pods(doc: Document, path: list, pods, services, dep: Deployment) -> None:
+    replicas = {s.name: s.replicas for s in dep.services}
+    for name in services:
+        n = replicas.get(name, 1)
+        if n == 0:
+            raise doc.error(path, f"service {name} has 0 replicas: nothing to hit")
+        if not isinstance(pods, str) and max(pods) >= n:
+            raise doc.error(
+                [*path, "pods"], f"pod index {max(pods)} out of range: {name} has {n} replica(s)"
+            )
+
+
 def _fault_event(f: FailureType, dep: Deployment, at: float, item: dict) -> Event | None:
     pods = item.get("pods", (0,))
     pods = tuple(pods) if isinstance(pods, list) else pods
@@ -290,6 +302,7 @@ def _shorthand_events(
             now = at
         ev = _fault_event(f, dep, at, item)
         if ev is not None:
+            _check_pods(doc, path[:-1], ev.pods, ev.services, dep)
             events.append(ev)
         if "stop_load_after" in item:
             after = _dur(doc, [*path[:-1], "stop_load_after"], item["stop_load_after"])
@@ -337,6 +350,8 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
         for key in ("duration", "timeout"):
             if key in spec:
                 kw[key] = _dur(doc, [*path, key], spec[key])
+        if kind in FAULT_KINDS:
+            _check_pods(doc, path, kw["pods"], services, dep)
         if kind == "start_load":
             started = True
         if kind in FAULT_KINDS or kind == "rolling_upgrade":
@@ -423,7 +438,9 @@ def _checks(
             if profile.load is not None and profile.load not in names:
                 profile = replace(profile, load=None)
             checks += profile_checks(profile, server_fault=fault)
-    if fault and not any(c.kind == "fault_verified" for c in checks):
+    if fault:
+        # Stage 1 always applies to a process/pod fault (REFERENCE §9.9); one copy, first.
+        checks = [c for c in checks if c.kind != "fault_verified"]
         checks.insert(0, Check(kind="fault_verified", source="stage1"))
     return tuple(checks), profile_name
 
@@ -452,10 +469,14 @@ def tests_from_document(
     matrix = data.get("matrix")
     tags = tuple(meta.get("tags", ()))
     if "failures" in data and "events" in data:
-        raise doc.error(["events"], "use either failures: (shorthand) or events:, not both")
+        raise doc.error(
+            ["events"], "use either failures: (shorthand) or events:, not both", key=True
+        )
     if matrix and "failure" in matrix and ("failures" in data or "events" in data):
         key = "failures" if "failures" in data else "events"
-        raise doc.error([key], "matrix.failure already chooses the failure; remove this key")
+        raise doc.error(
+            [key], "matrix.failure already chooses the failure; remove this key", key=True
+        )
     loads = _loads(doc)
     recovery_window = _dur(doc, ["recovery_window"], data.get("recovery_window", 10.0))
     if recovery_window <= 0:

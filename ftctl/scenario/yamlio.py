@@ -116,6 +116,7 @@ def parse_text(text: str, file: str) -> Document:
             tag = ""
             if exc.problem and "tag" in exc.problem:
                 tag = exc.problem.split("tag", 1)[1].strip(" :'")
+                tag = tag.replace("tag:yaml.org,2002:", "!!")
             msg = f"refused YAML tag {tag}: only plain data is allowed" if tag else str(exc)
             raise ScenarioError(
                 msg,
