@@ -1,4 +1,4 @@
-"""Durations: numbers of seconds or strings like ``250ms``, ``30s``, ``5m``, ``1h``."""
+"""Durations: numbers of seconds or strings like ``250ms``, ``30s``, ``5m``, ``1h``, ``1m30s``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from ftctl.errors import ScenarioError
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+# Compound forms as format_duration writes them: 1m30s, 2h5m.
+_COMPOUND = re.compile(r"^\s*(?:\d+(?:\.\d+)?(?:ms|h|m|s))+\s*$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
 def parse_duration(value, *, where: str = "") -> float:
-    """Seconds from ``30`` / ``1.5`` / ``"30s"`` / ``"250ms"`` / ``"5m"`` / ``"1h"``.
+    """Seconds from ``30`` / ``1.5`` / ``"30s"`` / ``"250ms"`` / ``"5m"`` / ``"1h"`` / ``"1m30s"``.
 
     Args:
         value: a non-negative number of seconds or a string with an optional unit.
@@ -29,6 +32,8 @@ def parse_duration(value, *, where: str = "") -> float:
         m = _RE.match(value)
         if m:
             seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        elif _COMPOUND.match(value):
+            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(value))
     if seconds is None or seconds < 0 or seconds != seconds or seconds == float("inf"):
         prefix = f"{where}: " if where else ""
         raise ScenarioError(
