@@ -420,7 +420,14 @@ def _checks(
         if wanted == "auto":
             profile_name = select_profile(
                 catalogs,
-                failure=failure.name if failure else "none",
+                # A hand-written timeline that hits something is not a baseline.
+                failure=failure.name
+                if failure
+                else (
+                    "custom"
+                    if any(e.kind in (*FAULT_KINDS, "rolling_upgrade") for e in events)
+                    else "none"
+                ),
                 action=failure.action if failure else "none",
                 backend=dep.backend,
                 topology=dep.topology,

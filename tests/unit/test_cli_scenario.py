@@ -187,3 +187,24 @@ def test_list_without_paths_elsewhere_is_a_usage_error(monkeypatch, tmp_path: Pa
     monkeypatch.chdir(tmp_path)
     result = run_cli("list", expect=2)
     assert "give scenario files or folders" in result.stderr
+
+
+def test_validate_uses_a_catalog_given_in_the_same_call(tmp_path: Path):
+    catalog = tmp_path / "cat.yaml"
+    catalog.write_text(
+        "apiVersion: ftctl/v1\nkind: FailureCatalog\nfailures:\n"
+        "  - {name: none, action: none}\n"
+        "  - {name: stall_decode, action: terminate_process, target: decode,"
+        " process: dynamo.vllm, signal: SIGSTOP}\n"
+    )
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "apiVersion: ftctl/v1\nkind: Scenario\nmetadata: {name: s}\n"
+        "deployment: {backend: vllm}\nfailures: [{type: stall_decode, at: 5s}]\n"
+    )
+    run_cli("validate", str(scenario), expect=2)  # unknown to the shipped catalog
+    out = run_cli("validate", str(catalog), str(scenario)).stdout
+    assert out.count("OK ") == 2
+    plan = json.loads(run_cli("plan", str(scenario), "--failures", str(catalog), "--json").stdout)
+    kill = plan[0]["events"][2]
+    assert (kill["signal"], kill["kill_argv"]) == ("SIGSTOP", ["kill", "-19", "<pid>"])

@@ -433,3 +433,20 @@ def test_every_local_scenario_loads_with_short_load():
         assert spec.client == "legacy"
         assert spec.requests_per_client / spec.request_rate <= 60, test.name
         assert test.skip_reason is None
+
+
+def test_hand_written_timeline_with_a_kill_is_not_judged_as_a_baseline(tmp_path):
+    path = write(
+        tmp_path,
+        BASE
+        + """\
+        deployment: {backend: vllm}
+        events:
+          - {kind: start_load}
+          - {kind: delete_pod, services: [decode]}
+          - {kind: wait_for_load_completion}
+        """,
+    )
+    (test,) = load_tests([path])
+    assert test.thresholds_profile == "single_worker"
+    assert test.events[1].pods == "all" and test.events[1].at == 0.0
