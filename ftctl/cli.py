@@ -77,6 +77,13 @@ def list_(
     include_custom_build: Annotated[bool, typer.Option("--include-custom-build")] = False,
     platform: Annotated[str | None, typer.Option("--platform")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    failures_file: Annotated[
+        Path | None,
+        typer.Option("--failures-file", help="FailureCatalog replacing the shipped one."),
+    ] = None,
+    thresholds_file: Annotated[
+        Path | None, typer.Option("--thresholds-file", help="Thresholds replacing the shipped one.")
+    ] = None,
 ) -> None:
     """List the expanded test names (touches no platform)."""
     from ftctl.scenario.listing import list_command
@@ -90,6 +97,8 @@ def list_(
             include_custom_build=include_custom_build,
             platform=platform,
             as_json=as_json,
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
         )
     )
 
@@ -101,6 +110,12 @@ def plan(
     include_custom_build: Annotated[bool, typer.Option("--include-custom-build")] = False,
     platform: Annotated[str | None, typer.Option("--platform")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    failures_file: Annotated[
+        Path | None, typer.Option("--failures", help="FailureCatalog replacing the shipped one.")
+    ] = None,
+    thresholds_file: Annotated[
+        Path | None, typer.Option("--thresholds", help="Thresholds replacing the shipped one.")
+    ] = None,
 ) -> None:
     """Show the resolved timeline: what would be deployed, hit and checked."""
     from ftctl.scenario.listing import plan_command
@@ -112,6 +127,8 @@ def plan(
             include_custom_build=include_custom_build,
             platform=platform,
             as_json=as_json,
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
         )
     )
 

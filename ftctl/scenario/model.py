@@ -103,6 +103,15 @@ class Deployment:
     overrides: tuple[tuple[str, ServiceOverride], ...] = ()
     local: LocalOptions = LocalOptions()
     max_model_len: int | None = None  # token overflow: the model's context limit
+    # "replicas": dp sets replicas of frontend and workers (upstream matrix); "engine": the
+    # engine runs data parallelism itself (vLLM MoE, --data-parallel-size), replicas stay 1.
+    data_parallel: Literal["replicas", "engine"] = "replicas"
+
+    def services_for(self, role: str) -> tuple[Service, ...]:
+        """Every service with ``role``; ``workers`` means decode and prefill."""
+        if role == "workers":
+            return tuple(s for s in self.services if s.role in ("decode", "prefill"))
+        return tuple(s for s in self.services if s.role == role)
 
     def service_for(self, role: str) -> Service | None:
         """The first service with ``role`` (frontend | decode | prefill), or None."""
@@ -115,14 +124,25 @@ class FailureType:
 
     name: str
     description: str = ""
-    target: Role | None = None  # None for `none` and client-side token_overflow
-    action: Literal["none", "terminate_process", "delete_pod", "token_overflow"] = "none"
+    # None for `none` and client-side token_overflow; "workers" = every decode/prefill service
+    target: Role | Literal["workers"] | None = None
+    action: Literal[
+        "none", "terminate_process", "delete_pod", "token_overflow", "rolling_upgrade"
+    ] = "none"
     process: str | None = None  # may hold "{backend}"
     signal: str = "SIGKILL"
     backends: tuple[str, ...] = ("all",)
     topologies: tuple[str, ...] = ("agg", "disagg")
     platforms: tuple[str, ...] = ("kubernetes", "local")
     order: int = 0  # position in the catalog: row order of the legacy table
+    in_all: bool = True  # part of `matrix.failure: all` (token_overflow, rolling_upgrade: no)
+    timeout: float | None = None  # rolling_upgrade: how long to wait for the rollout
+    max_model_len: int | None = None  # token_overflow: the context limit to deploy with
+    overflow_multiplier: float = 2.0  # token_overflow: oversized prompt = limit × this
+
+    def applies_to(self, backend: str) -> bool:
+        """True when this failure exists for ``backend``."""
+        return "all" in self.backends or backend in self.backends
 
 
 PodSelector = Literal["all", "random"] | tuple[int, ...]
@@ -192,6 +212,7 @@ class ThresholdProfile:
     success_rate_min: float | None = None
     failed_requests_max: int | None = None
     recovery_time_max: float | None = None
+    load: str | None = None  # the load the limits apply to; None = every load
 
 
 @dataclass(frozen=True)

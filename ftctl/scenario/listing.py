@@ -1,0 +1,470 @@
+"""``ftctl list`` and ``ftctl plan``: expanded names and resolved timelines, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+import signal as _signal
+from pathlib import Path
+from typing import Any
+
+from ftctl.errors import UsageError
+from ftctl.scenario import load_catalogs, load_tests
+from ftctl.scenario.durations import format_duration
+from ftctl.scenario.model import Catalogs, Check, Event, LoadSpec, TestCase
+from ftctl.scenario.yamlio import display_path
+
+BLOCKING = (
+    "wait_for_recovery",
+    "wait_for_log_pattern",
+    "rolling_upgrade",
+    "wait_for_load_completion",
+)
+DEFAULT_FOLDERS = (Path("scenario_files/local"), Path("scenario_files/kubernetes"))
+
+
+def _default_paths(paths: list[Path]) -> list[Path]:
+    if paths:
+        return list(paths)
+    found = [p for p in DEFAULT_FOLDERS if p.is_dir()]
+    if not found:
+        raise UsageError("give scenario files or folders (no scenario_files/ folder here)")
+    return found
+
+
+def _signal_number(name: str | None) -> int:
+    return int(getattr(_signal, name or "SIGKILL", _signal.SIGKILL))
+
+
+# ---------------------------------------------------------------------------- list
+
+
+def test_summary(test: TestCase) -> dict[str, Any]:
+    """The JSON shape of one listed test."""
+    dep = test.deployment
+    return {
+        "name": test.name,
+        "scenario": test.scenario,
+        "file": test.source.file,
+        "platform": test.platform,
+        "backend": dep.backend,
+        "topology": dep.topology,
+        "tp": dep.tp,
+        "dp": dep.dp,
+        "failure": test.failure.name if test.failure else "none",
+        "tags": list(test.tags),
+        "skipped": test.skip_reason is not None,
+        "skip_reason": test.skip_reason,
+    }
+
+
+def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f.name,
+            "action": f.action,
+            "target": f.target,
+            "process": f.process,
+            "signal": f.signal if f.action == "terminate_process" else None,
+            "backends": list(f.backends),
+            "topologies": list(f.topologies),
+            "platforms": list(f.platforms),
+            "in_all": f.in_all,
+            "description": f.description,
+        }
+        for f in sorted(cat.failures.values(), key=lambda f: f.order)
+    ]
+
+
+def _thresholds_json(cat: Catalogs) -> dict[str, Any]:
+    return {
+        "profiles": {
+            p.name: {
+                "success_rate_min": p.success_rate_min,
+                "failed_requests_max": p.failed_requests_max,
+                "recovery_time_max_s": p.recovery_time_max,
+                "load": p.load,
+            }
+            for p in cat.profiles.values()
+        },
+        "rules": [{"when": when, "profile": profile} for when, profile in cat.rules],
+    }
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", missingval="-")
+
+
+def list_command(
+    paths: list[Path],
+    *,
+    failures: bool = False,
+    thresholds: bool = False,
+    keyword: str | None = None,
+    include_custom_build: bool = False,
+    platform: str | None = None,
+    as_json: bool = False,
+    failures_file: Path | None = None,
+    thresholds_file: Path | None = None,
+) -> str:
+    """Text (or JSON) listing of expanded test names, the failure catalog, threshold profiles."""
+    out_json: dict[str, Any] = {}
+    parts: list[str] = []
+    cat = load_catalogs(failures_file, thresholds_file)
+    if failures:
+        rows = _failures_rows(cat)
+        out_json["failures"] = rows
+        parts.append(
+            _table(
+                [
+                    [
+                        r["name"],
+                        r["action"],
+                        r["target"],
+                        r["process"],
+                        r["signal"],
+                        ",".join(r["backends"]),
+                        ",".join(r["topologies"]),
+                        ",".join(r["platforms"]),
+                    ]
+                    for r in rows
+                ],
+                [
+                    "failure",
+                    "action",
+                    "target",
+                    "process",
+                    "signal",
+                    "backends",
+                    "topologies",
+                    "platforms",
+                ],
+            )
+        )
+    if thresholds:
+        th = _thresholds_json(cat)
+        out_json["thresholds"] = th
+        prof_rows = [
+            [
+                name,
+                p["success_rate_min"],
+                p["failed_requests_max"],
+                format_duration(p["recovery_time_max_s"])
+                if p["recovery_time_max_s"] is not None
+                else None,
+                p["load"],
+            ]
+            for name, p in th["profiles"].items()
+        ]
+        parts.append(
+            _table(prof_rows, ["profile", "success rate min", "failed max", "recovery max", "load"])
+        )
+        rule_rows = [
+            [i + 1, json.dumps(r["when"]) if r["when"] else "(always)", r["profile"]]
+            for i, r in enumerate(th["rules"])
+        ]
+        parts.append(_table(rule_rows, ["rule", "when", "profile"]))
+    if paths or not (failures or thresholds):
+        tests = load_tests(
+            _default_paths(paths),
+            keyword=keyword,
+            include_custom_build=include_custom_build,
+            platform=platform,
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
+        )
+        out_json["tests"] = [test_summary(t) for t in tests]
+        lines = [
+            t.name if t.skip_reason is None else f"{t.name}  [skipped: {t.skip_reason}]"
+            for t in tests
+        ]
+        skipped = sum(1 for t in tests if t.skip_reason)
+        lines.append(f"{len(tests)} tests" + (f" ({skipped} skipped)" if skipped else ""))
+        parts.append("\n".join(lines))
+    if as_json:
+        if list(out_json) == ["tests"]:
+            return json.dumps(out_json["tests"], indent=2)
+        return json.dumps(out_json, indent=2)
+    return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------------------- plan
+
+
+def _load_json(spec: LoadSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "client": spec.client,
+        "clients": spec.clients,
+        "requests_per_client": spec.requests_per_client,
+        "duration_s": spec.duration,
+        "concurrency": spec.concurrency,
+        "request_rate": spec.request_rate,
+        "arrival": spec.arrival,
+        "input_tokens": {"mean": spec.input_tokens.mean, "stddev": spec.input_tokens.stddev},
+        "output_tokens": {"mean": spec.output_tokens.mean, "stddev": spec.output_tokens.stddev},
+        "streaming": spec.streaming,
+        "retries": spec.retries,
+        "retry_delay_s": spec.retry_delay,
+        "timeout_s": spec.timeout,
+        "placement": spec.placement,
+        "result_dir": spec.result_dir,
+    }
+
+
+def _pods_text(pods, service: str, replicas: int) -> str:
+    if pods == "all":
+        return f"all {replicas} pod(s) of {service}"
+    if pods == "random":
+        return f"one random pod of {service} (of {replicas})"
+    return f"pod index {', '.join(map(str, pods))} of {service} (of {replicas})"
+
+
+def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
+    out: dict[str, Any] = {"t_s": t, "kind": ev.kind}
+    for key in ("load", "duration", "timeout", "service", "pattern", "failure"):
+        value = getattr(ev, key)
+        if value is not None:
+            out[f"{key}_s" if key in ("duration", "timeout") else key] = value
+    if ev.services:
+        out["services"] = list(ev.services)
+    replicas = {s.name: s.replicas for s in test.deployment.services}
+    if ev.kind in ("terminate_process", "delete_pod"):
+        out["pods"] = ev.pods if isinstance(ev.pods, str) else list(ev.pods)
+        out["pod_selection"] = [
+            {
+                "service": s,
+                "selector": f"nvidia.com/dynamo-component={s}",
+                "which": _pods_text(ev.pods, s, replicas.get(s, 1)),
+            }
+            for s in ev.services
+        ]
+    if ev.kind == "terminate_process":
+        out["process"] = ev.process
+        out["signal"] = ev.signal
+        out["match"] = ev.process
+        if test.platform == "kubernetes":
+            out["find_argv"] = ["ps", "-aux"]
+            out["kill_argv"] = ["kill", f"-{_signal_number(ev.signal)}", "<pid>"]
+        else:
+            # The local platform signals the supervised process itself (no shell, no exec).
+            out["kill_argv"] = ["kill", f"-{_signal_number(ev.signal)}", "<pid>"]
+    if ev.kind == "delete_pod":
+        out["force"] = ev.force
+        out["grace_period_s"] = 0 if ev.force else None
+    return out
+
+
+def _check_json(check: Check) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": check.kind}
+    for key in ("load", "min", "max", "expected", "stat", "service", "pattern"):
+        value = getattr(check, key)
+        if value is not None:
+            out[key] = value
+    if check.kind in ("success_rate", "latency"):
+        out["phase"] = check.phase
+    out["source"] = check.source
+    return out
+
+
+def test_plan(test: TestCase) -> dict[str, Any]:
+    """The JSON shape of one test's plan: deployment, loads, timed events, checks."""
+    dep = test.deployment
+    events, t, open_ended = [], None, False
+    for ev in test.events:
+        if ev.kind == "start_load" and t is None:
+            t = 0.0
+        item = _event_json(ev, t, test)
+        # After a blocking step of unknown length the planned time is only a lower bound.
+        item["t_at_least"] = open_ended
+        events.append(item)
+        if ev.kind == "wait" and t is not None and ev.duration is not None:
+            t += ev.duration
+        if t is not None and ev.kind in BLOCKING:
+            open_ended = True
+    deployment: dict[str, Any] = {
+        "backend": dep.backend,
+        "topology": dep.topology,
+        "tp": dep.tp,
+        "dp": dep.dp,
+        "data_parallel": dep.data_parallel,
+        "model": dep.model,
+        "manifest": display_path(dep.manifest) if dep.manifest else None,
+        "image": dep.image,
+        "max_model_len": dep.max_model_len,
+        "services": [
+            {"name": s.name, "role": s.role, "replicas": s.replicas} for s in dep.services
+        ],
+    }
+    if dep.overrides:
+        deployment["overrides"] = {
+            name: {k: v for k, v in vars(ov).items() if v not in (None, ())}
+            for name, ov in dep.overrides
+        }
+    if test.platform == "local":
+        deployment["local"] = vars(dep.local).copy()
+    return {
+        "name": test.name,
+        "scenario": test.scenario,
+        "file": test.source.file,
+        "platform": test.platform,
+        "failure": test.failure.name if test.failure else "none",
+        "skip_reason": test.skip_reason,
+        "deployment": deployment,
+        "loads": [_load_json(lo) for lo in test.loads],
+        "events": events,
+        "checks": [_check_json(c) for c in test.checks],
+        "thresholds_profile": test.thresholds_profile,
+        "recovery_window_s": test.recovery_window,
+    }
+
+
+def _fmt_t(t: float | None, at_least: bool = False) -> str:
+    if t is None:
+        return ""
+    return f"t{'>=' if at_least else '='}{format_duration(t)}"
+
+
+def _load_text(lo: dict[str, Any]) -> str:
+    amount = (
+        f"{lo['requests_per_client']} requests"
+        if lo["requests_per_client"] is not None
+        else f"for {format_duration(lo['duration_s'])}"
+    )
+    per = " x" if lo["requests_per_client"] is not None else ""
+    rate = f", <= {lo['request_rate']:g} req/s" if lo["request_rate"] else ""
+    if lo["arrival"] != "closed":
+        rate = f", {lo['arrival']} arrivals at {lo['request_rate']:g} req/s total"
+    text = (
+        f"{lo['name']}: {lo['client']}, {lo['clients']} clients{per} {amount}{rate}, "
+        f"concurrency {lo['concurrency']}, ISL {lo['input_tokens']['mean']} / "
+        f"OSL {lo['output_tokens']['mean']}, retries {lo['retries']}, "
+        f"timeout {format_duration(lo['timeout_s'])}"
+    )
+    if lo["result_dir"]:
+        text += f", results in {lo['result_dir']}/"
+    return text
+
+
+def _event_text(ev: dict[str, Any]) -> list[str]:
+    kind = ev["kind"]
+    head = f"{_fmt_t(ev['t_s'], ev.get('t_at_least', False)):>9}  {kind}"
+    lines: list[str] = []
+    if kind == "wait":
+        head += f" {format_duration(ev['duration_s'])}"
+    elif "load" in ev:
+        head += f" {ev['load']}"
+    if ev.get("services"):
+        head += f" {', '.join(ev['services'])}"
+    if ev.get("failure"):
+        head += f"  (failure {ev['failure']})"
+    if "timeout_s" in ev:
+        head += f"  timeout {format_duration(ev['timeout_s'])}"
+    if kind == "wait_for_log_pattern":
+        head += f" {ev['service']} /{ev['pattern']}/"
+    lines.append(head)
+    pad = " " * 11
+    for sel in ev.get("pod_selection", []):
+        lines.append(f"{pad}pods: {sel['which']} (label {sel['selector']})")
+    if kind == "terminate_process":
+        if "find_argv" in ev:
+            lines.append(
+                f"{pad}exec {json.dumps(ev['find_argv'])} in container main, "
+                f"match command line containing {ev['match']!r}"
+            )
+        else:
+            lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
+        lines.append(f"{pad}kill argv {json.dumps(ev['kill_argv'])}  ({ev['signal']})")
+    if kind == "delete_pod":
+        lines.append(f"{pad}delete with grace period {0 if ev['force'] else 'default'}")
+    return lines
+
+
+def _check_text(c: dict[str, Any]) -> str:
+    kind = c["kind"]
+    load = f" [load {c['load']}]" if "load" in c else ""
+    if kind == "success_rate":
+        what = f"success_rate >= {c['min']:g} ({c['phase']})"
+    elif kind == "recovery_time":
+        what = f"recovery_time <= {format_duration(c['max'])}"
+    elif kind == "latency":
+        what = f"latency {c['stat']} <= {format_duration(c['max'])} ({c['phase']})"
+    elif kind == "max_errors":
+        what = f"failed requests <= {c['max']:g}"
+    elif kind == "min_requests":
+        what = f"requests >= {c['min']:g}"
+    elif kind == "was_cancelled":
+        what = f"was_cancelled == {c['expected']}"
+    elif kind.startswith("service_log"):
+        verb = "contains" if kind == "service_log_contains" else "does not contain"
+        what = f"log of {c['service']} {verb} /{c['pattern']}/"
+    else:
+        what = kind
+    return f"{what}{load}  ({c['source']})"
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """Human rendering of one test plan."""
+    dep = plan["deployment"]
+    lines = [f"{plan['name']}  (platform {plan['platform']}, from {plan['file']})"]
+    if plan["skip_reason"]:
+        lines.append(f"  SKIPPED: {plan['skip_reason']}")
+    desc = (
+        f"  deployment: {dep['backend']} {dep['topology']} tp={dep['tp']} dp={dep['dp']} "
+        f"model={dep['model']}"
+    )
+    if dep["max_model_len"]:
+        desc += f" max_model_len={dep['max_model_len']}"
+    lines.append(desc)
+    if dep["manifest"]:
+        lines.append(f"    manifest: {dep['manifest']}")
+    if dep.get("local"):
+        lo = dep["local"]
+        lines.append(
+            f"    local: migration_limit={lo['migration_limit']} "
+            f"speedup_ratio={lo['speedup_ratio']:g} "
+            f"restart_delay={format_duration(lo['restart_delay'])}"
+        )
+    for s in dep["services"]:
+        lines.append(f"    {s['name']:<22} {s['role']:<9} replicas {s['replicas']}")
+    lines.append("  loads:")
+    lines += [f"    {_load_text(lo)}" for lo in plan["loads"]]
+    lines.append("  events (t = from load start):")
+    for ev in plan["events"]:
+        lines += [f"  {x}" for x in _event_text(ev)]
+    profile = (
+        f" (thresholds profile {plan['thresholds_profile']})" if plan["thresholds_profile"] else ""
+    )
+    lines.append(
+        f"  checks{profile}, recovery window {format_duration(plan['recovery_window_s'])}:"
+    )
+    lines += [f"    {_check_text(c)}" for c in plan["checks"]] or ["    (none)"]
+    return "\n".join(lines)
+
+
+def plan_command(
+    scenarios: list[Path],
+    *,
+    keyword: str | None = None,
+    include_custom_build: bool = False,
+    platform: str | None = None,
+    as_json: bool = False,
+    failures_file: Path | None = None,
+    thresholds_file: Path | None = None,
+) -> str:
+    """The resolved plan of every selected test; touches no platform."""
+    tests = load_tests(
+        list(scenarios),
+        keyword=keyword,
+        include_custom_build=include_custom_build,
+        platform=platform,
+        failures_file=failures_file,
+        thresholds_file=thresholds_file,
+    )
+    if not tests:
+        raise UsageError("no test selected (check -k and --include-custom-build)")
+    plans = [test_plan(t) for t in tests]
+    if as_json:
+        return json.dumps(plans, indent=2)
+    return "\n\n".join(plan_text(p) for p in plans)

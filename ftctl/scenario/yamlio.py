@@ -1,0 +1,177 @@
+"""Safe YAML loading that keeps the line and column of every node for error messages."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ftctl.errors import ScenarioError
+
+# The C loader is several times faster on the big matrix files; both are "safe".
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+PathItem = str | int
+
+
+def format_path(path: tuple[PathItem, ...] | list[PathItem]) -> str:
+    """``("load", "clients")`` → ``load.clients``; ``("failures", 0, "at")`` → ``failures[0].at``."""
+    out = ""
+    for item in path:
+        if isinstance(item, int):
+            out += f"[{item}]"
+        else:
+            out += f".{item}" if out else str(item)
+    return out
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` when a close choice exists, else ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@dataclass
+class Document:
+    """A parsed YAML document: plain data plus the node tree for locating errors."""
+
+    file: str
+    data: Any
+    node: yaml.Node | None
+
+    def locate(self, path: tuple[PathItem, ...] | list[PathItem], *, key: bool = False):
+        """(line, column), 1-based, of the node at ``path`` (or of its key with ``key``).
+
+        Walks as deep as the path exists; a missing tail points at its deepest parent.
+        """
+        node = self.node
+        if node is None:
+            return 1, 1
+        mark = node.start_mark
+        for i, item in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if k.value == str(item):
+                        mark = k.start_mark if (last and key) else v.start_mark
+                        node = v
+                        break
+                else:
+                    break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(item, int):
+                if 0 <= item < len(node.value):
+                    node = node.value[item]
+                    mark = node.start_mark
+                else:
+                    break
+            else:
+                break
+        return mark.line + 1, mark.column + 1
+
+    def error(
+        self, path: tuple[PathItem, ...] | list[PathItem], message: str, *, key: bool = False
+    ) -> ScenarioError:
+        """A ScenarioError pointing at ``path`` in this document."""
+        line, col = self.locate(path, key=key)
+        return ScenarioError(
+            message, file=self.file, line=line, column=col, field=format_path(path) or None
+        )
+
+
+def _check_duplicate_keys(doc_file: str, node: yaml.Node) -> None:
+    """YAML silently keeps the last of duplicate keys; a typo-prone trap, so refuse them."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen:
+                        raise ScenarioError(
+                            f"duplicate key '{k.value}'",
+                            file=doc_file,
+                            line=k.start_mark.line + 1,
+                            column=k.start_mark.column + 1,
+                        )
+                    seen.add(k.value)
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+
+
+def parse_text(text: str, file: str) -> Document:
+    """Parse one YAML document safely; syntax errors become ScenarioError with line/column."""
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            tag = ""
+            if exc.problem and "tag" in exc.problem:
+                tag = exc.problem.split("tag", 1)[1].strip(" :'")
+                tag = tag.replace("tag:yaml.org,2002:", "!!")
+            msg = f"refused YAML tag {tag}: only plain data is allowed" if tag else str(exc)
+            raise ScenarioError(
+                msg,
+                file=file,
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+            ) from None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+            raise ScenarioError(
+                f"YAML syntax error: {what}",
+                file=file,
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"YAML error: {exc}", file=file) from None
+    finally:
+        loader.dispose()
+    if node is not None:
+        _check_duplicate_keys(file, node)
+    return Document(file=file, data=data, node=node)
+
+
+def display_path(path: Path) -> str:
+    """The path as the user should see it: relative to the working directory when inside it."""
+    try:
+        # abspath, not resolve: keep symlinked names (scenario_files/failures.yaml) as given.
+        return str(Path(os.path.abspath(path)).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def read_document(path: Path) -> Document:
+    """Read and parse ``path``; unreadable, empty or non-mapping files are ScenarioErrors."""
+    file = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("no such file", file=file) from None
+    except IsADirectoryError:
+        raise ScenarioError("is a directory, expected a YAML file", file=file) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"not UTF-8 text ({exc.reason})", file=file) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read: {exc.strerror}", file=file) from None
+    doc = parse_text(text, file)
+    if doc.data is None:
+        raise ScenarioError("empty document", file=file, line=1, column=1)
+    if not isinstance(doc.data, dict):
+        raise ScenarioError(
+            f"expected a mapping with apiVersion and kind, got {type(doc.data).__name__}",
+            file=file,
+            line=1,
+            column=1,
+        )
+    return doc

@@ -1,0 +1,210 @@
+"""ftctl validate / list / plan: output, JSON, selection, errors, and fast imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+KUBE = str(REPO / "scenario_files" / "kubernetes")
+LOCAL = str(REPO / "scenario_files" / "local")
+DEMO = str(REPO / "scenario_files" / "local" / "demo.yaml")
+
+
+def test_validate_prints_ok_per_file_with_its_kind():
+    out = run_cli(
+        "validate",
+        DEMO,
+        str(REPO / "scenario_files" / "failures.yaml"),
+        str(REPO / "scenario_files" / "thresholds.yaml"),
+    ).stdout.splitlines()
+    assert [line.split()[0] for line in out] == ["OK", "OK", "OK"]
+    assert [line.rsplit(" ", 1)[1] for line in out] == [
+        "(Scenario)",
+        "(FailureCatalog)",
+        "(Thresholds)",
+    ]
+
+
+def test_validate_every_shipped_document():
+    files = sorted((REPO / "scenario_files").glob("*/*.yaml")) + [
+        REPO / "scenario_files" / "failures.yaml",
+        REPO / "scenario_files" / "thresholds.yaml",
+    ]
+    files = [f for f in files if "manifests" not in f.parts]
+    out = run_cli("validate", *map(str, files)).stdout.splitlines()
+    assert len(out) == len(files) >= 15
+
+
+def test_list_prints_upstream_names_and_a_count():
+    out = run_cli("list", KUBE).stdout.splitlines()
+    assert "vllm-agg-tp-1-dp-1-decode_worker" in out
+    assert "sglang-disagg-prefill-tp-2-decode-tp-2-dp-1-prefill_worker_pod" in out
+    assert out[-1] == "204 tests"
+    assert not any("moe" in line for line in out)
+    assert not any(line.startswith("sglang") and "vllm_" in line for line in out)
+    assert not any("-agg-" in line and "prefill" in line for line in out)
+
+
+def test_list_json_is_machine_readable_and_honours_custom_build():
+    rows = json.loads(run_cli("list", KUBE, "--json", "--include-custom-build").stdout)
+    assert len(rows) == 219
+    moe = [r for r in rows if "custom_build" in r["tags"]]
+    assert len(moe) == 15
+    row = next(r for r in rows if r["name"] == "trtllm-agg-tp-4-dp-1-trtllm_decode_engine_core")
+    assert (row["backend"], row["tp"], row["dp"], row["failure"], row["skipped"]) == (
+        "trtllm",
+        4,
+        1,
+        "trtllm_decode_engine_core",
+        False,
+    )
+
+
+def test_list_k_selects_by_expression():
+    out = run_cli("list", KUBE, "-k", "vllm and dp-2 and not disagg").stdout.splitlines()
+    assert out[:-1] == [
+        "vllm-agg-tp-1-dp-2-none",
+        "vllm-agg-tp-1-dp-2-frontend",
+        "vllm-agg-tp-1-dp-2-frontend_pod",
+        "vllm-agg-tp-1-dp-2-decode_worker",
+        "vllm-agg-tp-1-dp-2-decode_worker_pod",
+        "vllm-agg-tp-1-dp-2-vllm_decode_engine_core",
+    ]
+
+
+def test_list_shows_skipped_tests_with_their_reason(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "apiVersion: ftctl/v1\nkind: Scenario\nmetadata: {name: s}\n"
+        "deployment: {backend: sglang}\nfailures: [{type: sglang_decode_scheduler}]\n"
+    )
+    out = run_cli("list", str(path)).stdout.splitlines()
+    assert out[0].startswith("s-sglang_decode_scheduler  [skipped: sglang_decode_scheduler")
+    assert "local platform" in out[0]
+    assert out[-1] == "1 tests (1 skipped)"
+
+
+def test_list_failures_and_thresholds_tables():
+    out = run_cli("list", "--failures", "--thresholds").stdout
+    for word in ("vllm_decode_engine_core", "TRTLLM::EngineCore", "high_availability", "3m"):
+        assert word in out
+    data = json.loads(run_cli("list", "--failures", "--thresholds", "--json").stdout)
+    assert data["failures"][0]["name"] == "none"
+    assert data["thresholds"]["profiles"]["single_worker"]["recovery_time_max_s"] == 180.0
+
+
+def test_malformed_k_expression_exits_2():
+    result = run_cli("list", KUBE, "-k", "vllm and", expect=2)
+    assert "-k" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_platform_exits_2():
+    run_cli("list", LOCAL, "--platform", "docker", expect=2)
+
+
+def test_plan_shows_deployment_timeline_kill_argv_and_checks():
+    out = run_cli("plan", KUBE, "-k", "vllm-agg-tp-1-dp-2-decode_worker and not pod").stdout
+    assert out.count("\n\n") == 0  # one test
+    for text in (
+        "vllm-agg-tp-1-dp-2-decode_worker  (platform kubernetes",
+        "VllmDecodeWorker       decode    replicas 2",
+        "t=30s  terminate_process VllmDecodeWorker",
+        "match command line containing 'dynamo.vllm'",
+        'kill argv ["kill", "-9", "<pid>"]',
+        "label nvidia.com/dynamo-component=VllmDecodeWorker",
+        "fault_verified  (stage1)",
+        "success_rate >= 0.9 (overall)  (profile:high_availability)",
+        "recovery_time <= 1m  (profile:high_availability)",
+    ):
+        assert text in out, text
+
+
+def test_plan_json_carries_the_same_facts():
+    (plan,) = json.loads(
+        run_cli("plan", KUBE, "-k", "sglang-agg-tp-1-dp-1-frontend_pod", "--json").stdout
+    )
+    delete = next(e for e in plan["events"] if e["kind"] == "delete_pod")
+    assert delete["t_s"] == 30.0 and delete["grace_period_s"] == 0
+    assert delete["pod_selection"][0]["service"] == "Frontend"
+    frontend = json.loads(
+        run_cli("plan", KUBE, "-k", "sglang-agg-tp-1-dp-1-frontend", "--json").stdout
+    )
+    kill = next(e for p in frontend for e in p["events"] if e["kind"] == "terminate_process")
+    assert kill["kill_argv"] == ["kill", "-2", "<pid>"]  # SIGINT to the frontend
+    assert kill["find_argv"] == ["ps", "-aux"]
+
+
+def test_plan_of_the_demo_runs_without_a_platform():
+    out = run_cli("plan", DEMO).stdout
+    assert "demo-decode_worker  (platform local" in out
+    assert "t=15s  terminate_process VllmDecodeWorker" in out
+
+
+def test_plan_with_nothing_selected_exits_2():
+    run_cli("plan", DEMO, "-k", "nothing-matches", expect=2)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["--help"], ["list", KUBE], ["validate", DEMO]],
+    ids=["version", "help", "list", "validate"],
+)
+def test_fast_commands_do_not_import_numpy_or_kubernetes(args):
+    code = (
+        "import sys\n"
+        f"sys.argv = ['ftctl', *{args!r}]\n"
+        "from ftctl.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('numpy', 'kubernetes', 'matplotlib') if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.stderr.strip().endswith("HEAVY="), result.stderr
+
+
+def test_list_without_paths_uses_the_scenario_files_folders(monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = run_cli("list").stdout.splitlines()
+    assert "demo-decode_worker" in out and "vllm-agg-tp-1-dp-1-none" in out
+
+
+def test_list_without_paths_elsewhere_is_a_usage_error(monkeypatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("list", expect=2)
+    assert "give scenario files or folders" in result.stderr
+
+
+def test_validate_uses_a_catalog_given_in_the_same_call(tmp_path: Path):
+    catalog = tmp_path / "cat.yaml"
+    catalog.write_text(
+        "apiVersion: ftctl/v1\nkind: FailureCatalog\nfailures:\n"
+        "  - {name: none, action: none}\n"
+        "  - {name: stall_decode, action: terminate_process, target: decode,"
+        " process: dynamo.vllm, signal: SIGSTOP}\n"
+    )
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "apiVersion: ftctl/v1\nkind: Scenario\nmetadata: {name: s}\n"
+        "deployment: {backend: vllm}\nfailures: [{type: stall_decode, at: 5s}]\n"
+    )
+    run_cli("validate", str(scenario), expect=2)  # unknown to the shipped catalog
+    out = run_cli("validate", str(catalog), str(scenario)).stdout
+    assert out.count("OK ") == 2
+    plan = json.loads(run_cli("plan", str(scenario), "--failures", str(catalog), "--json").stdout)
+    kill = plan[0]["events"][2]
+    assert (kill["signal"], kill["kill_argv"]) == ("SIGSTOP", ["kill", "-19", "<pid>"])
