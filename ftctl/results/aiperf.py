@@ -188,3 +188,146 @@ def choose_attempt(client: int, client_dir: Path) -> AttemptChoice:
     choice.attempt, choice.attempt_dir = number, path
     choice.warnings.append(f"{client_dir}: no attempt has readable results")
     return choice
+
+
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0}
+
+
+def _seconds(metric: Any) -> float:
+    """A per-request metric ``{"value": v, "unit": "ms"}`` in seconds; NaN when unusable."""
+    if not isinstance(metric, dict):
+        return float("nan")
+    value = metric.get("value")
+    factor = _UNIT_S.get(metric.get("unit", "ms"))
+    if factor is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return float("nan")
+    return float(value) * factor
+
+
+def summary_seconds(summary: dict[str, Any], name: str, stat: str) -> float | None:
+    """``summary[name][stat]`` of a summary JSON converted to seconds (None when absent)."""
+    metric = summary_metric(summary, name)
+    if not isinstance(metric, dict):
+        return None
+    value = metric.get(stat)
+    factor = _UNIT_S.get(metric.get("unit", "ms"))
+    if factor is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return float(value) * factor
+
+
+def read_records(path: Path, client: int, warnings: list[str]):
+    """Per-request rows of ``profile_export.jsonl`` as a RequestTable; None when absent.
+
+    start/end = metadata.request_start_ns / request_end_ns (epoch ns); ok = no ``error`` and
+    not ``was_cancelled``; latency = metrics.request_latency (else end − start); TTFT and ITL
+    from metrics.time_to_first_token / inter_token_latency. Warmup records are left out.
+    """
+    import numpy as np
+
+    from ftctl.results.model import RequestTable
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        warnings.append(f"{path}: cannot read ({exc.strerror})")
+        return None
+    starts: list[int] = []
+    ends: list[int] = []
+    oks: list[bool] = []
+    lats: list[float] = []
+    ttfts: list[float] = []
+    itls: list[float] = []
+    bad = 0
+    lines = raw.split(b"\n")
+    last_index = len(lines) - 1
+    loads = orjson.loads
+    for index, line in enumerate(lines):
+        if not line or line.isspace():
+            continue
+        try:
+            record = loads(line)
+            metadata = record["metadata"]
+            start = metadata["request_start_ns"]
+            end = metadata["request_end_ns"]
+            if type(start) is not int or type(end) is not int:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            if bad <= 5:
+                what = "truncated last line" if index == last_index else "unreadable record"
+                warnings.append(f"{path}:{index + 1}: {what} skipped")
+            continue
+        if metadata.get("benchmark_phase") == "warmup":
+            continue
+        metrics = record.get("metrics")
+        if not isinstance(metrics, dict):
+            metrics = {}
+        if end < start:
+            warnings.append(f"{path}:{index + 1}: end before start; latency clamped to 0")
+            end = start
+        starts.append(start)
+        ends.append(end)
+        oks.append(not record.get("error") and not metadata.get("was_cancelled"))
+        latency = _seconds(metrics.get("request_latency"))
+        lats.append((end - start) / 1e9 if latency != latency else latency)
+        ttfts.append(_seconds(metrics.get("time_to_first_token")))
+        itls.append(_seconds(metrics.get("inter_token_latency")))
+    if bad > 5:
+        warnings.append(f"{path}: {bad - 5} more unreadable records")
+    n = len(oks)
+    return RequestTable(
+        client=np.full(n, client, np.int32),
+        start_ns=np.array(starts, np.int64),
+        end_ns=np.array(ends, np.int64),
+        ok=np.array(oks, bool),
+        latency_s=np.array(lats, np.float64),
+        ttft_s=np.array(ttfts, np.float64),
+        itl_s=np.array(itls, np.float64),
+    )
+
+
+@dataclass
+class AiperfLoad:
+    """One aiperf load directory: chosen attempts, pooled requests, per-client summaries."""
+
+    choices: list[AttemptChoice]
+    table: Any  # RequestTable of the clients that have profile_export.jsonl
+    clients_with_records: int
+    summaries: dict[int, dict[str, Any]]
+    was_cancelled: bool
+
+
+def read_aiperf_dir(path: Path, warnings: list[str]) -> AiperfLoad:
+    """Every ``client_N`` of one load directory: pick each attempt, read records + summary."""
+    from ftctl.results.model import RequestTable
+
+    choices: list[AttemptChoice] = []
+    tables = []
+    summaries: dict[int, dict[str, Any]] = {}
+    cancelled = False
+    for client, client_dir in client_dirs(path):
+        choice = choose_attempt(client, client_dir)
+        warnings.extend(choice.warnings)
+        choices.append(choice)
+        if choice.attempt_dir is None:
+            continue
+        table = read_records(choice.attempt_dir / RECORDS_FILE, client, warnings)
+        if table is not None:
+            tables.append(table)
+        summary = _load_json(choice.attempt_dir / SUMMARY_FILE)
+        if isinstance(summary, dict):
+            summaries[client] = summary
+            cancelled |= bool(summary.get("was_cancelled"))
+        elif (choice.attempt_dir / SUMMARY_FILE).exists():
+            warnings.append(f"{choice.attempt_dir / SUMMARY_FILE}: unreadable summary")
+        if table is None:
+            warnings.append(
+                f"{choice.attempt_dir}: no {RECORDS_FILE}; before/during/after and recovery "
+                "need it (counts come from the summary)"
+            )
+    return AiperfLoad(
+        choices, RequestTable.concat(tables), len(tables), summaries, was_cancelled=cancelled
+    )
