@@ -13,14 +13,30 @@ FORMATS = ("fancy", "markdown", "json", "csv")
 _TABLEFMT = {"fancy": "fancy_grid", "markdown": "github"}
 
 
-def _tabulate(rows: list[list[Any]], headers: list[str], fmt: str, floatfmt: str = ".2f") -> str:
+def _tabulate(
+    rows: list[list[Any]],
+    headers: list[str],
+    fmt: str,
+    floatfmt: str = ".2f",
+    stralign: str = "left",
+) -> str:
     from tabulate import tabulate
 
     if fmt == "markdown":  # a stacked header would break a markdown table
         headers = [h.replace("\n", " ") for h in headers]
     return tabulate(
-        rows, headers=headers, tablefmt=_TABLEFMT[fmt], floatfmt=floatfmt, missingval="N/A"
+        rows,
+        headers=headers,
+        tablefmt=_TABLEFMT[fmt],
+        floatfmt=floatfmt,
+        missingval="N/A",
+        stralign=stralign,
     )
+
+
+def _count(value: int | None) -> float | None:
+    """Counts print as 149.00 in the upstream table (it fed tabulate floats)."""
+    return None if value is None else float(value)
 
 
 def _failure_rank(result: TestResult) -> tuple[int, str, int]:
@@ -66,24 +82,25 @@ def legacy_group_tables(results: list[TestResult], fmt: str, sla: float | None =
             after = result.overall.phases.get("upstream_after")
             row: list[Any] = [_failure_label(result), result.startup_s]
             row += [
-                before.ok if before else None,
-                before.failed if before else None,
-                after.ok if after else None,
-                after.failed if after else None,
+                _count(before.ok) if before else None,
+                _count(before.failed) if before else None,
+                _count(after.ok) if after else None,
+                _count(after.failed) if after else None,
                 before.latency_s["mean"] if before else None,
                 after.latency_s["mean"] if after else None,
             ]
             if sla is not None:
                 row += [
-                    before.sla_violations if before else None,
-                    after.sla_violations if after else None,
+                    _count(before.sla_violations) if before else None,
+                    _count(after.sla_violations) if after else None,
                 ]
             recovery = result.overall.recovery
             row.append(recovery.recovery_time_s if recovery else None)
             if with_logs:
                 row.append(result.upstream_log_recovery_s)
             rows.append(row)
-        blocks.append(f"Test Group: {group}\n" + _tabulate(rows, headers, fmt))
+        table = _tabulate(rows, headers, fmt, stralign="center")
+        blocks.append(f"Test Group: {group}\n{table}")
     return "\n\n".join(blocks)
 
 

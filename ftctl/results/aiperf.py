@@ -225,6 +225,7 @@ def read_records(path: Path, client: int, warnings: list[str]):
     """
     import numpy as np
 
+    from ftctl.results.legacy import valid_ns
     from ftctl.results.model import RequestTable
 
     try:
@@ -252,7 +253,7 @@ def read_records(path: Path, client: int, warnings: list[str]):
             metadata = record["metadata"]
             start = metadata["request_start_ns"]
             end = metadata["request_end_ns"]
-            if type(start) is not int or type(end) is not int:
+            if not (valid_ns(start) and valid_ns(end)):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             bad += 1

@@ -14,6 +14,13 @@ from ftctl.results.model import RequestTable
 CLIENT_FILE = re.compile(r"^client_(\d+)\.log\.txt$")
 _NS = 1_000_000_000
 MAX_WARNINGS_PER_FILE = 5
+MAX_NS = 2**62  # epoch ns beyond year 2116: garbage, and it would overflow int64 arithmetic
+MAX_DURATION_S = 1e7
+
+
+def valid_ns(value: Any) -> bool:
+    """An epoch-ns integer that int64 arithmetic can carry."""
+    return type(value) is int and 0 <= value < MAX_NS
 
 
 def client_files(path: Path) -> list[tuple[int, Path]]:
@@ -163,7 +170,7 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
         start = record.get("start_ns")
         end = record.get("end_ns")
         total = record.get("total_time")
-        if type(start) is int and type(end) is int:
+        if valid_ns(start) and valid_ns(end):
             latency = (end - start) / _NS
         else:
             stamp = record.get("time")
@@ -173,7 +180,13 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
                 end_s = time_cache[stamp]
             else:
                 end_s = time_cache[stamp] = naive_epoch_s(stamp)
-            if end_s is None or not isinstance(total, int | float) or isinstance(total, bool):
+            if (
+                end_s is None
+                or not isinstance(total, int | float)
+                or isinstance(total, bool)
+                or not 0 <= total < MAX_DURATION_S  # also rejects NaN
+                or not 0 <= end_s < MAX_NS / _NS
+            ):
                 warn(index + 1, "no start_ns/end_ns and no usable time/total_time; skipped")
                 continue
             derived = True

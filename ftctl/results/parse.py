@@ -10,7 +10,7 @@ from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFI
 from ftctl.events import read_events as _read_events
 from ftctl.results import aiperf, upstream
 from ftctl.results.detect import detect_kind, load_dirs
-from ftctl.results.legacy import read_legacy_dir
+from ftctl.results.legacy import read_legacy_dir, valid_ns
 from ftctl.results.metrics import load_metrics
 from ftctl.results.model import (
     LATENCY_STATS,
@@ -75,6 +75,7 @@ def _events(test_dir: Path, result: TestResult) -> None:
     """Fault times, startup and pod recovery from ftctl's events.jsonl (epoch ns)."""
     events, warnings = _read_events(test_dir / EVENTS_FILE)
     result.warnings.extend(warnings)
+    events = [e for e in events if valid_ns(e["t_ns"])]
     first: dict[str, int] = {}
     for event in events:
         kind = event.get("kind")
@@ -91,7 +92,7 @@ def _events(test_dir: Path, result: TestResult) -> None:
         recovered = [
             e["pod_recovered_ns"]
             for e in events
-            if e.get("kind") == FAULT_VERIFIED and isinstance(e.get("pod_recovered_ns"), int)
+            if e.get("kind") == FAULT_VERIFIED and valid_ns(e.get("pod_recovered_ns"))
         ]
         if recovered:
             result.pod_recovery_s = (min(recovered) - t_f) / _NS
