@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def test_a_root_of_many_tests_is_grouped_with_rows_in_failure_table_order(tmp_pa
     assert "Test Group: sglang-agg-tp-1-dp-1" in out
     vllm = out[out.index("Test Group: vllm") :]
     positions = [
-        vllm.index(f"│ {f} ") for f in ("none", "frontend", "decode_worker", "decode_worker_pod")
+        re.search(rf"│\s+{f}\s+│", vllm).start()
+        for f in ("none", "frontend", "decode_worker", "decode_worker_pod")
     ]
     assert positions == sorted(positions)
     assert "Success" in out and "Before" in out and "Recovery" in out
@@ -107,7 +109,7 @@ def test_token_overflow_pair_is_reported_together(tmp_path):
     table = out[: out.index("==")]
     over = table.index("token_overflow (overflow)")
     rec = table.index("token_overflow (recovery)")
-    assert table.index("| none") < over < rec
+    assert re.search(r"\|\s+none\s+\|", table).start() < over < rec
     data = json.loads(run_cli("parse", str(tmp_path), "--format", "json").stdout)
     roles = {t["name"]: t["pair_role"] for t in data["tests"]}
     assert roles["vllm-agg-tp-1-dp-1-token_overflow_overflow"] == "overflow"
