@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 
@@ -69,7 +68,9 @@ def _http_error(att: Attempt, status: int, raw: bytes) -> Attempt:
     msg = ""
     if isinstance(body, dict):
         err = body.get("error")
-        msg = err.get("message", "") if isinstance(err, dict) else str(err or body.get("message", ""))
+        msg = (
+            err.get("message", "") if isinstance(err, dict) else str(err or body.get("message", ""))
+        )
     if not msg:
         msg = raw[:200].decode("utf-8", "replace")
     att.result = body if isinstance(body, dict) and len(raw) <= 4096 else None
@@ -107,11 +108,15 @@ async def send(
             raw = await resp.read()
             att.end_perf = perf_counter_ns()
             return _finish_json(att, raw)
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         return att.fail("timeout", _exc_text(exc) if str(exc) else "no answer within the timeout")
     except aiohttp.ClientConnectorError as exc:
         return att.fail("connect", _exc_text(exc))
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+    except (
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientPayloadError,
+        aiohttp.ClientOSError,
+    ) as exc:
         # After a 200 the stream/body broke: the completion is truncated, else the peer reset.
         return att.fail("truncated" if got_headers else "reset", _exc_text(exc))
     except aiohttp.ClientError as exc:
