@@ -24,7 +24,7 @@ from typing import Literal
 
 from aiohttp import web
 
-Mode = Literal["ok", "http_503", "http_500", "stream_error", "drop", "truncate", "hang"]
+Mode = Literal["ok", "http_503", "http_500", "stream_error", "drop", "truncate", "hang", "empty"]
 
 
 @dataclass
@@ -195,7 +195,7 @@ class FakeLLM:
                 self._record(request, received_ns, "truncate", stream, words)
                 request.transport.close()
                 return web.Response(status=500)
-            text = " ".join(["tok"] * n_tokens)
+            text = "" if mode == "empty" else " ".join(["tok"] * n_tokens)
             choice = (
                 {
                     "index": 0,
@@ -225,7 +225,7 @@ class FakeLLM:
         )
         await response.prepare(request)
         obj = "chat.completion.chunk" if chat else "text_completion"
-        for i in range(n_tokens):
+        for i in range(0 if mode == "empty" else n_tokens):
             if i and b.itl_s:
                 await asyncio.sleep(b.itl_s)
             if i == n_tokens // 2 and mode in ("stream_error", "truncate"):
