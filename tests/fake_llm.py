@@ -102,6 +102,7 @@ class FakeLLM:
 
     def stop(self) -> None:
         if self._loop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._release.set)  # hung handlers end now
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
@@ -112,6 +113,7 @@ class FakeLLM:
         self.stop()
 
     async def _start_app(self) -> None:
+        self._release = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_post("/v1/completions", self._completions)
@@ -172,7 +174,10 @@ class FakeLLM:
             msg = f"prompt of {words} tokens exceeds the context length {b.max_context}"
             return web.json_response({"error": {"message": msg, "code": 400}}, status=400)
         if mode == "hang":
-            await asyncio.sleep(3600)
+            try:
+                await asyncio.wait_for(self._release.wait(), 3600)
+            except TimeoutError:
+                pass
         if mode in ("http_503", "http_500"):
             status = 503 if mode == "http_503" else 500
             self._record(request, received_ns, status, stream, words)

@@ -459,7 +459,9 @@ class ClientRun:
         if not main.done():
             # Stopped: no new requests; those in flight get `stop_grace` to complete.
             force_wait = asyncio.create_task(self.force.wait())
-            await asyncio.wait({main, force_wait}, timeout=self.stop_grace)
+            await asyncio.wait(
+                {main, force_wait}, timeout=self.stop_grace, return_when=asyncio.FIRST_COMPLETED
+            )
             force_wait.cancel()
             if not main.done():
                 main.cancel()
