@@ -216,7 +216,10 @@ def load(
 def main() -> None:
     """Entry point: run the app, turn known errors into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FtctlError as exc:
         if _state["debug"]:
             traceback.print_exc()
