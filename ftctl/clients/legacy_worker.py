@@ -22,6 +22,15 @@ from ftctl.clients.legacy import ClientRun, spec_from_dict
 REPORT_EVERY_S = 0.1
 
 
+def run_loop(coro):
+    """Run ``coro`` to completion on uvloop when installed (faster), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def _emit(msg: dict) -> None:
     try:
         sys.stdout.write(json.dumps(msg) + "\n")
@@ -93,7 +102,7 @@ def main() -> None:
             sys.exit(2)
         line += chunk
     cfg = json.loads(line)
-    sys.exit(asyncio.run(_main(cfg)))
+    sys.exit(run_loop(_main(cfg)))
 
 
 if __name__ == "__main__":
