@@ -203,7 +203,8 @@ def main() -> None:
     try:
         port = int(server.stdout.readline())
         url = f"http://127.0.0.1:{port}"
-        print(f"client_bench: loopback server {url}, {os.cpu_count()} CPUs (shared; noisy)")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"client_bench: loopback server {url}, {os.cpu_count()} CPUs, load average {load}")
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
             _engine(_spec(requests_per_client=200, concurrency=8), url, tmp / "warm")

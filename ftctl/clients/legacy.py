@@ -26,6 +26,7 @@ from time import perf_counter_ns
 
 from ftctl.clients.base import LoadProgress, LoadTarget
 from ftctl.clients.http import ERROR_CLASSES, Attempt, send
+from ftctl.clients.loadtable import percentile
 from ftctl.clients.prompts import PayloadMaker
 from ftctl.errors import ClientError
 from ftctl.scenario.model import LoadSpec, TokenDist
@@ -152,16 +153,6 @@ class LoadSummary:
             out.behind = out.behind or s.behind
             out.warnings.extend(s.warnings)
         return out
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default) of already sorted values."""
-    if not sorted_values:
-        return 0.0
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 class _Clock:
@@ -477,8 +468,8 @@ class ClientRun:
             return
         lags = sorted(x / 1e6 for x in self._lags)
         s = self.summary
-        s.lag_p50_ms = round(_percentile(lags, 50), 3)
-        s.lag_p99_ms = round(_percentile(lags, 99), 3)
+        s.lag_p50_ms = round(percentile(lags, 50), 3)
+        s.lag_p99_ms = round(percentile(lags, 99), 3)
         s.lag_max_ms = round(lags[-1], 3)
         if s.lag_p99_ms > LAG_WARN_MS:
             s.behind = True

@@ -103,13 +103,17 @@ class _Progress:
             else None
         )
         self.next_step = 1
-        self.t0 = time.monotonic()
+        self.t0: float | None = None  # when the first worker started sending
+
+    def started(self) -> None:
+        if self.t0 is None:
+            self.t0 = time.monotonic()
 
     def update(self, ok: int, failed: int, in_flight: int, rate: float, lat_sum: float) -> None:
         done = ok + failed
         if self.total:
             frac = done / self.total
-        elif self.spec.duration:
+        elif self.spec.duration and self.t0 is not None:
             frac = (time.monotonic() - self.t0) / self.spec.duration
         else:
             return
@@ -175,9 +179,12 @@ def load_command(
         try:
             load.start()
             while not load.wait(0.1):
+                if load.wait_started(0):
+                    tracker.started()
                 p = load.progress()
                 tracker.update(p.ok, p.failed, p.in_flight, p.rate, load.stats().latency_sum)
             st = load.stats()
+            tracker.started()
             tracker.update(st.ok, st.failed, 0, load.progress().rate, st.latency_sum)
         except BaseException:
             load.kill()

@@ -335,3 +335,26 @@ def test_many_clients_split_over_processes_write_every_file(server, tmp_path):
     ]
     assert load.summary.requests == 10 and load.summary.ok == 10
     assert load.summary.offered_rate == pytest.approx(200.0)
+
+
+def test_open_loop_that_falls_behind_says_so(tmp_path):
+    from ftctl.clients.legacy import ClientRun
+
+    spec = _spec(arrival="constant", request_rate=500.0)
+    run = ClientRun(spec, ["http://127.0.0.1:1"], "m", tmp_path)
+    run._lags = [int(x * 1e6) for x in [0.1] * 90 + [50.0] * 10]  # ms -> ns
+    run.summary.requests, run.summary.start_ns, run.summary.end_ns = 100, 0, 1_000_000_000
+    run._finish_lags()
+    assert run.summary.behind is True
+    assert run.summary.lag_p50_ms == pytest.approx(0.1)
+    assert run.summary.lag_max_ms == pytest.approx(50.0)
+    assert "could not keep up" in run.summary.warnings[0]
+    assert "offered 500.0 req/s, sent 100.0 req/s" in run.summary.warnings[0]
+
+
+def test_duration_ends_a_closed_loop_without_a_request_count(server, tmp_path):
+    spec = _spec(requests_per_client=None, duration=0.5, request_rate=20.0)
+    summary = _run(spec, [server.url], tmp_path)
+    recs = _records(tmp_path)
+    assert 1 <= len(recs) <= 11 and summary.failed == 0
+    assert recs[-1]["start_ns"] - recs[0]["start_ns"] < 0.5e9

@@ -101,3 +101,10 @@ def test_metrics_server_serves_the_live_counters_on_loopback():
         st.add(False, "timeout", 1.0)
         body = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=5).read()
         assert b'client_requests_total{status="timeout"} 1' in body
+
+
+def test_duration_run_reports_progress_to_100_percent(server, tmp_path):
+    res = run_cli("load", server.url, "--model", "m", "--duration", "0.5", "--rate", "20",
+                  "--output-dir", str(tmp_path), "--format", "json")  # fmt: skip
+    assert "100%" in res.stderr
+    assert json.loads(res.stdout)["requests"] >= 3
