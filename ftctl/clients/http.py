@@ -119,7 +119,7 @@ async def send(
     ) as exc:
         # After a 200 the stream/body broke: the completion is truncated, else the peer reset.
         return att.fail("truncated" if got_headers else "reset", _exc_text(exc))
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:  # ValueError: an SSE line over 64 KiB
         return att.fail("protocol", _exc_text(exc))
 
 

@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from time import perf_counter_ns
 
+import orjson
+
 from ftctl.clients.base import LoadProgress, LoadTarget
 from ftctl.clients.http import ERROR_CLASSES, Attempt, send
 from ftctl.clients.loadtable import percentile
@@ -235,8 +237,6 @@ class ClientRun:
         return fd
 
     def _write(self, client: int, record: dict) -> None:
-        import orjson
-
         # One write() per line on an O_APPEND descriptor: a kill loses at most this line.
         os.write(self._fd(client), orjson.dumps(record) + b"\n")
 
@@ -525,7 +525,11 @@ def default_processes(spec: LoadSpec) -> int:
 
 
 class LegacyLoad:
-    """A running legacy load: worker processes, progress from their pipes (implements LoadHandle)."""
+    """A running legacy load: worker processes, progress from their pipes (implements LoadHandle).
+
+    ``on_progress`` is called from a reader thread about every 100 ms per worker; its
+    exceptions are swallowed (a display must never stop a load).
+    """
 
     def __init__(
         self,
