@@ -254,10 +254,92 @@ def run(
     raise typer.Exit(int(outcome.status))
 
 
+@app.command()
+def load(
+    urls: Annotated[
+        list[str] | None, typer.Argument(help="Frontend base URLs (http://HOST:PORT).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default: ask /v1/models).")] = None,
+    clients: Annotated[int, typer.Option(help="Logical clients.")] = 1,
+    requests_per_client: Annotated[
+        int | None, typer.Option(help="Requests per client (default 10).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Run for this many seconds instead.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="In-flight requests per client.")] = 1,
+    rate: Annotated[
+        float | None, typer.Option(help="closed: max req/s per client; open: total req/s.")
+    ] = None,
+    arrival: Annotated[str, typer.Option(help="closed|constant|poisson")] = "closed",
+    streaming: Annotated[bool, typer.Option("--streaming/--no-streaming")] = True,
+    input_tokens: Annotated[int, typer.Option(help="Prompt length (words).")] = 100,
+    output_tokens: Annotated[int, typer.Option(help="max_tokens = min_tokens.")] = 100,
+    retries: Annotated[int, typer.Option(help="Extra attempts per failed request.")] = 0,
+    retry_delay: Annotated[float, typer.Option(help="Seconds between attempts.")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Seconds per attempt.")] = 30.0,
+    endpoint: Annotated[str, typer.Option(help="API path.")] = "/v1/chat/completions",
+    seed: Annotated[int, typer.Option(help="Seed of prompts and arrivals.")] = 100,
+    processes: Annotated[
+        int | None, typer.Option(help="Worker processes (default: by client count).")
+    ] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where client logs go.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json")] = "fancy",
+    compare: Annotated[
+        list[Path] | None, typer.Option(help="Saved run dirs to show side by side.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus text on 127.0.0.1:PORT.")
+    ] = None,
+) -> None:
+    """Run the built-in load client against an endpoint and print the load-test table."""
+    from ftctl.clients.standalone import build_spec, load_command
+
+    spec = None
+    if urls:
+        spec = build_spec(
+            clients=clients,
+            requests_per_client=requests_per_client,
+            duration=duration,
+            concurrency=concurrency,
+            rate=rate,
+            arrival=arrival,
+            streaming=streaming,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            retries=retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            endpoint=endpoint,
+            seed=seed,
+        )
+
+    def progress(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    text, status = load_command(
+        urls or [],
+        model=model,
+        spec=spec,
+        output_dir=output_dir,
+        fmt=fmt,
+        compare=compare or [],
+        metrics_port=metrics_port,
+        processes=processes,
+        progress=progress,
+    )
+    _emit(text)
+    raise typer.Exit(int(status))
+
+
 def main() -> None:
     """Entry point: run the app, turn known errors into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FtctlError as exc:
         if _state["debug"]:
             traceback.print_exc()

@@ -24,7 +24,7 @@ from typing import Literal
 
 from aiohttp import web
 
-Mode = Literal["ok", "http_503", "http_500", "stream_error", "drop", "truncate", "hang"]
+Mode = Literal["ok", "http_503", "http_500", "stream_error", "drop", "truncate", "hang", "empty"]
 
 
 @dataclass
@@ -102,6 +102,7 @@ class FakeLLM:
 
     def stop(self) -> None:
         if self._loop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._release.set)  # hung handlers end now
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
@@ -112,6 +113,7 @@ class FakeLLM:
         self.stop()
 
     async def _start_app(self) -> None:
+        self._release = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_post("/v1/completions", self._completions)
@@ -172,7 +174,10 @@ class FakeLLM:
             msg = f"prompt of {words} tokens exceeds the context length {b.max_context}"
             return web.json_response({"error": {"message": msg, "code": 400}}, status=400)
         if mode == "hang":
-            await asyncio.sleep(3600)
+            try:
+                await asyncio.wait_for(self._release.wait(), 3600)
+            except TimeoutError:
+                pass
         if mode in ("http_503", "http_500"):
             status = 503 if mode == "http_503" else 500
             self._record(request, received_ns, status, stream, words)
@@ -195,7 +200,7 @@ class FakeLLM:
                 self._record(request, received_ns, "truncate", stream, words)
                 request.transport.close()
                 return web.Response(status=500)
-            text = " ".join(["tok"] * n_tokens)
+            text = "" if mode == "empty" else " ".join(["tok"] * n_tokens)
             choice = (
                 {
                     "index": 0,
@@ -225,7 +230,7 @@ class FakeLLM:
         )
         await response.prepare(request)
         obj = "chat.completion.chunk" if chat else "text_completion"
-        for i in range(n_tokens):
+        for i in range(0 if mode == "empty" else n_tokens):
             if i and b.itl_s:
                 await asyncio.sleep(b.itl_s)
             if i == n_tokens // 2 and mode in ("stream_error", "truncate"):

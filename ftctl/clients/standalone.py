@@ -1,0 +1,225 @@
+"""``ftctl load``: the legacy client alone against an existing endpoint, then the load table."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from ftctl.clients.base import LoadTarget
+from ftctl.clients.loadtable import RUN_FILE, read_run, render_compare, render_run
+from ftctl.errors import ClientError, ExitStatus, UsageError
+from ftctl.scenario.model import LoadSpec, TokenDist
+
+FORMATS = ("fancy", "markdown", "json")
+ARRIVALS = ("closed", "constant", "poisson")
+
+
+def discover_model(base_url: str, timeout: float = 10.0) -> str:
+    """The first model listed by ``GET {base_url}/v1/models``."""
+    url = base_url.rstrip("/") + "/v1/models"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http only)
+            data = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ClientError(f"cannot list models at {url}: {exc}; pass --model") from exc
+    models = [m.get("id") for m in (data.get("data") or []) if isinstance(m, dict)]
+    if not models or not models[0]:
+        raise ClientError(f"{url} lists no model; pass --model")
+    return str(models[0])
+
+
+def build_spec(
+    *,
+    clients: int,
+    requests_per_client: int | None,
+    duration: float | None,
+    concurrency: int,
+    rate: float | None,
+    arrival: str,
+    streaming: bool,
+    input_tokens: int,
+    output_tokens: int,
+    retries: int,
+    retry_delay: float,
+    timeout: float,
+    endpoint: str,
+    seed: int,
+) -> LoadSpec:
+    """A LoadSpec from command-line values; bad combinations raise UsageError (exit 2)."""
+    if clients < 1:
+        raise UsageError("--clients: must be at least 1")
+    if concurrency < 1:
+        raise UsageError("--concurrency: must be at least 1")
+    if requests_per_client is not None and requests_per_client < 1:
+        raise UsageError("--requests-per-client: must be at least 1")
+    if duration is not None and duration <= 0:
+        raise UsageError("--duration: must be positive")
+    if arrival not in ARRIVALS:
+        raise UsageError(f"--arrival: expected one of {', '.join(ARRIVALS)}, got {arrival!r}")
+    if arrival != "closed" and not rate:
+        raise UsageError(f"--arrival {arrival}: needs --rate (total requests per second)")
+    if rate is not None and rate <= 0:
+        raise UsageError("--rate: must be positive")
+    if retries < 0:
+        raise UsageError("--retries: must be 0 or more")
+    if input_tokens < 1 or output_tokens < 1:
+        raise UsageError("--input-tokens/--output-tokens: must be at least 1")
+    if duration is None and requests_per_client is None:
+        requests_per_client = 10
+    return LoadSpec(
+        name="default",
+        client="legacy",
+        clients=clients,
+        requests_per_client=requests_per_client if duration is None else None,
+        duration=duration,
+        concurrency=concurrency,
+        request_rate=rate,
+        arrival=arrival,  # type: ignore[arg-type]
+        input_tokens=TokenDist(input_tokens, 0.0),
+        output_tokens=TokenDist(output_tokens, 0.0),
+        streaming=streaming,
+        retries=retries,
+        retry_delay=retry_delay,
+        timeout=timeout,
+        endpoint=endpoint,
+        seed=seed,
+    )
+
+
+class _Progress:
+    """Turns LoadProgress snapshots into a line at every 10 % (of requests, or of duration)."""
+
+    def __init__(self, spec: LoadSpec, emit: Callable[[str], None]) -> None:
+        self.spec = spec
+        self.emit = emit
+        self.total = (
+            spec.clients * spec.requests_per_client
+            if spec.duration is None and spec.requests_per_client
+            else None
+        )
+        self.next_step = 1
+        self.t0: float | None = None  # when the first worker started sending
+
+    def started(self) -> None:
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+
+    def update(self, ok: int, failed: int, in_flight: int, rate: float, lat_sum: float) -> None:
+        done = ok + failed
+        if self.total:
+            frac = done / self.total
+        elif self.spec.duration and self.t0 is not None:
+            frac = (time.monotonic() - self.t0) / self.spec.duration
+        else:
+            return
+        step = min(10, int(frac * 10 + 1e-9))
+        if step < self.next_step:
+            return
+        self.next_step = step + 1
+        mean = f"{lat_sum / done * 1000:.1f} ms" if done else "n/a"
+        count = f"{done}/{self.total}" if self.total else f"{done}"
+        self.emit(
+            f"ftctl load: {step * 10:3d}% {count} requests, {failed} errors, "
+            f"{in_flight} in flight, {rate:.1f} req/s, mean latency {mean}"
+        )
+
+
+def load_command(
+    urls: Sequence[str],
+    *,
+    model: str | None,
+    spec: LoadSpec | None,
+    output_dir: Path | None,
+    fmt: str = "fancy",
+    compare: Sequence[Path] = (),
+    metrics_port: int | None = None,
+    processes: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[str, ExitStatus]:
+    """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
+
+    Returns the text to print and the exit status: CHECK_FAILED when a request of this run
+    failed, OK otherwise (a comparison of saved runs alone is OK).
+    """
+    from ftctl.clients.legacy import LegacyLoad
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not urls and not compare:
+        raise UsageError("give a URL to load, or --compare DIR... to compare saved runs")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"URL {url!r}: expected http://HOST:PORT")
+    for d in compare:
+        if not Path(d).is_dir():
+            raise UsageError(f"--compare {d}: not a directory")
+    runs = []
+    status = ExitStatus.OK
+    if urls:
+        assert spec is not None
+        name = model or discover_model(urls[0])
+        out = output_dir or Path("ftctl-load") / datetime.now().strftime("%Y%m%d-%H%M%S")
+        out.mkdir(parents=True, exist_ok=True)
+        if any(out.glob("client_*.log.txt")):
+            raise UsageError(f"--output-dir {out}: already holds client logs; choose a new folder")
+        emit = progress or (lambda _line: None)
+        tracker = _Progress(spec, emit)
+        load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=processes)
+        server = None
+        if metrics_port is not None:
+            from ftctl.clients.prom import MetricsServer
+
+            server = MetricsServer(metrics_port, load.stats).start()
+            emit(f"ftctl load: metrics on http://127.0.0.1:{server.port}/metrics")
+        try:
+            load.start()
+            while not load.wait(0.1):
+                if load.wait_started(0):
+                    tracker.started()
+                p = load.progress()
+                tracker.update(p.ok, p.failed, p.in_flight, p.rate, load.stats().latency_sum)
+            st = load.stats()
+            tracker.started()
+            tracker.update(st.ok, st.failed, 0, load.progress().rate, st.latency_sum)
+        except BaseException:
+            load.kill()
+            raise
+        finally:
+            if server is not None:
+                server.stop()
+        summary = load.summary
+        assert summary is not None
+        (out / RUN_FILE).write_text(
+            json.dumps(
+                {
+                    "urls": list(urls),
+                    "model": name,
+                    "spec": _spec_json(spec),
+                    "summary": summary.to_dict(),
+                },
+                indent=2,
+            )
+        )
+        run = read_run(out)
+        run.name = str(out)
+        runs.append(run)
+        if summary.failed or run.failed:
+            status = ExitStatus.CHECK_FAILED
+    for d in compare:
+        run = read_run(Path(d))
+        run.name = str(d)
+        runs.append(run)
+    if len(runs) == 1:
+        return render_run(runs[0], fmt), status
+    return render_compare(runs, fmt), status
+
+
+def _spec_json(spec: LoadSpec) -> dict:
+    from ftctl.clients.legacy import spec_to_dict
+
+    return spec_to_dict(spec)

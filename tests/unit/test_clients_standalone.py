@@ -1,0 +1,110 @@
+"""``ftctl load`` end to end in-process, and the Prometheus exposition."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
+from ftctl.clients.prom import MetricsServer, render_prometheus
+from tests.conftest import run_cli
+from tests.fake_llm import FakeLLM
+
+
+@pytest.fixture
+def server():
+    with FakeLLM() as srv:
+        yield srv
+
+
+def test_load_prints_the_table_and_exits_0_when_all_succeed(server, tmp_path):
+    out = tmp_path / "run"
+    res = run_cli(
+        "load", server.url, "--clients", "2", "--requests-per-client", "5", "--concurrency", "2",
+        "--output-tokens", "4", "--output-dir", str(out), "--format", "json",
+    )  # fmt: skip
+    data = json.loads(res.stdout)
+    assert (data["requests"], data["ok"], data["failed"]) == (10, 10, 0)
+    assert data["mode"] == "concurrent (c=4)"
+    assert len(server.served) == 10
+    assert "100%" in res.stderr and "10/10" in res.stderr
+    saved = json.loads((out / "load.json").read_text())
+    assert saved["model"] == "fake-model" and saved["summary"]["ok"] == 10
+
+
+def test_load_asks_the_server_for_the_model_when_none_is_given(server, tmp_path):
+    server.behavior.model = "served-model"
+    run_cli("load", server.url, "--no-streaming", "--requests-per-client", "1",
+            "--output-dir", str(tmp_path))  # fmt: skip
+    rec = json.loads((tmp_path / "client_0.log.txt").read_text())
+    assert rec["results"][0]["result"]["model"] == "served-model"
+
+
+def test_load_exits_1_and_names_the_first_error_when_a_request_fails(server, tmp_path):
+    server.behavior.mode = "http_503"
+    server.behavior.fail_every = 3
+    res = run_cli("load", server.url, "--model", "m", "--requests-per-client", "6",
+                  "--output-dir", str(tmp_path), "--format", "markdown", expect=1)  # fmt: skip
+    assert "| Errors" in res.stdout and "2 (first: http_5xx: HTTP 503" in res.stdout
+
+
+def test_open_loop_without_rate_is_a_usage_error(server, tmp_path):
+    res = run_cli("load", server.url, "--arrival", "poisson", expect=2)
+    assert "--rate" in res.stderr
+
+
+def test_load_without_url_or_compare_is_a_usage_error():
+    res = run_cli("load", expect=2)
+    assert "URL" in res.stderr
+
+
+def test_unreachable_server_without_model_is_an_infrastructure_error(tmp_path):
+    res = run_cli("load", "http://127.0.0.1:9", "--output-dir", str(tmp_path), expect=3)
+    assert "--model" in res.stderr
+
+
+def test_compare_puts_a_new_run_beside_a_saved_one(server, tmp_path):
+    run_cli("load", server.url, "--model", "m", "--requests-per-client", "4",
+            "--output-dir", str(tmp_path / "a"))  # fmt: skip
+    res = run_cli("load", server.url, "--model", "m", "--requests-per-client", "4",
+                  "--concurrency", "2", "--output-dir", str(tmp_path / "b"),
+                  "--compare", str(tmp_path / "a"))  # fmt: skip
+    assert "Speedup" in res.stdout and "baseline" in res.stdout
+    lines = [line for line in res.stdout.splitlines() if "concurrent (c=2)" in line]
+    assert lines and "baseline" in lines[0]  # the new run is the first, the reference
+
+
+def test_prometheus_text_counts_outcomes_and_latency_buckets():
+    st = Stats()
+    st.add(True, "ok", 0.004)
+    st.add(True, "ok", 0.3)
+    st.add(False, "http_5xx", 70.0)
+    text = render_prometheus(st)
+    assert 'client_requests_total{status="ok"} 2' in text
+    assert 'client_requests_total{status="http_5xx"} 1' in text
+    assert 'client_latency_seconds_bucket{le="0.005"} 1' in text
+    assert 'client_latency_seconds_bucket{le="0.5"} 2' in text
+    assert f'client_latency_seconds_bucket{{le="{LATENCY_BUCKETS[-1]:g}"}} 2' in text
+    assert 'client_latency_seconds_bucket{le="+Inf"} 3' in text
+    assert "client_latency_seconds_count 3" in text
+    assert "client_latency_seconds_sum 70.304000" in text
+
+
+def test_metrics_server_serves_the_live_counters_on_loopback():
+    st = Stats()
+    st.add(True, "ok", 0.01)
+    with MetricsServer(0, lambda: st) as srv:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=5).read()
+        assert b'client_requests_total{status="ok"} 1' in body
+        st.add(False, "timeout", 1.0)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=5).read()
+        assert b'client_requests_total{status="timeout"} 1' in body
+
+
+def test_duration_run_reports_progress_to_100_percent(server, tmp_path):
+    res = run_cli("load", server.url, "--model", "m", "--duration", "0.5", "--rate", "20",
+                  "--output-dir", str(tmp_path), "--format", "json")  # fmt: skip
+    assert "100%" in res.stderr
+    assert json.loads(res.stdout)["requests"] >= 3
