@@ -125,6 +125,8 @@ class Replica:
         self._lock = threading.RLock()
         self._stop = threading.Event()  # set: do not restart any more
         self._proc: subprocess.Popen | None = None
+        self._spawned = threading.Event()
+        self._spawn_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"supervise-{name}", daemon=True)
 
     # -- public ---------------------------------------------------------------------------------
@@ -182,9 +184,21 @@ class Replica:
         self._record("started", pid=proc.pid)
 
     def _run(self) -> None:
+        # Every container is forked from this thread, which outlives it: children that ask for
+        # PR_SET_PDEATHSIG (tied to the forking *thread*) die with ftctl, not with a caller.
+        try:
+            with self._lock:
+                if not self._stop.is_set():
+                    self._spawn()
+        except BaseException as exc:
+            self._spawn_error = exc
+            return
+        finally:
+            self._spawned.set()
         while True:
             proc = self._proc
-            assert proc is not None
+            if proc is None:
+                return
             code = proc.wait()  # reaps: no zombie
             # The container is gone: everything else in it goes too (as a container's PID
             # namespace would take them).
@@ -220,9 +234,10 @@ class Replica:
                     return
 
     def _start(self) -> None:
-        with self._lock:
-            self._spawn()
         self._thread.start()
+        self._spawned.wait()
+        if self._spawn_error is not None:
+            raise self._spawn_error
 
     def _terminate(self, force: bool, grace: float) -> None:
         """Stop supervising and end the whole process group (SIGTERM, then SIGKILL)."""
@@ -293,7 +308,11 @@ class Supervisor:
                 self, self._new_name(service), service, role, index, spec, self.log_dir
             )
             self._replicas.append(replica)
-            replica._start()
+            try:
+                replica._start()
+            except BaseException:
+                self._replicas.remove(replica)
+                raise
             return replica
 
     def replicas(self, service: str | None = None) -> list[Replica]:

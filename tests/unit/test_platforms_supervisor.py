@@ -197,3 +197,10 @@ def test_no_restart_races_a_shutdown_during_restart_delay(tmp_path, marker):
     time.sleep(0.7)
     assert r.restart_count == 0
     assert marked_pids(marker) == []
+
+
+def test_a_command_that_cannot_start_raises_and_leaves_no_replica(sup):
+    bad = ProcessSpec(argv=["/nonexistent/ftctl-no-such-binary"], env={})
+    with pytest.raises(FileNotFoundError):
+        sup.start_replica("W", "decode", bad)
+    assert sup.replicas() == []
