@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
+_STABLE_S = 10.0  # a container that lived this long resets the crash-loop backoff
+_MAX_BACKOFF_S = 30.0
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Replica:
         self._stop = threading.Event()  # set: do not restart any more
         self._proc: subprocess.Popen | None = None
         self._spawned = threading.Event()
+        self._quick_deaths = 0
         self._spawn_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"supervise-{name}", daemon=True)
 
@@ -216,6 +219,11 @@ class Replica:
                 self._record("restarting")
             sup = self._supervisor()
             delay = sup.restart_delay if sup is not None else 0.0
+            # CrashLoopBackOff, kubelet-like: a container that keeps dying young waits
+            # twice as long each time (capped); one that ran a while restarts promptly.
+            lived_s = (self.last_terminated_ns - (self.started_ns or 0)) / 1e9
+            self._quick_deaths = self._quick_deaths + 1 if lived_s < _STABLE_S else 0
+            delay = min(delay * 2 ** max(0, self._quick_deaths - 1), max(delay, _MAX_BACKOFF_S))
             if self._stop.wait(delay):
                 return
             with self._lock:
