@@ -309,6 +309,18 @@ class LocalPlatform:
             }
         return None
 
+    def stale_instances(self) -> set[str] | None:
+        """Worker instance ids a frontend still lists but no live replica owns (dead ones).
+
+        Dynamo keeps a killed worker listed for a while and routes to it (503s without
+        migration); tests wait for this to empty before judging the next fault.
+        """
+        listed = self._health_instances()
+        if listed is None:
+            return None
+        live = {self._worker_id(r) for r in self._sup().replicas() if r.role != "frontend"}
+        return listed - live
+
     def _worker_id(self, replica: Replica) -> str | None:
         pid = replica.pid
         if pid is None:
