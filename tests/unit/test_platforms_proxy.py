@@ -1,0 +1,153 @@
+"""TcpProxy against two real local HTTP servers: forwarding, round robin, re-resolution."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ftctl.platforms.proxy import TcpProxy
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        body = self.server.label.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        body = hashlib.sha256(data).hexdigest().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _server(label: str) -> ThreadingHTTPServer:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.label = label  # type: ignore[attr-defined]
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    return srv
+
+
+@pytest.fixture
+def backends():
+    servers = [_server("A"), _server("B")]
+    yield servers
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def _addr(srv: ThreadingHTTPServer) -> tuple[str, int]:
+    return ("127.0.0.1", srv.server_address[1])
+
+
+def _get(proxy: TcpProxy) -> str:
+    host, port = proxy.address
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def make_proxy():
+    made = []
+
+    def make(resolve):
+        p = TcpProxy(resolve)
+        p.start()
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def test_proxy_listens_on_loopback_and_forwards_a_request(backends, make_proxy):
+    proxy = make_proxy(lambda: [_addr(backends[0])])
+    assert proxy.address[0] == "127.0.0.1"
+    assert proxy.url == f"http://127.0.0.1:{proxy.address[1]}"
+    assert _get(proxy) == "A"
+
+
+def test_new_connections_alternate_over_backends(backends, make_proxy):
+    proxy = make_proxy(lambda: [_addr(b) for b in backends])
+    seen = [_get(proxy) for _ in range(6)]
+    assert sorted(seen) == ["A", "A", "A", "B", "B", "B"]
+    assert all(seen[i] != seen[i + 1] for i in range(5))
+
+
+def test_backends_are_resolved_again_for_every_connection(backends, make_proxy):
+    current = [_addr(backends[0])]
+    proxy = make_proxy(lambda: list(current))
+    assert _get(proxy) == "A"
+    current[:] = [_addr(backends[1])]
+    assert [_get(proxy) for _ in range(3)] == ["B", "B", "B"]
+
+
+def test_a_backend_refusing_connections_is_skipped(backends, make_proxy):
+    proxy = make_proxy(lambda: [("127.0.0.1", _dead_port()), _addr(backends[1])])
+    assert [_get(proxy) for _ in range(4)] == ["B"] * 4
+
+
+def test_no_backend_closes_the_client_connection(make_proxy):
+    proxy = make_proxy(lambda: [])
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        _get(proxy)
+
+
+def test_a_resolver_that_raises_does_not_kill_the_proxy(backends, make_proxy):
+    calls = []
+
+    def resolve():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return [_addr(backends[0])]
+
+    proxy = make_proxy(resolve)
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        _get(proxy)
+    assert _get(proxy) == "A"
+
+
+def test_a_large_body_passes_intact(backends, make_proxy):
+    proxy = make_proxy(lambda: [_addr(backends[0])])
+    payload = bytes(range(256)) * 8192  # 2 MiB
+    host, port = proxy.address
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("POST", "/", body=payload, headers={"Content-Length": str(len(payload))})
+    assert conn.getresponse().read().decode() == hashlib.sha256(payload).hexdigest()
+    conn.close()
+
+
+def test_close_stops_listening_and_is_idempotent(backends):
+    proxy = TcpProxy(lambda: [_addr(backends[0])])
+    host, port = proxy.start()
+    assert _get(proxy) == "A"
+    proxy.close()
+    proxy.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, port), timeout=2).close()
