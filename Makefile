@@ -42,9 +42,8 @@ test: install lint ## install if needed, lint, run the whole test suite
 test-unit: $(VENV)/.installed ## unit tests only
 	$(VENV)/bin/pytest -q tests/unit
 
-demo: $(VENV)/.installed ## run the demo scenario on the local Dynamo graph
-	$(VENV)/bin/ftctl list scenario_files/local
-	$(VENV)/bin/ftctl plan scenario_files/local/demo.yaml
+demo: $(VENV)/.installed ## run the demo scenario on a real local Dynamo graph
+	$(VENV)/bin/ftctl run scenario_files/local/demo.yaml --output-dir results/demo --junit results/demo/junit.xml
 
 bench: install ## run the benchmarks (prints measured figures and ratios)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

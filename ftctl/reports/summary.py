@@ -11,14 +11,14 @@ _MARK = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}
 
 def render_run(run: Any, fmt: str = "fancy") -> str:
     """Render a RunOutcome: result tables, then checks and a verdict line per test."""
-    from ftctl.reports.tables import render_results
+    from ftctl.reports.tables import render_text
 
     tablefmt = "fancy_grid" if fmt == "fancy" else "github"
     blocks: list[str] = []
     parsed = [t.result for t in run.tests if t.result is not None]
     parsed += [r for t in run.tests for r in t.extra_results]
     if parsed:
-        blocks.append(render_results(parsed, fmt))
+        blocks.append(render_text(parsed, fmt))
     for outcome in run.tests:
         head = f"== {outcome.name}: {outcome.status.name}"
         if outcome.skipped:
