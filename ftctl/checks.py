@@ -191,7 +191,7 @@ def _evaluate_one(check, metrics, was_cancelled, faults, expects_fault, result_d
         stat = check.stat or "p99"
         if phase is None or phase.ok == 0:
             return CheckResult(check, "inconclusive", f"no successful requests in '{check.phase}'")
-        value = phase.latency.get(stat) if isinstance(phase.latency, dict) else None
+        value = phase.latency_s.get(stat)
         status, msg = _range_verdict(value, check, f"latency {stat} ({check.phase})", "s")
         return CheckResult(check, status, msg, value)
     if kind in ("service_log_contains", "service_log_not_contains"):
