@@ -246,6 +246,11 @@ class LocalPlatform:
                 "run `python tools/make_tokenizer.py`"
             )
         self.deploy_start_ns = time.time_ns()
+        self.ready_ns = None
+        self._ports.clear()
+        self._worker_ids.clear()  # keyed by pid: pids are reused between deployments
+        self._next_port = self.base_port
+        self._torn_down = False
         self.test = test
         deployment = test.deployment
         self.model = deployment.model

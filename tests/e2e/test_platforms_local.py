@@ -300,6 +300,14 @@ def test_teardown_is_idempotent_and_closes_everything(tmp_path):
         "VllmPrefillWorker",
     ]
     assert list(Path(tmp_path, "Frontend").glob("*.log"))
+    # The same platform object deploys again after a teardown (``--repeat``).
+    platform.deploy(make_test(decoders=1), tmp_path / "again")
+    try:
+        platform.wait_ready(60)
+        assert complete(platform.endpoint())[0]
+    finally:
+        platform.teardown()
+    assert platform.leftover_processes() == []
 
 
 def test_a_worker_in_a_crash_loop_fails_wait_ready_with_its_log(tmp_path):
