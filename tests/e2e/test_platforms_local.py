@@ -6,9 +6,11 @@ import http.client
 import importlib.util
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -365,3 +367,6 @@ def test_graph_processes_die_with_a_sigkilled_owner(tmp_path):
         owner.wait()
     # No atexit ran: the kernel's parent-death signal (set by the launcher) ends them.
     assert wait_until(lambda: probe.leftover_processes() == [], timeout=10)
+    # What a SIGKILLed owner cannot clean: its temp state dir (`ftctl cleanup` territory).
+    for leftover in Path(tempfile.gettempdir()).glob(f"ftctl-local-{run_id}-*"):
+        shutil.rmtree(leftover)
