@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import json
@@ -16,7 +17,8 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime
+import weakref
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ftctl.errors import PlatformError
@@ -244,6 +246,11 @@ class LocalPlatform:
                 "run `python tools/make_tokenizer.py`"
             )
         self.deploy_start_ns = time.time_ns()
+        self.ready_ns = None
+        self._ports.clear()
+        self._worker_ids.clear()  # keyed by pid: pids are reused between deployments
+        self._next_port = self.base_port
+        self._torn_down = False
         self.test = test
         deployment = test.deployment
         self.model = deployment.model
@@ -271,6 +278,10 @@ class LocalPlatform:
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll, name="ftctl-readiness", daemon=True)
         self._poller.start()
+        # Backstop for exits that skip the runner's cleanup (the supervisor's own atexit hook
+        # ends the processes; this also removes the temp dir and keeps the logs).
+        ref = weakref.ref(self)
+        atexit.register(lambda: (p := ref()) is not None and p.teardown())
 
     # -- readiness ------------------------------------------------------------------------------
     def _sup(self) -> Supervisor:
@@ -393,11 +404,15 @@ class LocalPlatform:
 
     def _wait_all_ready(self, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
+        # Restarts counted from now: earlier faults of the run do not make a crash loop.
+        base = {r.name: r.restart_count for r in self._sup().replicas()}
         while True:
             missing = self._not_ready()
             if not missing:
                 return
-            looping = [r for r in missing if r.restart_count >= _CRASH_LOOP_RESTARTS]
+            looping = [
+                r for r in missing if r.restart_count - base.get(r.name, 0) >= _CRASH_LOOP_RESTARTS
+            ]
             if looping or time.monotonic() >= deadline:
                 r = (looping or missing)[0]
                 raise PlatformError(
@@ -707,6 +722,7 @@ class LocalPlatform:
             (out / f"{r.name}.yaml").write_text(
                 yaml.safe_dump(self._status(r), sort_keys=False), encoding="utf-8"
             )
+            (out / f"{r.name}.events.log").write_text(_events_text(r), encoding="utf-8")
 
     # -- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:
@@ -751,6 +767,28 @@ class LocalPlatform:
             if marker in environ.split(b"\0") and _pid_alive(int(entry)):
                 found.append((int(entry), proc_cmdline(int(entry)) or ""))
         return found
+
+
+_EVENT_REASONS = {
+    "started": "Started",
+    "ready": "Ready",
+    "exited": "Killing",
+    "restarting": "BackOff",
+    "deleting": "Killing",
+    "deleted": "Deleted",
+    "failed": "Failed",
+}
+
+
+def _events_text(r: Replica) -> str:
+    """Kubernetes-like event lines from the replica's history (``.events.log``)."""
+    lines = []
+    for h in r.history:
+        stamp = datetime.fromtimestamp(h["t_ns"] / 1e9, tz=UTC)
+        detail = " ".join(f"{k}={v}" for k, v in h.items() if k not in ("t_ns", "state"))
+        reason = _EVENT_REASONS.get(h["state"], h["state"])
+        lines.append(f"{stamp.isoformat()} {reason} {r.name} {detail}".rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def _line_time_ns(line: str) -> int:

@@ -234,12 +234,14 @@ class Replica:
                     os.replace(self.log_path, self.previous_log_path)
                 except FileNotFoundError:
                     pass
-                self.restart_count += 1
                 try:
                     self._spawn()
                 except OSError as exc:
                     self._record("failed", error=str(exc))
                     return
+                # Counted once the new container exists: a reader that sees the new count
+                # also sees the new pid.
+                self.restart_count += 1
 
     def _start(self) -> None:
         self._thread.start()

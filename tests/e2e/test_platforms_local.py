@@ -6,9 +6,14 @@ import http.client
 import importlib.util
 import json
 import re
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +21,14 @@ import pytest
 
 from ftctl.errors import PlatformError
 from ftctl.platforms.local import LocalPlatform
-from ftctl.scenario.model import Deployment, LocalOptions, Service, Source, TestCase
+from ftctl.scenario.model import (
+    Deployment,
+    LocalOptions,
+    Service,
+    ServiceOverride,
+    Source,
+    TestCase,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -290,3 +302,71 @@ def test_teardown_is_idempotent_and_closes_everything(tmp_path):
         "VllmPrefillWorker",
     ]
     assert list(Path(tmp_path, "Frontend").glob("*.log"))
+    # The same platform object deploys again after a teardown (``--repeat``).
+    platform.deploy(make_test(decoders=1), tmp_path / "again")
+    try:
+        platform.wait_ready(60)
+        assert complete(platform.endpoint())[0]
+    finally:
+        platform.teardown()
+    assert platform.leftover_processes() == []
+
+
+def test_a_worker_in_a_crash_loop_fails_wait_ready_with_its_log(tmp_path):
+    test = make_test(decoders=1)
+    bad = ServiceOverride(args=("--no-such-mocker-flag",))
+    test = replace(
+        test, deployment=replace(test.deployment, overrides=(("VllmDecodeWorker", bad),))
+    )
+    platform = LocalPlatform()
+    platform.deploy(test, tmp_path)
+    try:
+        with pytest.raises(PlatformError, match=r"(?s)crash loop.*no-such-mocker-flag"):
+            platform.wait_ready(60)
+    finally:
+        platform.teardown()
+    assert platform.leftover_processes() == []
+
+
+def test_a_python_that_does_not_exist_is_a_platform_error(tmp_path):
+    platform = LocalPlatform(python=str(tmp_path / "no-python"))
+    with pytest.raises(PlatformError, match="cannot start"):
+        platform.deploy(make_test(decoders=1), tmp_path)
+    platform.teardown()
+
+
+OWNER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.e2e.test_platforms_local import make_test
+from ftctl.platforms.local import LocalPlatform
+p = LocalPlatform()
+p.deploy(make_test(decoders=1), Path(sys.argv[2]))
+p.wait_ready(60)
+print(p.run_id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_graph_processes_die_with_a_sigkilled_owner(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(repo), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_id = owner.stdout.readline().strip()
+        assert run_id
+        probe = LocalPlatform()
+        probe.run_id = run_id
+        assert probe.leftover_processes()
+    finally:
+        owner.kill()
+        owner.wait()
+    # No atexit ran: the kernel's parent-death signal (set by the launcher) ends them.
+    assert wait_until(lambda: probe.leftover_processes() == [], timeout=10)
+    # What a SIGKILLed owner cannot clean: its temp state dir (`ftctl cleanup` territory).
+    for leftover in Path(tempfile.gettempdir()).glob(f"ftctl-local-{run_id}-*"):
+        shutil.rmtree(leftover)
