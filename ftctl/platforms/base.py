@@ -55,6 +55,8 @@ class Platform(Protocol):
     """What the runner needs of a platform. All methods block; all raise PlatformError."""
 
     name: str
+    # A local tokenizer folder for clients that need one offline (aiperf); None: use the model id.
+    tokenizer_path: Path | None
 
     def deploy(self, test: TestCase, run_dir: Path) -> None:
         """Start the graph of ``test``; ``run_dir`` is the test's result directory."""

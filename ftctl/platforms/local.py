@@ -135,6 +135,7 @@ class LocalPlatform:
     """
 
     name = "local"
+    tokenizer_path = TOKENIZER_DIR  # what aiperf needs offline (LoadTarget.tokenizer)
 
     def __init__(self, *, python: str = sys.executable, base_port: int | None = None) -> None:
         self.python = python

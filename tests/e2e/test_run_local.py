@@ -12,35 +12,53 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.e2e
 
 FTCTL = [sys.executable, "-m", "ftctl"]
 
 
-def _scenario(tmp_path: Path, name: str, body: str) -> Path:
+def _scenario(
+    tmp_path: Path,
+    name: str,
+    deployment: dict,
+    *,
+    failure: str | None = None,
+    checks: list | None = None,
+    load: dict | None = None,
+) -> Path:
+    document = {
+        "apiVersion": "ftctl/v1",
+        "kind": "Scenario",
+        "metadata": {"name": name},
+        "deployment": {"model": "tiny", **deployment},
+        "load": load or _load(),
+    }
+    if failure:
+        document["failures"] = [{"at": "4s", "type": failure}]
+    if checks is not None:
+        document["checks"] = checks
     path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(body))
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
 
-def _load(clients: int = 3, requests: int = 40, rate: float = 4.0, tokens: int = 16) -> str:
-    return f"""
-    load:
-      client: legacy
-      clients: {clients}
-      requests_per_client: {requests}
-      request_rate: {rate}
-      input_tokens: {{mean: 32}}
-      output_tokens: {{mean: {tokens}}}
-      retries: 0
-      timeout: 10s
-    """
+def _load(clients: int = 3, requests: int = 40, rate: float = 4.0, tokens: int = 16) -> dict:
+    return {
+        "client": "legacy",
+        "clients": clients,
+        "requests_per_client": requests,
+        "request_rate": rate,
+        "input_tokens": {"mean": 32},
+        "output_tokens": {"mean": tokens},
+        "retries": 0,
+        "timeout": "10s",
+    }
 
 
 def _run(
@@ -81,22 +99,14 @@ def test_worker_sigkill_without_migration_fails_requests_and_recovers(tmp_path):
     scenario = _scenario(
         tmp_path,
         "kill",
-        f"""
-        apiVersion: ftctl/v1
-        kind: Scenario
-        metadata: {{name: kill}}
-        deployment:
-          backend: vllm
-          topology: agg
-          model: tiny
-          services: {{VllmDecodeWorker: {{replicas: 2}}}}
-          local: {{migration_limit: 0, restart_delay: 1s}}
-        {_load(requests=48)}
-        failures:
-          - {{at: 4s, type: decode_worker}}
-        checks:
-          - {{kind: recovery_time, max: 60s}}
-        """,
+        {
+            "backend": "vllm",
+            "services": {"VllmDecodeWorker": {"replicas": 2}},
+            "local": {"migration_limit": 0, "restart_delay": "1s"},
+        },
+        failure="decode_worker",
+        checks=[{"kind": "recovery_time", "max": "60s"}],
+        load=_load(requests=48),
     )
     out = tmp_path / "out"
     proc = _run(scenario, out)
@@ -115,22 +125,13 @@ def test_worker_sigkill_with_migration_loses_no_request(tmp_path):
     scenario = _scenario(
         tmp_path,
         "migrate",
-        f"""
-        apiVersion: ftctl/v1
-        kind: Scenario
-        metadata: {{name: migrate}}
-        deployment:
-          backend: vllm
-          model: tiny
-          services: {{VllmDecodeWorker: {{replicas: 2}}}}
-          local: {{migration_limit: 3}}
-        {_load(requests=40)}
-        failures:
-          - {{at: 4s, type: decode_worker}}
-        checks:
-          - {{kind: zero_errors}}
-          - {{kind: min_requests, min: 100}}
-        """,
+        {
+            "backend": "vllm",
+            "services": {"VllmDecodeWorker": {"replicas": 2}},
+            "local": {"migration_limit": 3},
+        },
+        failure="decode_worker",
+        checks=[{"kind": "zero_errors"}, {"kind": "min_requests", "min": 100}],
     )
     out = tmp_path / "out"
     proc = _run(scenario, out)
@@ -142,17 +143,9 @@ def test_frontend_sigkill_recovers_within_seconds(tmp_path):
     scenario = _scenario(
         tmp_path,
         "fe",
-        f"""
-        apiVersion: ftctl/v1
-        kind: Scenario
-        metadata: {{name: fe}}
-        deployment: {{backend: vllm, model: tiny}}
-        {_load(requests=40)}
-        failures:
-          - {{at: 4s, type: frontend}}
-        checks:
-          - {{kind: recovery_time, max: 15s}}
-        """,
+        {"backend": "vllm"},
+        failure="frontend",
+        checks=[{"kind": "recovery_time", "max": "15s"}],
     )
     out = tmp_path / "out"
     proc = _run(scenario, out)
@@ -164,26 +157,16 @@ def test_delete_pod_replaces_it_under_a_new_name(tmp_path):
     scenario = _scenario(
         tmp_path,
         "podkill",
-        f"""
-        apiVersion: ftctl/v1
-        kind: Scenario
-        metadata: {{name: podkill}}
-        deployment:
-          backend: sglang
-          model: tiny
-          services: {{decode: {{replicas: 2}}}}
-        {_load(requests=32)}
-        failures:
-          - {{at: 4s, type: decode_worker_pod}}
-        checks:
-          - {{kind: fault_verified}}
-        """,
+        {"backend": "sglang", "services": {"decode": {"replicas": 2}}},
+        failure="decode_worker_pod",
+        checks=[{"kind": "fault_verified"}],
+        load=_load(requests=32),
     )
     out = tmp_path / "out"
     proc = _run(scenario, out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     fault = _report(out)["faults"][0]
-    replacement = fault["evidence"].get("replacement")
+    replacement = fault["evidence"].get("new_pod")
     assert replacement and replacement != fault["pod"]
 
 
@@ -191,17 +174,10 @@ def test_disagg_prefill_kill_is_verified(tmp_path):
     scenario = _scenario(
         tmp_path,
         "prefill",
-        f"""
-        apiVersion: ftctl/v1
-        kind: Scenario
-        metadata: {{name: prefill}}
-        deployment: {{backend: vllm, topology: disagg, model: tiny}}
-        {_load(requests=32)}
-        failures:
-          - {{at: 4s, type: prefill_worker}}
-        checks:
-          - {{kind: fault_verified}}
-        """,
+        {"backend": "vllm", "topology": "disagg"},
+        failure="prefill_worker",
+        checks=[{"kind": "fault_verified"}],
+        load=_load(requests=32),
     )
     out = tmp_path / "out"
     proc = _run(scenario, out)
@@ -210,14 +186,8 @@ def test_disagg_prefill_kill_is_verified(tmp_path):
 
 
 def test_baseline_passes_and_an_unreachable_threshold_exits_1(tmp_path):
-    base = f"""
-        apiVersion: ftctl/v1
-        kind: Scenario
-        metadata: {{name: NAME}}
-        deployment: {{backend: vllm, model: tiny}}
-        {_load(clients=2, requests=12)}
-        """
-    ok = _scenario(tmp_path, "ok", base.replace("NAME", "ok"))
+    small = _load(clients=2, requests=12)
+    ok = _scenario(tmp_path, "ok", {"backend": "vllm"}, load=small)
     out_ok = tmp_path / "ok"
     proc = _run(ok, out_ok)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -226,7 +196,9 @@ def test_baseline_passes_and_an_unreachable_threshold_exits_1(tmp_path):
     strict = _scenario(
         tmp_path,
         "strict",
-        base.replace("NAME", "strict") + "checks:\n  - {kind: latency, stat: p50, max: 1ms}\n",
+        {"backend": "vllm"},
+        load=small,
+        checks=[{"kind": "latency", "stat": "p50", "max": "1ms"}],
     )
     out_strict = tmp_path / "strict"
     proc = _run(strict, out_strict)
@@ -234,44 +206,40 @@ def test_baseline_passes_and_an_unreachable_threshold_exits_1(tmp_path):
     assert "FAIL" in proc.stdout
 
 
-def _graph_processes() -> set[tuple[int, str]]:
-    """Processes of a Dynamo graph or a load client: what a run must never leave behind."""
-    found = set()
+def _processes_with(marker: str) -> list[str]:
+    """Processes whose environment carries ``marker``: everything a run started inherits it."""
+    needle = f"FTCTL_E2E_MARKER={marker}".encode()
+    found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if needle not in environ:
+                continue
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if "dynamo." in cmdline or "ftctl.clients" in cmdline or "aiperf" in cmdline:
-            found.add((int(pid), cmdline))
+        if state != "Z":
+            found.append(f"{pid}: {cmdline}")
     return found
 
 
 def test_sigint_at_random_moments_cleans_up_and_exits_130(tmp_path):
     scenario = _scenario(
-        tmp_path,
-        "intr",
-        f"""
-        apiVersion: ftctl/v1
-        kind: Scenario
-        metadata: {{name: intr}}
-        deployment: {{backend: vllm, model: tiny}}
-        {_load(requests=200)}
-        failures:
-          - {{at: 3s, type: decode_worker}}
-        """,
+        tmp_path, "intr", {"backend": "vllm"}, failure="decode_worker", load=_load(requests=200)
     )
-    before = _graph_processes()
     rng = random.Random(os.getpid())
     for attempt, delay in enumerate(sorted(rng.uniform(0.5, 9.0) for _ in range(3))):
         out = tmp_path / f"out{attempt}"
+        marker = f"{os.getpid()}-{attempt}"
         proc = subprocess.Popen(
             [*FTCTL, "run", str(scenario), "--output-dir", str(out)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "FTCTL_E2E_MARKER": marker},
         )
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
@@ -279,7 +247,7 @@ def test_sigint_at_random_moments_cleans_up_and_exits_130(tmp_path):
         assert proc.returncode == 130, f"delay {delay:.1f}s: {stdout}{stderr}"
         assert "Traceback" not in stderr
         time.sleep(0.5)
-        leftover = _graph_processes() - before
+        leftover = _processes_with(marker)
         assert not leftover, f"leftover after SIGINT at {delay:.1f}s: {leftover}"
         test_dir = out / "intr-decode_worker"
         if (test_dir / "events.jsonl").exists():
