@@ -333,6 +333,30 @@ def load(
     raise typer.Exit(int(status))
 
 
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="A result directory (or a root of many).")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a timeline PNG.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown.")] = None,
+) -> None:
+    """Markdown report (tables and checks) and a timeline plot of a result directory."""
+    from ftctl.reports.compare import report_command
+
+    _emit(report_command(directory, plot=plot, markdown=markdown))
+
+
+@app.command()
+def compare(
+    dir_a: Annotated[Path, typer.Argument(help="Baseline result directory.")],
+    dir_b: Annotated[Path, typer.Argument(help="Result directory to compare.")],
+    fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json")] = "fancy",
+) -> None:
+    """Deltas of recovery time, success rates and latencies between two runs."""
+    from ftctl.reports.compare import compare_command
+
+    _emit(compare_command(dir_a, dir_b, fmt))
+
+
 def main() -> None:
     """Entry point: run the app, turn known errors into one line and an exit code."""
     try:

@@ -570,21 +570,35 @@ def run_test(
         except Exception:
             pass
     outcome.duration_s = time.monotonic() - started
-    _write_report(outcome)
+    _write_report(outcome, test.reports)
     _safe_notify(observer, "test_end", test=test.name, status=outcome.status.name)
     if interrupted:
         raise Interrupted("interrupted; the deployment was torn down")
     return outcome
 
 
-def _write_report(outcome: TestOutcome) -> None:
+def _write_report(outcome: TestOutcome, reports: tuple[str, ...] = ()) -> None:
+    """report.json always; report.md and timeline.png when the scenario asks for them."""
     from ftctl.reports.json_report import outcome_to_json
 
     try:
         path = outcome.result_dir / "report.json"
         path.write_text(json.dumps(outcome_to_json(outcome), indent=2, default=_json_default))
     except OSError:
-        pass
+        return
+    if outcome.result is None:
+        return
+    try:
+        if "summary" in reports:
+            from ftctl.reports.compare import report_command
+
+            report_command(outcome.result_dir, markdown=outcome.result_dir / "report.md")
+        if "timeline" in reports:
+            from ftctl.reports.timeline import plot_timeline
+
+            plot_timeline(outcome.result, outcome.result_dir / "timeline.png")
+    except Exception as exc:  # a report that cannot be drawn must not change the verdict
+        outcome.result.warnings.append(f"report: {exc}")
 
 
 def run_tests(
