@@ -242,10 +242,18 @@ class ClientRun:
 
     # -- one logical request ---------------------------------------------------------------
     async def _request(
-        self, session, timeout, client: int, index: int, maker: PayloadMaker, sched: int | None
+        self,
+        session,
+        timeout,
+        client: int,
+        index: int,
+        maker: PayloadMaker,
+        sched: int | None,
+        body: bytes | None = None,
     ) -> None:
         spec = self.spec
-        body, _osl = maker.make()
+        if body is None:
+            body, _osl = maker.make()
         attempts: list[Attempt] = []
         n_urls = len(self.urls)
         start = perf_counter_ns()
@@ -396,20 +404,22 @@ class ClientRun:
         t = float(perf_counter_ns()) + self.offset_s * 1e9
         clock = self._clock
 
-        async def one(client: int, index: int, sched_ns: int) -> None:
+        async def one(client: int, index: int, sched_ns: int, body: bytes) -> None:
             async with sem:
-                await self._request(session, timeout, client, index, makers[client], sched_ns)
+                await self._request(session, timeout, client, index, makers[client], sched_ns, body)
 
         for k in itertools.count():
             if total is not None and k >= total:
                 break
             if self.stop.is_set() or (self._deadline is not None and t >= self._deadline):
                 break
+            client = clients[k % len(clients)]
+            body, _osl = makers[client].make()  # before the wait: not part of the lag
             delay = (t - perf_counter_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
-            client = clients[k % len(clients)]
-            task = asyncio.create_task(one(client, next(counters[client]), clock.epoch(int(t))))
+            index = next(counters[client])
+            task = asyncio.create_task(one(client, index, clock.epoch(int(t)), body))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             t += period_ns if spec.arrival == "constant" else rng.expovariate(1.0) * period_ns

@@ -99,6 +99,8 @@ class RunStats:
     wall_s: float = 0.0
     latency: dict[str, float] = field(default_factory=dict)
     ttft: dict[str, float] = field(default_factory=dict)
+    # Open loop: end - scheduled time, so waiting behind a slow client or server counts.
+    from_schedule: dict[str, float] = field(default_factory=dict)
     lag_p50_ms: float | None = None
     lag_p99_ms: float | None = None
     warnings: list[str] = field(default_factory=list)
@@ -157,6 +159,7 @@ def read_run(path: Path) -> RunStats:
     run.warnings = list(summary.get("warnings") or [])
     lat: list[float] = []
     ttft: list[float] = []
+    sched: list[float] = []
     first_err: tuple[int, str] | None = None
     lo = hi = None
     for f in files:
@@ -172,6 +175,8 @@ def read_run(path: Path) -> RunStats:
                     lat.append(float(rec["total_time"]))
                 if isinstance(rec.get("ttft"), (int, float)):
                     ttft.append(float(rec["ttft"]))
+                if isinstance(rec.get("scheduled_ns"), int) and isinstance(rec.get("end_ns"), int):
+                    sched.append((rec["end_ns"] - rec["scheduled_ns"]) / 1e9)
             else:
                 run.failed += 1
                 err = record_error(rec) or "failed"
@@ -183,6 +188,7 @@ def read_run(path: Path) -> RunStats:
         run.wall_s = (hi - lo) / 1e9
     run.latency = latency_stats(lat)
     run.ttft = latency_stats(ttft)
+    run.from_schedule = latency_stats(sched)
     run.mode = mode_text(run.arrival, run.streams, run.offered_rate)
     return run
 
@@ -229,6 +235,9 @@ def render_run(run: RunStats, fmt: str = "fancy") -> str:
         rows.append(("TTFT p99 (ms)", _ms(run.ttft.get("p99"))))
     rows.append(("Throughput, actual (req/s)", _fmt_rate(run.throughput)))
     rows.append(("Throughput, latency-implied (req/s)", _fmt_rate(run.implied_throughput)))
+    if run.from_schedule:
+        rows.append(("Latency from schedule p50 (ms)", _ms(run.from_schedule.get("median"))))
+        rows.append(("Latency from schedule p99 (ms)", _ms(run.from_schedule.get("p99"))))
     if run.arrival != "closed":
         rows.append(
             ("Dispatch lag p50 (ms)", "N/A" if run.lag_p50_ms is None else f"{run.lag_p50_ms:.2f}")

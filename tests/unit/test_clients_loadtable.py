@@ -115,3 +115,14 @@ def test_comparison_shows_speedup_against_the_first_run(tmp_path):
 
 def test_latency_stats_of_nothing_is_empty():
     assert latency_stats([]) == {}
+
+
+def test_open_loop_latency_is_also_measured_from_the_schedule(tmp_path):
+    recs = [_rec(0, 0.1), _rec(1, 0.1)]
+    recs[0]["scheduled_ns"] = recs[0]["start_ns"] - 50_000_000  # sent 50 ms late
+    recs[1]["scheduled_ns"] = recs[1]["start_ns"]
+    _write(tmp_path / "client_0.log.txt", recs)
+    run = read_run(tmp_path)
+    assert run.from_schedule["max"] == pytest.approx(0.15)
+    assert run.from_schedule["min"] == pytest.approx(0.1)
+    assert "Latency from schedule p99" in render_run(run, "fancy")
