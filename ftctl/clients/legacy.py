@@ -416,8 +416,8 @@ class ClientRun:
             client = clients[k % len(clients)]
             body, _osl = makers[client].make()  # before the wait: not part of the lag
             delay = (t - perf_counter_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Always yield: in a burst the previous arrival's task must start before this one.
+            await asyncio.sleep(delay if delay > 0 else 0)
             index = next(counters[client])
             task = asyncio.create_task(one(client, index, clock.epoch(int(t)), body))
             self._tasks.add(task)
