@@ -190,6 +190,16 @@ def _lag(url: str, tmp: Path, rate: float, n: int, arrival: str) -> tuple[float,
     return summary.lag_p50_ms or 0.0, summary.lag_p99_ms or 0.0, sent
 
 
+async def _timer_lateness(rate: float, n: int) -> list[float]:
+    lags = []
+    t = time.perf_counter_ns()
+    for _ in range(n):
+        t += int(1e9 / rate)
+        await asyncio.sleep(max(0.0, (t - time.perf_counter_ns()) / 1e9))
+        lags.append((time.perf_counter_ns() - t) / 1e6)
+    return sorted(lags)
+
+
 def main() -> None:
     """Start the server, measure, print figures and ratios."""
     if "--serve" in sys.argv:
@@ -224,6 +234,10 @@ def main() -> None:
                 lp50, lp99, sent = _lag(url, tmp, 500.0, 1000 if quick else 4000, arrival)
                 print(f"  open loop {arrival} 500 req/s: dispatch lag p50 {lp50:.3f} ms, "
                       f"p99 {lp99:.3f} ms (target <= 2), sent {sent:.0f} req/s")  # fmt: skip
+            # The floor: how late a bare timer wakes on this (shared) machine right now.
+            floor = run_loop(_timer_lateness(500.0, 1000 if quick else 2000))
+            print(f"  floor, bare event-loop timer at 500/s: lateness p50 "
+                  f"{percentile(floor, 50):.3f} ms, p99 {percentile(floor, 99):.3f} ms")  # fmt: skip
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)

@@ -286,7 +286,8 @@ def load(
     output_dir: Annotated[Path | None, typer.Option(help="Where client logs go.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json")] = "fancy",
     compare: Annotated[
-        list[Path] | None, typer.Option(help="Saved run dirs to show side by side.")
+        list[Path] | None,
+        typer.Option(help="A saved run dir to show side by side (repeat for more)."),
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus text on 127.0.0.1:PORT.")

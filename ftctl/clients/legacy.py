@@ -53,6 +53,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 LAG_WARN_MS = 10.0
 # Logical clients per worker process before another process is added.
 CLIENTS_PER_PROCESS = 64
+# Open loop: total req/s one worker process is given before another is added (it manages
+# 2,000-5,000 req/s on a loaded 2-core machine; see bench/client_bench.py).
+RATE_PER_PROCESS = 1500
 
 
 @dataclass
@@ -416,8 +419,8 @@ class ClientRun:
             client = clients[k % len(clients)]
             body, _osl = makers[client].make()  # before the wait: not part of the lag
             delay = (t - perf_counter_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Always yield: in a burst the previous arrival's task must start before this one.
+            await asyncio.sleep(delay if delay > 0 else 0)
             index = next(counters[client])
             task = asyncio.create_task(one(client, index, clock.epoch(int(t)), body))
             self._tasks.add(task)
@@ -529,9 +532,13 @@ def spec_from_dict(data: dict) -> LoadSpec:
 
 
 def default_processes(spec: LoadSpec) -> int:
-    """Worker processes for ``spec``: one per CLIENTS_PER_PROCESS clients, at most the CPUs."""
+    """Worker processes for ``spec``: one per CLIENTS_PER_PROCESS clients (or, open loop, per
+    RATE_PER_PROCESS req/s), at most one per CPU and per client."""
     cpus = os.cpu_count() or 1
-    return max(1, min(spec.clients, cpus, -(-spec.clients // CLIENTS_PER_PROCESS)))
+    want = -(-spec.clients // CLIENTS_PER_PROCESS)
+    if spec.arrival != "closed" and spec.request_rate:
+        want = max(want, -(-int(spec.request_rate) // RATE_PER_PROCESS))
+    return max(1, min(spec.clients, cpus, want))
 
 
 class LegacyLoad:
@@ -705,6 +712,11 @@ class LegacyLoad:
             missing = len(self._summaries) - len(parts)
         if missing:
             summary.warnings.append(f"{missing} worker process(es) ended without a summary")
+        for p, proc in enumerate(self._procs):
+            if proc.returncode and not self._killed:
+                summary.warnings.append(
+                    f"worker {p} exited with status {proc.returncode}: {self._stderr_tail(p)}"
+                )
         self.summary = summary
         self._tidy()
         return True
@@ -728,6 +740,14 @@ class LegacyLoad:
                         pipe.close()
                     except OSError:
                         pass
+
+    def _stderr_tail(self, p: int) -> str:
+        path = self.out_dir / f"load_worker_{p}.stderr.log"
+        try:
+            lines = path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no stderr"
+        return lines[-1] if lines else "no stderr"
 
     def _tidy(self) -> None:
         # Worker stderr files are kept only when something was written there.

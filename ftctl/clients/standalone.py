@@ -144,7 +144,8 @@ def load_command(
     """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
 
     Returns the text to print and the exit status: CHECK_FAILED when a request of this run
-    failed, OK otherwise (a comparison of saved runs alone is OK).
+    failed, INTERRUPTED after a Ctrl-C (the partial table is still returned), OK otherwise
+    (a comparison of saved runs alone is OK).
     """
     from ftctl.clients.legacy import LegacyLoad
 
@@ -176,13 +177,23 @@ def load_command(
 
             server = MetricsServer(metrics_port, load.stats).start()
             emit(f"ftctl load: metrics on http://127.0.0.1:{server.port}/metrics")
+        interrupted = False
         try:
             load.start()
-            while not load.wait(0.1):
-                if load.wait_started(0):
-                    tracker.started()
-                p = load.progress()
-                tracker.update(p.ok, p.failed, p.in_flight, p.rate, load.stats().latency_sum)
+            try:
+                while not load.wait(0.1):
+                    if load.wait_started(0):
+                        tracker.started()
+                    p = load.progress()
+                    tracker.update(p.ok, p.failed, p.in_flight, p.rate, load.stats().latency_sum)
+            except KeyboardInterrupt:
+                # First Ctrl-C: stop gracefully and still show what was done (exit 130).
+                interrupted = True
+                emit("ftctl load: interrupted; stopping the clients (Ctrl-C again to kill)")
+                load.stop()
+                if not load.wait(load.stop_grace + 5):
+                    load.kill()
+                    load.wait(5)
             st = load.stats()
             tracker.started()
             tracker.update(st.ok, st.failed, 0, load.progress().rate, st.latency_sum)
@@ -210,6 +221,8 @@ def load_command(
         runs.append(run)
         if summary.failed or run.failed:
             status = ExitStatus.CHECK_FAILED
+        if interrupted:
+            status = ExitStatus.INTERRUPTED
     for d in compare:
         run = read_run(Path(d))
         run.name = str(d)

@@ -360,3 +360,27 @@ def test_duration_ends_a_closed_loop_without_a_request_count(server, tmp_path):
     recs = _records(tmp_path)
     assert 1 <= len(recs) <= 11 and summary.failed == 0
     assert recs[-1]["start_ns"] - recs[0]["start_ns"] < 0.5e9
+
+
+def test_worker_that_cannot_run_is_reported_not_hidden(tmp_path):
+    # An open loop without a rate makes the worker fail at once with a ClientError.
+    spec = _spec(arrival="poisson", request_rate=None)
+    load = LegacyLoad(spec, LoadTarget("http://127.0.0.1:1", "m"), tmp_path)
+    load.start()
+    assert load.wait(20)
+    assert any("request_rate" in w for w in load.summary.warnings)
+    assert load.summary.requests == 0
+
+
+def test_open_loop_rate_adds_worker_processes_up_to_the_cpus():
+    import os
+
+    from ftctl.clients.legacy import default_processes
+
+    cpus = os.cpu_count() or 1
+    assert default_processes(_spec(clients=1)) == 1
+    assert default_processes(_spec(clients=8, arrival="poisson", request_rate=100.0)) == 1
+    assert default_processes(_spec(clients=8, arrival="poisson", request_rate=4000.0)) == min(
+        3, cpus
+    )
+    assert default_processes(_spec(clients=200)) == min(4, cpus)

@@ -108,3 +108,9 @@ def test_duration_run_reports_progress_to_100_percent(server, tmp_path):
                   "--output-dir", str(tmp_path), "--format", "json")  # fmt: skip
     assert "100%" in res.stderr
     assert json.loads(res.stdout)["requests"] >= 3
+
+
+def test_metrics_port_is_announced_on_loopback(server, tmp_path):
+    res = run_cli("load", server.url, "--model", "m", "--requests-per-client", "1",
+                  "--metrics-port", "0", "--output-dir", str(tmp_path))  # fmt: skip
+    assert "metrics on http://127.0.0.1:" in res.stderr
