@@ -364,7 +364,10 @@ class ClientRun:
         maker = PayloadMaker(self.spec, self.model, client)
         counter = itertools.count()
         interval_ns = int(1e9 / self.rate) if self.rate else 0
-        next_slot = [perf_counter_ns()]
+        # Spread the clients' first requests over one interval: clients that start in lockstep
+        # stay in lockstep, and a fault would then land in the same gap for all of them.
+        stagger_ns = interval_ns * client // max(1, self.spec.clients)
+        next_slot = [perf_counter_ns() + stagger_ns]
 
         async def worker() -> None:
             while True:

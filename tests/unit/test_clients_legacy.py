@@ -384,3 +384,11 @@ def test_open_loop_rate_adds_worker_processes_up_to_the_cpus():
         3, cpus
     )
     assert default_processes(_spec(clients=200)) == min(4, cpus)
+
+
+def test_closed_loop_clients_start_staggered_over_one_interval(server, tmp_path):
+    # 4 clients at 2 req/s each: interval 0.5 s, so first requests ~0.125 s apart.
+    _run(_spec(clients=4, requests_per_client=2, request_rate=2.0), [server.url], tmp_path)
+    firsts = sorted(_records(tmp_path, c)[0]["start_ns"] for c in range(4))
+    gaps = [(b - a) / 1e9 for a, b in zip(firsts, firsts[1:], strict=False)]
+    assert all(0.08 < gap < 0.25 for gap in gaps), gaps
