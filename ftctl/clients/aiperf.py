@@ -187,8 +187,12 @@ def aiperf_argv(
         str(spec.output_tokens.mean),
         "--output-tokens-stddev",
         _fmt(spec.output_tokens.stddev),
+        # As the legacy client: the server must produce the requested length (aiperf warns
+        # that --osl is not guaranteed otherwise).
         "--extra-inputs",
         f"temperature:{_fmt(spec.temperature)}",
+        "--extra-inputs",
+        "ignore_eos:true",
         "--request-timeout-seconds",
         _fmt(spec.timeout),
         "--random-seed",

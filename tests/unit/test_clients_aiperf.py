@@ -132,7 +132,8 @@ def test_argv_synthetic_tokens_and_seed_per_client():
     assert flag(argv, "--output-tokens-stddev") == "5.5"
     assert flag(argv, "--random-seed") == "103"
     assert flag(argv, "--request-timeout-seconds") == "30"
-    assert flag(argv, "--extra-inputs") == "temperature:0"
+    extra = [argv[i + 1] for i, a in enumerate(argv) if a == "--extra-inputs"]
+    assert extra == ["temperature:0", "ignore_eos:true"]
     assert "--input-file" not in argv
 
 
