@@ -1,0 +1,321 @@
+"""Tables of parsed results: upstream legacy group table, aiperf Metric|Value, ftctl phases."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftctl.results.model import LoadMetrics, TestResult
+
+FORMATS = ("fancy", "markdown", "json", "csv")
+_TABLEFMT = {"fancy": "fancy_grid", "markdown": "github"}
+
+
+def _tabulate(
+    rows: list[list[Any]],
+    headers: list[str],
+    fmt: str,
+    floatfmt: str = ".2f",
+    stralign: str = "left",
+) -> str:
+    from tabulate import tabulate
+
+    if fmt == "markdown":  # a stacked header would break a markdown table
+        headers = [h.replace("\n", " ") for h in headers]
+    return tabulate(
+        rows,
+        headers=headers,
+        tablefmt=_TABLEFMT[fmt],
+        floatfmt=floatfmt,
+        missingval="N/A",
+        stralign=stralign,
+    )
+
+
+def _count(value: int | None) -> float | None:
+    """Counts print as 149.00 in the upstream table (it fed tabulate floats)."""
+    return None if value is None else float(value)
+
+
+def _failure_rank(result: TestResult) -> tuple[int, str, int]:
+    from ftctl.results.parse import FAILURE_ORDER
+
+    failure = result.failure or ""
+    rank = FAILURE_ORDER.index(failure) if failure in FAILURE_ORDER else len(FAILURE_ORDER)
+    role = {"overflow": 0, "recovery": 1}.get(result.pair_role or "", 0)
+    return rank, failure, role
+
+
+def ordered(results: list[TestResult]) -> list[TestResult]:
+    """Results grouped by scenario prefix, rows in the failure-table order, pairs adjacent."""
+    return sorted(results, key=lambda r: (r.group or "", *_failure_rank(r)))
+
+
+def _failure_label(result: TestResult) -> str:
+    label = result.failure or result.name
+    return f"{label} ({result.pair_role})" if result.pair_role else label
+
+
+def legacy_group_tables(results: list[TestResult], fmt: str, sla: float | None = None) -> str:
+    """Upstream legacy table per test group (``Test Group: <prefix>``), REFERENCE §4.
+
+    Before/After use the upstream two-way split (before = ended ≤ T_f); latency is the mean
+    over successful requests; Recovery is the client-perceived recovery time (DESIGN §5).
+    A ``Recovery (logs)`` column is added when upstream log-based figures exist.
+    """
+    blocks: list[str] = []
+    groups: dict[str, list[TestResult]] = {}
+    for result in ordered(results):
+        groups.setdefault(result.group or result.name, []).append(result)
+    with_logs = any(r.upstream_log_recovery_s is not None for r in results)
+    headers = ["Failure", "Startup", "Success\nBefore", "Failed\nBefore", "Success\nAfter"]
+    headers += ["Failed\nAfter", "Latency\nBefore", "Latency\nAfter"]
+    if sla is not None:
+        headers += ["Violations\nBefore", "Violations\nAfter"]
+    headers += ["Recovery"] + (["Recovery\n(logs)"] if with_logs else [])
+    for group, members in groups.items():
+        rows = []
+        for result in members:
+            before = result.overall.phases.get("upstream_before")
+            after = result.overall.phases.get("upstream_after")
+            row: list[Any] = [_failure_label(result), result.startup_s]
+            row += [
+                _count(before.ok) if before else None,
+                _count(before.failed) if before else None,
+                _count(after.ok) if after else None,
+                _count(after.failed) if after else None,
+                before.latency_s["mean"] if before else None,
+                after.latency_s["mean"] if after else None,
+            ]
+            if sla is not None:
+                row += [
+                    _count(before.sla_violations) if before else None,
+                    _count(after.sla_violations) if after else None,
+                ]
+            recovery = result.overall.recovery
+            row.append(recovery.recovery_time_s if recovery else None)
+            if with_logs:
+                row.append(result.upstream_log_recovery_s)
+            rows.append(row)
+        table = _tabulate(rows, headers, fmt, stralign="center")
+        blocks.append(f"Test Group: {group}\n{table}")
+    return "\n\n".join(blocks)
+
+
+def _seconds(value: float | None, digits: int = 2) -> str | None:
+    return None if value is None else f"{value:.{digits}f} sec"
+
+
+def aiperf_summary_table(result: TestResult, fmt: str, sla: float | None = None) -> str:
+    """The upstream aiperf ``Metric | Value`` table of one test (REFERENCE §4)."""
+    metrics = result.overall
+    overall = metrics.phases.get("overall")
+    latency = overall.latency_s if overall else {}
+    recovery = metrics.recovery
+    rows: list[list[Any]] = [
+        ["Test Directory", result.name],
+        ["Number of Clients", metrics.clients],
+        ["=== Deployment Metrics ===", ""],
+        ["Startup Time", _seconds(result.startup_s)],
+        ["Recovery Time", _seconds(recovery.recovery_time_s if recovery else None)],
+    ]
+    if result.upstream_log_recovery_s is not None:
+        rows.append(["Recovery Time (upstream logs)", _seconds(result.upstream_log_recovery_s)])
+    if result.pod_recovery_s is not None:
+        rows.append(["Pod Recovery Time", _seconds(result.pod_recovery_s)])
+    rate = overall.success_rate if overall else None
+    rows += [
+        ["=== Request Metrics ===", ""],
+        ["Total Requests", metrics.requests],
+        ["Successful Requests", metrics.ok],
+        ["Failed Requests", metrics.failed],
+        ["Success Rate", None if rate is None else f"{rate * 100:.2f}%"],
+        ["=== Latency Metrics (seconds) ===", ""],
+        ["Mean Latency", _fixed(latency.get("mean"))],
+    ]
+    if sla is not None:
+        violations = overall.sla_violations if overall else None
+        status = "N/A" if violations is None else ("PASS" if violations == 0 else "FAIL")
+        rows.append(["SLA Status", f"{status} ({violations} over {sla:g} s)"])
+    rows += [
+        ["P50 Latency", _fixed(latency.get("p50"))],
+        ["P90 Latency", _fixed(latency.get("p90"))],
+        ["P99 Latency", _fixed(latency.get("p99"))],
+    ]
+    if overall and (overall.ttft_mean_s is not None or overall.itl_mean_s is not None):
+        rows += [
+            ["=== Token Metrics ===", ""],
+            ["TTFT (mean)", _ms(overall.ttft_mean_s)],
+            ["ITL (mean)", _ms(overall.itl_mean_s)],
+        ]
+    rows += [
+        ["=== Throughput Metrics ===", ""],
+        ["Total Throughput", _rps(metrics.throughput_rps)],
+        ["Avg Client Throughput", _rps(metrics.avg_client_throughput_rps)],
+    ]
+    return _tabulate(rows, ["Metric", "Value"], fmt)
+
+
+def _fixed(value: float | None) -> str | None:
+    return None if value is None else f"{value:.3f}"
+
+
+def _ms(value: float | None) -> str | None:
+    return None if value is None else f"{value * 1000:.2f} ms"
+
+
+def _rps(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f} req/s"
+
+
+def phase_table(metrics: LoadMetrics, fmt: str) -> str:
+    """ftctl's phase table: before/during/after/overall with requests, failed, rate, p50, p99."""
+    headers = ["Phase", "Requests", "Failed", "Success\nrate", "p50 (s)", "p99 (s)", "TTFT (s)"]
+    rows = []
+    names = ("before", "during", "after", "overall") if metrics.recovery else ("overall",)
+    for name in names:
+        phase = metrics.phases.get(name)
+        if phase is None:
+            continue
+        rate = None if phase.success_rate is None else f"{phase.success_rate * 100:.1f}%"
+        rows.append(
+            [
+                name,
+                phase.requests,
+                phase.failed,
+                rate,
+                phase.latency_s["p50"],
+                phase.latency_s["p99"],
+                phase.ttft_mean_s,
+            ]
+        )
+    return _tabulate(rows, headers, fmt, floatfmt=".3f")
+
+
+def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str:
+    """One line: client-perceived recovery, time to first error, outage, window, pod/log figures."""
+    metrics = metrics or result.overall
+    recovery = metrics.recovery
+    parts: list[str] = []
+    if recovery is None:
+        parts.append("Recovery: no fault time (no fault_injected event or test.log marker)")
+    elif recovery.no_visible_impact:
+        parts.append("Recovery: 0.000 s (no visible impact: no failed request after the fault)")
+    elif recovery.recovered:
+        parts.append(
+            f"Recovery: {recovery.recovery_time_s:.3f} s after the fault "
+            f"(first error +{recovery.time_to_first_error_s:.3f} s, outage "
+            f"{recovery.outage_s:.3f} s, {recovery.failed_after_fault} failed after the fault, "
+            f"window {recovery.window_s:.3f} s)"
+        )
+    else:
+        first = recovery.time_to_first_error_s
+        parts.append(
+            f"Recovery: NOT RECOVERED ({recovery.failed_after_fault} failed after the fault"
+            + (f", first error +{first:.3f} s" if first is not None else "")
+            + ")"
+        )
+    if result.fault_time_source and recovery is not None:
+        parts.append(f"fault time from {result.fault_time_source}")
+    if result.pod_recovery_s is not None:
+        parts.append(f"pod recovery {result.pod_recovery_s:.3f} s")
+    if result.upstream_log_recovery_s is not None:
+        parts.append(
+            f"{result.upstream_log_recovery_method}: {result.upstream_log_recovery_s:.2f} s"
+        )
+    return "; ".join(parts)
+
+
+def render_text(results: list[TestResult], fmt: str, sla: float | None = None) -> str:
+    """Fancy or markdown text for every result: group/summary tables, then phases + recovery."""
+    out: list[str] = []
+    legacy = [r for r in results if r.kind == "legacy"]
+    if legacy:
+        out.append(legacy_group_tables(legacy, fmt, sla))
+    for result in ordered(results):
+        title = f"== {result.name} ({result.kind})"
+        if result.pair_role:
+            title += f" — token overflow, {result.pair_role} phase"
+        out.append(title)
+        if result.kind == "aiperf":
+            out.append(aiperf_summary_table(result, fmt, sla))
+        for name, metrics in result.loads.items():
+            if len(result.loads) > 1:
+                out.append(f"Load: {name}")
+            out.append(phase_table(metrics, fmt))
+            out.append(recovery_line(result, metrics))
+        if len(result.loads) > 1:
+            out.append("All loads:")
+            out.append(phase_table(result.overall, fmt))
+            out.append(recovery_line(result))
+        out.extend(f"warning: {w}" for w in result.warnings)
+    return "\n\n".join(out)
+
+
+CSV_COLUMNS = [
+    "test",
+    "kind",
+    "group",
+    "failure",
+    "load",
+    "phase",
+    "requests",
+    "ok",
+    "failed",
+    "success_rate",
+    *(f"latency_{s}_s" for s in ("mean", "min", "max", "p50", "p90", "p95", "p99")),
+    "ttft_mean_s",
+    "itl_mean_s",
+    "sla_violations",
+    "recovery_time_s",
+    "time_to_first_error_s",
+    "outage_s",
+    "recovered",
+    "startup_s",
+    "pod_recovery_s",
+    "upstream_log_recovery_s",
+    "throughput_rps",
+]
+
+
+def render_csv(results: list[TestResult]) -> str:
+    """One CSV row per test × load × phase (the load "overall" pools every load)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for result in ordered(results):
+        loads = dict(result.loads)
+        loads["overall"] = result.overall
+        for load_name, metrics in loads.items():
+            recovery = metrics.recovery
+            for phase_name, phase in metrics.phases.items():
+                writer.writerow(
+                    [
+                        result.name,
+                        result.kind,
+                        result.group,
+                        result.failure,
+                        load_name,
+                        phase_name,
+                        phase.requests,
+                        phase.ok,
+                        phase.failed,
+                        phase.success_rate,
+                        *(phase.latency_s[s] for s in ("mean", "min", "max")),
+                        *(phase.latency_s[s] for s in ("p50", "p90", "p95", "p99")),
+                        phase.ttft_mean_s,
+                        phase.itl_mean_s,
+                        phase.sla_violations,
+                        recovery.recovery_time_s if recovery else None,
+                        recovery.time_to_first_error_s if recovery else None,
+                        recovery.outage_s if recovery else None,
+                        recovery.recovered if recovery else None,
+                        result.startup_s,
+                        result.pod_recovery_s,
+                        result.upstream_log_recovery_s,
+                        metrics.throughput_rps,
+                    ]
+                )
+    return buffer.getvalue()

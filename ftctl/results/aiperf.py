@@ -1,0 +1,334 @@
+"""Reader of aiperf result directories: ``client_N/attempt_M/`` artifacts (REFERENCE.md §3)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SUMMARY_FILE = "profile_export_aiperf.json"
+RECORDS_FILE = "profile_export.jsonl"
+CSV_FILE = "profile_export_aiperf.csv"
+GENAI_LOG = "genai_perf.log"
+
+_CLIENT_DIR = re.compile(r"^client_(\d+)$")
+_ATTEMPT_DIR = re.compile(r"^attempt_(\d+)$")
+
+
+def numbered_dirs(path: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
+    """Sub-directories of ``path`` whose name matches ``pattern``, in numeric order.
+
+    Numeric, not lexical: ``attempt_10`` comes after ``attempt_2`` (REFERENCE §9.3).
+    """
+    found: list[tuple[int, Path]] = []
+    try:
+        entries = list(path.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), entry))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def client_dirs(path: Path) -> list[tuple[int, Path]]:
+    """``client_N`` directories of ``path`` in numeric order."""
+    return numbered_dirs(path, _CLIENT_DIR)
+
+
+def attempt_dirs(client_dir: Path) -> list[tuple[int, Path]]:
+    """``attempt_M`` directories of a client in numeric order."""
+    return numbered_dirs(client_dir, _ATTEMPT_DIR)
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _number(value: Any) -> float | None:
+    """A metric value: a bare number, or ``{"avg": ...}`` / ``{"value": ...}``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        for key in ("avg", "value", "count"):
+            inner = value.get(key)
+            if isinstance(inner, int | float) and not isinstance(inner, bool):
+                return float(inner)
+    return None
+
+
+def summary_metric(summary: dict[str, Any], name: str) -> dict[str, Any] | float | None:
+    """A metric of ``profile_export_aiperf.json`` from the top level or the older ``records.*``."""
+    value = summary.get(name)
+    if value is None:
+        records = summary.get("records")
+        if isinstance(records, dict):
+            value = records.get(name)
+    return value
+
+
+def summary_counts(summary: Any) -> tuple[int, int] | None:
+    """(ok, failed) from a summary JSON; None when it holds no request count.
+
+    aiperf's ``request_count`` counts the successful requests and ``error_request_count`` the
+    failed ones (present only when errors occurred).
+    """
+    if not isinstance(summary, dict):
+        return None
+    ok = _number(summary_metric(summary, "request_count"))
+    failed = _number(summary_metric(summary, "error_request_count"))
+    if ok is None and failed is None:
+        return None
+    return max(0, int(ok or 0)), max(0, int(failed or 0))
+
+
+def record_succeeded(record: dict[str, Any]) -> bool:
+    """A profile_export.jsonl record succeeded: no ``error`` and not cancelled."""
+    if record.get("error"):
+        return False
+    metadata = record.get("metadata")
+    return not (isinstance(metadata, dict) and metadata.get("was_cancelled"))
+
+
+def _jsonl_counts(path: Path) -> tuple[int, int] | None:
+    """(ok, failed) counted from a per-request JSONL file; None if absent or empty."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    ok = failed = 0
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except ValueError:
+            continue  # a truncated last line or garbage: skip it
+        if not isinstance(record, dict):
+            continue
+        if _is_warmup(record):
+            continue
+        if record_succeeded(record):
+            ok += 1
+        else:
+            failed += 1
+    if ok == 0 and failed == 0:
+        return None
+    return ok, failed
+
+
+def _is_warmup(record: dict[str, Any]) -> bool:
+    metadata = record.get("metadata")
+    return isinstance(metadata, dict) and metadata.get("benchmark_phase") == "warmup"
+
+
+def attempt_outcome(attempt_dir: Path) -> tuple[int, int]:
+    """(ok, failed) requests of one aiperf attempt directory; never raises.
+
+    Counted from ``profile_export.jsonl`` (success = no ``error`` and not cancelled), falling
+    back to ``profile_export_aiperf.json`` (``request_count`` / ``error_request_count``, top
+    level or under ``records``); (0, 0) when nothing is readable.
+    """
+    try:
+        counts = _jsonl_counts(Path(attempt_dir) / RECORDS_FILE)
+        if counts is None:
+            counts = summary_counts(_load_json(Path(attempt_dir) / SUMMARY_FILE))
+        return counts if counts is not None else (0, 0)
+    except Exception:  # a helper other engineers call in a retry loop: it must not raise
+        return 0, 0
+
+
+@dataclass
+class AttemptChoice:
+    """Which attempt of a client is reported, and why."""
+
+    client: int
+    client_dir: Path
+    attempt: int | None
+    attempt_dir: Path | None
+    attempts: int
+    ok: int = 0
+    failed: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def choose_attempt(client: int, client_dir: Path) -> AttemptChoice:
+    """The attempt that completed: the last one (numeric order) with a usable outcome.
+
+    The client retries the whole run while ≥ 90 % of its requests fail, so the final attempt is
+    the one that counts; an attempt with no readable output (the run was killed) is skipped in
+    favour of the latest one that has some (never blindly ``attempt_0``, REFERENCE §9.3).
+    """
+    attempts = attempt_dirs(client_dir)
+    choice = AttemptChoice(client, client_dir, None, None, len(attempts))
+    if not attempts:
+        choice.warnings.append(f"{client_dir}: no attempt_* directory")
+        return choice
+    for number, path in reversed(attempts):
+        ok, failed = attempt_outcome(path)
+        if ok or failed:
+            choice.attempt, choice.attempt_dir, choice.ok, choice.failed = number, path, ok, failed
+            if number != attempts[-1][0]:
+                choice.warnings.append(
+                    f"{client_dir}: attempt_{attempts[-1][0]} has no readable output; "
+                    f"using attempt_{number}"
+                )
+            return choice
+    number, path = attempts[-1]
+    choice.attempt, choice.attempt_dir = number, path
+    choice.warnings.append(f"{client_dir}: no attempt has readable results")
+    return choice
+
+
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0}
+
+
+def _seconds(metric: Any) -> float:
+    """A per-request metric ``{"value": v, "unit": "ms"}`` in seconds; NaN when unusable."""
+    if not isinstance(metric, dict):
+        return float("nan")
+    value = metric.get("value")
+    factor = _UNIT_S.get(metric.get("unit", "ms"))
+    if factor is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return float("nan")
+    return float(value) * factor
+
+
+def summary_seconds(summary: dict[str, Any], name: str, stat: str) -> float | None:
+    """``summary[name][stat]`` of a summary JSON converted to seconds (None when absent)."""
+    metric = summary_metric(summary, name)
+    if not isinstance(metric, dict):
+        return None
+    value = metric.get(stat)
+    factor = _UNIT_S.get(metric.get("unit", "ms"))
+    if factor is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return float(value) * factor
+
+
+def read_records(path: Path, client: int, warnings: list[str]):
+    """Per-request rows of ``profile_export.jsonl`` as a RequestTable; None when absent.
+
+    start/end = metadata.request_start_ns / request_end_ns (epoch ns); ok = no ``error`` and
+    not ``was_cancelled``; latency = metrics.request_latency (else end − start); TTFT and ITL
+    from metrics.time_to_first_token / inter_token_latency. Warmup records are left out.
+    """
+    import numpy as np
+
+    from ftctl.results.legacy import valid_ns
+    from ftctl.results.model import RequestTable
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        warnings.append(f"{path}: cannot read ({exc.strerror})")
+        return None
+    starts: list[int] = []
+    ends: list[int] = []
+    oks: list[bool] = []
+    lats: list[float] = []
+    ttfts: list[float] = []
+    itls: list[float] = []
+    bad = 0
+    lines = raw.split(b"\n")
+    last_index = len(lines) - 1
+    loads = orjson.loads
+    for index, line in enumerate(lines):
+        if not line or line.isspace():
+            continue
+        try:
+            record = loads(line)
+            metadata = record["metadata"]
+            start = metadata["request_start_ns"]
+            end = metadata["request_end_ns"]
+            if not (valid_ns(start) and valid_ns(end)):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            if bad <= 5:
+                what = "truncated last line" if index == last_index else "unreadable record"
+                warnings.append(f"{path}:{index + 1}: {what} skipped")
+            continue
+        if metadata.get("benchmark_phase") == "warmup":
+            continue
+        metrics = record.get("metrics")
+        if not isinstance(metrics, dict):
+            metrics = {}
+        if end < start:
+            warnings.append(f"{path}:{index + 1}: end before start; latency clamped to 0")
+            end = start
+        starts.append(start)
+        ends.append(end)
+        oks.append(not record.get("error") and not metadata.get("was_cancelled"))
+        latency = _seconds(metrics.get("request_latency"))
+        lats.append((end - start) / 1e9 if latency != latency else latency)
+        ttfts.append(_seconds(metrics.get("time_to_first_token")))
+        itls.append(_seconds(metrics.get("inter_token_latency")))
+    if bad > 5:
+        warnings.append(f"{path}: {bad - 5} more unreadable records")
+    n = len(oks)
+    return RequestTable(
+        client=np.full(n, client, np.int32),
+        start_ns=np.array(starts, np.int64),
+        end_ns=np.array(ends, np.int64),
+        ok=np.array(oks, bool),
+        latency_s=np.array(lats, np.float64),
+        ttft_s=np.array(ttfts, np.float64),
+        itl_s=np.array(itls, np.float64),
+    )
+
+
+@dataclass
+class AiperfLoad:
+    """One aiperf load directory: chosen attempts, pooled requests, per-client summaries."""
+
+    choices: list[AttemptChoice]
+    table: Any  # RequestTable of the clients that have profile_export.jsonl
+    clients_with_records: int
+    summaries: dict[int, dict[str, Any]]
+    was_cancelled: bool
+
+
+def read_aiperf_dir(path: Path, warnings: list[str]) -> AiperfLoad:
+    """Every ``client_N`` of one load directory: pick each attempt, read records + summary."""
+    from ftctl.results.model import RequestTable
+
+    choices: list[AttemptChoice] = []
+    tables = []
+    summaries: dict[int, dict[str, Any]] = {}
+    cancelled = False
+    for client, client_dir in client_dirs(path):
+        choice = choose_attempt(client, client_dir)
+        warnings.extend(choice.warnings)
+        choices.append(choice)
+        if choice.attempt_dir is None:
+            continue
+        table = read_records(choice.attempt_dir / RECORDS_FILE, client, warnings)
+        if table is not None:
+            tables.append(table)
+        summary = _load_json(choice.attempt_dir / SUMMARY_FILE)
+        if isinstance(summary, dict):
+            summaries[client] = summary
+            cancelled |= bool(summary.get("was_cancelled"))
+        elif (choice.attempt_dir / SUMMARY_FILE).exists():
+            warnings.append(f"{choice.attempt_dir / SUMMARY_FILE}: unreadable summary")
+        if table is None:
+            warnings.append(
+                f"{choice.attempt_dir}: no {RECORDS_FILE}; before/during/after and recovery "
+                "need it (counts come from the summary)"
+            )
+    return AiperfLoad(
+        choices, RequestTable.concat(tables), len(tables), summaries, was_cancelled=cancelled
+    )

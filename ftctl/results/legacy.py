@@ -1,0 +1,236 @@
+"""Reader of legacy client files ``client_N.log.txt`` (JSONL, one line per logical request)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ftctl.results.model import RequestTable
+
+CLIENT_FILE = re.compile(r"^client_(\d+)\.log\.txt$")
+_NS = 1_000_000_000
+MAX_WARNINGS_PER_FILE = 5
+MAX_NS = 2**62  # epoch ns beyond year 2116: garbage, and it would overflow int64 arithmetic
+MAX_DURATION_S = 1e7
+
+
+def valid_ns(value: Any) -> bool:
+    """An epoch-ns integer that int64 arithmetic can carry."""
+    return type(value) is int and 0 <= value < MAX_NS
+
+
+def client_files(path: Path) -> list[tuple[int, Path]]:
+    """``client_N.log.txt`` files of a directory in numeric order."""
+    found: list[tuple[int, Path]] = []
+    try:
+        entries = list(path.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = CLIENT_FILE.match(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def naive_epoch_s(text: str) -> float | None:
+    """Seconds since the epoch of a naive ISO time read *as if UTC* (callers shift the zone).
+
+    Upstream ``time`` fields and ``test.log.txt`` stamps are host-local with no zone: reading
+    both the same way keeps them comparable with each other (REFERENCE §9.2).
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _content_ok(result: Any) -> bool:
+    """A complete, non-empty completion: a choice with text/content and a finish reason."""
+    if not isinstance(result, dict) or result.get("error"):
+        return False
+    choices = result.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return False
+    choice = choices[0]
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else choice.get("text")
+    if not isinstance(text, str) or not text:
+        return False
+    return "finish_reason" not in choice or choice.get("finish_reason") is not None
+
+
+def attempt_succeeded(attempt: Any) -> bool:
+    """One attempt succeeded: HTTP 200, no error, and a complete non-empty completion.
+
+    Never judged by text length (REFERENCE §9.4). Upstream examples omit ``result``; an attempt
+    without that key is judged by its status alone, one with ``result: null`` failed.
+    """
+    if not isinstance(attempt, dict) or attempt.get("error"):
+        return False
+    if attempt.get("status") != 200:
+        return False
+    if "result" not in attempt:
+        return True
+    return _content_ok(attempt["result"])
+
+
+def record_succeeded(record: dict[str, Any]) -> bool:
+    """A logical request succeeded: ``ok`` when written (ftctl), else any attempt succeeded."""
+    ok = record.get("ok")
+    if isinstance(ok, bool):
+        return ok
+    if record.get("error"):
+        return False
+    results = record.get("results")
+    return isinstance(results, list) and any(attempt_succeeded(a) for a in results)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return float("nan")
+
+
+def _itl(value: Any) -> float:
+    if isinstance(value, list):
+        numbers = [float(v) for v in value if isinstance(v, int | float)]
+        return sum(numbers) / len(numbers) if numbers else float("nan")
+    return _float(value)
+
+
+class _Warn:
+    """Collects at most a few warnings per file, then counts the rest."""
+
+    def __init__(self, path: Path, sink: list[str]) -> None:
+        self.path, self.sink, self.count = path, sink, 0
+
+    def __call__(self, line: int, message: str) -> None:
+        self.count += 1
+        if self.count <= MAX_WARNINGS_PER_FILE:
+            self.sink.append(f"{self.path}:{line}: {message}")
+
+    def close(self) -> None:
+        if self.count > MAX_WARNINGS_PER_FILE:
+            more = self.count - MAX_WARNINGS_PER_FILE
+            self.sink.append(f"{self.path}: {more} more warnings")
+
+
+def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[RequestTable, bool]:
+    """Read one client file into a RequestTable; return (table, times_from_upstream_fields).
+
+    Lines that cannot be read (truncated last line, garbage, non-UTF-8) are skipped with a
+    warning naming the file and line. Without ``start_ns``/``end_ns`` the times are derived from
+    ``time`` (the end of the request, host-local, 1 s resolution) and ``total_time``.
+    """
+    import numpy as np
+
+    warn = _Warn(path, warnings)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        warnings.append(f"{path}: cannot read ({exc.strerror})")
+        return RequestTable.empty(), False
+    lines = raw.split(b"\n")
+    starts: list[int] = []
+    ends: list[int] = []
+    oks: list[bool] = []
+    lats: list[float] = []
+    ttfts: list[float] = []
+    itls: list[float] = []
+    derived = False
+    time_cache: dict[str, float | None] = {}
+    last_end = None
+    reversed_reported = False
+    loads = orjson.loads
+    last_index = len(lines) - 1
+    for index, line in enumerate(lines):
+        if not line or line.isspace():
+            continue
+        try:
+            record = loads(line)
+        except orjson.JSONDecodeError:
+            try:  # non-UTF-8 bytes inside strings: keep the record, lose the bytes
+                record = loads(line.decode("utf-8", "replace"))
+            except orjson.JSONDecodeError:
+                what = "truncated last line" if index == last_index else "unreadable line"
+                warn(index + 1, f"{what} skipped")
+                continue
+        if not isinstance(record, dict):
+            warn(index + 1, "not a JSON object; skipped")
+            continue
+        start = record.get("start_ns")
+        end = record.get("end_ns")
+        total = record.get("total_time")
+        if valid_ns(start) and valid_ns(end):
+            latency = (end - start) / _NS
+        else:
+            stamp = record.get("time")
+            if not isinstance(stamp, str):
+                end_s = None
+            elif stamp in time_cache:
+                end_s = time_cache[stamp]
+            else:
+                end_s = time_cache[stamp] = naive_epoch_s(stamp)
+            if (
+                end_s is None
+                or not isinstance(total, int | float)
+                or isinstance(total, bool)
+                or not 0 <= total < MAX_DURATION_S  # also rejects NaN
+                or not 0 <= end_s < MAX_NS / _NS
+            ):
+                warn(index + 1, "no start_ns/end_ns and no usable time/total_time; skipped")
+                continue
+            derived = True
+            end = int(end_s * _NS)
+            start = end - int(total * _NS)
+            latency = float(total)
+        if end < start:
+            warn(index + 1, "end before start (clock went backwards); latency clamped to 0")
+            end, latency = start, 0.0
+        if last_end is not None and end < last_end - _NS and not reversed_reported:
+            warn(index + 1, "ends more than 1 s before the previous line (clock out of order)")
+            reversed_reported = True
+        last_end = end
+        starts.append(start)
+        ends.append(end)
+        oks.append(record_succeeded(record))
+        lats.append(latency)
+        ttft = record.get("ttft")
+        ttfts.append(_float(ttft) if ttft is not None else float("nan"))
+        itl = record.get("itl")
+        itls.append(_itl(itl) if itl is not None else float("nan"))
+    warn.close()
+    n = len(oks)
+    if n == 0:
+        warnings.append(f"{path}: no requests")
+    table = RequestTable(
+        client=np.full(n, client, np.int32),
+        start_ns=np.array(starts, np.int64),
+        end_ns=np.array(ends, np.int64),
+        ok=np.array(oks, bool),
+        latency_s=np.array(lats, np.float64),
+        ttft_s=np.array(ttfts, np.float64),
+        itl_s=np.array(itls, np.float64),
+    )
+    return table, derived
+
+
+def read_legacy_dir(path: Path, warnings: list[str]) -> tuple[RequestTable, int, bool]:
+    """All client files of one load directory: (table, client count, times derived)."""
+    tables: list[RequestTable] = []
+    derived_any = False
+    files = client_files(path)
+    for client, file in files:
+        table, derived = read_client_file(file, client, warnings)
+        tables.append(table)
+        derived_any |= derived
+    return RequestTable.concat(tables), len(files), derived_any

@@ -1,0 +1,185 @@
+"""Metrics of DESIGN.md §5 as pure functions over a RequestTable (numpy, vectorised)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ftctl.results.model import LATENCY_STATS, LoadMetrics, PhaseStats, Recovery, RequestTable
+
+_NS = 1_000_000_000
+
+
+def phase_masks(table: RequestTable, t_f_ns: int | None) -> dict[str, np.ndarray]:
+    """Boolean masks of the phases of every request relative to the fault time T_f.
+
+    before: ended before T_f; during: started before T_f and ended at or after it; after:
+    started at or after T_f. The upstream two-way split: upstream_before = ended ≤ T_f,
+    upstream_after = the rest. Without a fault every request is "before" (the fault never came).
+    """
+    n = len(table)
+    everything = np.ones(n, bool)
+    if t_f_ns is None:
+        nothing = np.zeros(n, bool)
+        return {
+            "before": everything,
+            "during": nothing,
+            "after": nothing,
+            "overall": everything,
+            "upstream_before": everything,
+            "upstream_after": nothing,
+        }
+    before = table.end_ns < t_f_ns
+    after = table.start_ns >= t_f_ns
+    upstream_before = table.end_ns <= t_f_ns
+    return {
+        "before": before,
+        "during": ~before & ~after,
+        "after": after,
+        "overall": everything,
+        "upstream_before": upstream_before,
+        "upstream_after": ~upstream_before,
+    }
+
+
+def latency_stats(latency_s: np.ndarray) -> dict[str, float | None]:
+    """mean/min/max/p50/p90/p95/p99 of pooled latencies (linear interpolation); None if empty."""
+    values = latency_s[~np.isnan(latency_s)]
+    if values.size == 0:
+        return dict.fromkeys(LATENCY_STATS)
+    p50, p90, p95, p99 = np.percentile(values, [50, 90, 95, 99])
+    return {
+        "mean": float(values.mean()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p95": float(p95),
+        "p99": float(p99),
+    }
+
+
+def _mean(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else None
+
+
+def phase_stats(table: RequestTable, mask: np.ndarray, sla_s: float | None = None) -> PhaseStats:
+    """Counts, success rate and pooled latency of the successful requests selected by ``mask``.
+
+    success_rate = ok / requests; sla_violations = successful requests with latency > sla_s.
+    """
+    requests = int(mask.sum())
+    good = mask & table.ok
+    ok = int(good.sum())
+    latency = table.latency_s[good]
+    return PhaseStats(
+        requests=requests,
+        ok=ok,
+        failed=requests - ok,
+        success_rate=(ok / requests) if requests else None,
+        latency_s=latency_stats(latency),
+        ttft_mean_s=_mean(table.ttft_s[good]),
+        itl_mean_s=_mean(table.itl_s[good]),
+        sla_violations=None if sla_s is None else int((latency > sla_s).sum()),
+    )
+
+
+def recovery(table: RequestTable, t_f_ns: int, window_s: float = 10.0) -> Recovery:
+    """Client-perceived recovery after the fault at ``t_f_ns``.
+
+    R = start of the first successful request started at or after T_f such that every request
+    started in [R, R + W] succeeded, W = ``window_s`` shortened to the last request start.
+    recovery_time_s = R − T_f. No failure ending at or after T_f → 0 s and no visible impact;
+    no such R → not recovered (None). A failure is observed at its end time:
+    time_to_first_error_s = first such end − T_f, outage_s = last − first.
+    """
+    window_ns = int(window_s * _NS)
+    failed_late = ~table.ok & (table.end_ns >= t_f_ns)
+    failed_after = int(failed_late.sum())
+    if failed_after == 0:
+        return Recovery(0.0, None, None, 0, window_s, recovered=True, no_visible_impact=True)
+    fail_end = table.end_ns[failed_late]
+    first_error = int(fail_end.min())
+    outage_s = (int(fail_end.max()) - first_error) / _NS
+
+    started_after = table.start_ns >= t_f_ns
+    ok_starts = np.sort(table.start_ns[started_after & table.ok])
+    fail_starts = np.sort(table.start_ns[started_after & ~table.ok])
+    last_start = int(table.start_ns.max()) if len(table) else t_f_ns
+    result = Recovery(
+        None,
+        (first_error - t_f_ns) / _NS,
+        outage_s,
+        failed_after,
+        window_s,
+        recovered=False,
+        no_visible_impact=False,
+    )
+    if ok_starts.size == 0:
+        return result
+    # The first failure starting at or after each candidate R: R qualifies when it is beyond
+    # R + W (or there is none).
+    index = np.searchsorted(fail_starts, ok_starts, side="left")
+    next_fail = np.append(fail_starts, np.iinfo(np.int64).max)[index]
+    good = next_fail > ok_starts + window_ns
+    if not good.any():
+        return result
+    r_ns = int(ok_starts[int(np.argmax(good))])
+    result.recovery_time_s = (r_ns - t_f_ns) / _NS
+    result.window_s = min(window_s, max(0.0, (last_start - r_ns) / _NS))
+    result.recovered = True
+    return result
+
+
+def throughput(table: RequestTable) -> tuple[float | None, dict[str, float], float | None]:
+    """Successful requests per second: total (over the load wall time) and per client.
+
+    Wall time = last end − first start; per client likewise over its own requests. Returns
+    (total, {client: rps}, mean of the per-client rates).
+    """
+    if len(table) == 0:
+        return None, {}, None
+    wall_s = (int(table.end_ns.max()) - int(table.start_ns.min())) / _NS
+    total = (int(table.ok.sum()) / wall_s) if wall_s > 0 else None
+    clients, inverse = np.unique(table.client, return_inverse=True)
+    ok_count = np.bincount(inverse, weights=table.ok.astype(np.float64), minlength=clients.size)
+    first = np.full(clients.size, np.iinfo(np.int64).max, np.int64)
+    last = np.full(clients.size, np.iinfo(np.int64).min, np.int64)
+    np.minimum.at(first, inverse, table.start_ns)
+    np.maximum.at(last, inverse, table.end_ns)
+    per_client: dict[str, float] = {}
+    for i, client in enumerate(clients.tolist()):
+        span = (int(last[i]) - int(first[i])) / _NS
+        if span > 0:
+            per_client[str(client)] = float(ok_count[i]) / span
+    mean = float(np.mean(list(per_client.values()))) if per_client else None
+    return total, per_client, mean
+
+
+def load_metrics(
+    name: str,
+    table: RequestTable,
+    t_f_ns: int | None,
+    *,
+    sla_s: float | None = None,
+    window_s: float = 10.0,
+    clients: int | None = None,
+) -> LoadMetrics:
+    """Every metric of one load: phases, recovery (when there is a fault), throughput."""
+    masks = phase_masks(table, t_f_ns)
+    total, per_client, mean = throughput(table)
+    ok = int(table.ok.sum())
+    wall = (int(table.end_ns.max()) - int(table.start_ns.min())) / _NS if len(table) else None
+    return LoadMetrics(
+        name=name,
+        clients=clients if clients is not None else int(np.unique(table.client).size),
+        requests=len(table),
+        ok=ok,
+        failed=len(table) - ok,
+        phases={phase: phase_stats(table, mask, sla_s) for phase, mask in masks.items()},
+        recovery=None if t_f_ns is None else recovery(table, t_f_ns, window_s),
+        throughput_rps=total,
+        client_throughput_rps=per_client,
+        avg_client_throughput_rps=mean,
+        wall_time_s=wall,
+    )

@@ -1,0 +1,154 @@
+"""Parsed results: the per-request table the readers fill and the metrics computed from it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PHASES = ("before", "during", "after", "overall", "upstream_before", "upstream_after")
+LATENCY_STATS = ("mean", "min", "max", "p50", "p90", "p95", "p99")
+
+
+@dataclass
+class RequestTable:
+    """One row per logical request (retries folded in), as parallel numpy arrays.
+
+    Times are epoch ns; latency/TTFT/ITL in seconds (NaN where unknown).
+    """
+
+    client: np.ndarray  # int32: client index
+    start_ns: np.ndarray  # int64
+    end_ns: np.ndarray  # int64
+    ok: np.ndarray  # bool
+    latency_s: np.ndarray  # float64
+    ttft_s: np.ndarray  # float64, NaN when not streamed
+    itl_s: np.ndarray  # float64, NaN when not streamed
+
+    def __len__(self) -> int:
+        return int(self.ok.shape[0])
+
+    @staticmethod
+    def empty() -> RequestTable:
+        """A table with no request."""
+        import numpy as np
+
+        return RequestTable(
+            np.zeros(0, np.int32),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, bool),
+            np.zeros(0, np.float64),
+            np.zeros(0, np.float64),
+            np.zeros(0, np.float64),
+        )
+
+    @staticmethod
+    def concat(tables: list[RequestTable]) -> RequestTable:
+        """All rows of ``tables`` in one table."""
+        import numpy as np
+
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            return RequestTable.empty()
+        return RequestTable(
+            *(
+                np.concatenate([getattr(t, name) for t in tables])
+                for name in ("client", "start_ns", "end_ns", "ok", "latency_s", "ttft_s", "itl_s")
+            )
+        )
+
+
+@dataclass
+class PhaseStats:
+    """Requests of one phase: counts, success rate and pooled latency of the successful ones."""
+
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    success_rate: float | None = None  # ok / requests; None without requests
+    latency_s: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(LATENCY_STATS))
+    ttft_mean_s: float | None = None
+    itl_mean_s: float | None = None
+    sla_violations: int | None = None  # successful requests slower than --sla; None without it
+
+
+@dataclass
+class Recovery:
+    """Client-perceived recovery after the fault (DESIGN.md §5)."""
+
+    recovery_time_s: float | None = None  # R − T_f; None when not recovered
+    time_to_first_error_s: float | None = None  # first failure observed (its end) − T_f
+    outage_s: float | None = None  # first to last failure observed after T_f
+    failed_after_fault: int = 0  # failed requests that ended at or after T_f
+    window_s: float = 10.0  # W actually used (shortened to the end of the load)
+    recovered: bool = False
+    no_visible_impact: bool = False
+
+
+@dataclass
+class LoadMetrics:
+    """Metrics of one load (or of all loads pooled)."""
+
+    name: str = "default"
+    clients: int = 0
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    phases: dict[str, PhaseStats] = field(default_factory=dict)
+    recovery: Recovery | None = None  # None without a fault time
+    throughput_rps: float | None = None  # successful requests / load wall time
+    client_throughput_rps: dict[str, float] = field(default_factory=dict)
+    avg_client_throughput_rps: float | None = None
+    wall_time_s: float | None = None
+    attempts: dict[str, int] = field(default_factory=dict)  # aiperf: attempts per client
+    chosen_attempt: dict[str, int | None] = field(default_factory=dict)  # aiperf
+
+
+@dataclass
+class TestResult:
+    """Everything ``ftctl parse`` knows about one test directory."""
+
+    name: str
+    path: Path
+    kind: str  # "legacy" | "aiperf"
+    warnings: list[str] = field(default_factory=list)
+    fault_times_ns: list[int] = field(default_factory=list)  # T_f; the first one sets phases
+    fault_time_source: str | None = None  # "events" | "test.log (1 s resolution)" | None
+    startup_s: float | None = None
+    overall: LoadMetrics = field(default_factory=LoadMetrics)
+    loads: dict[str, LoadMetrics] = field(default_factory=dict)
+    pod_recovery_s: float | None = None  # events.jsonl fault_verified pod_recovered_ns − T_f
+    upstream_log_recovery_s: float | None = None  # upstream dirs only: from service logs
+    upstream_log_recovery_method: str | None = None  # how it was computed (label)
+    was_cancelled: bool = False
+    failure: str | None = None  # failure name from the test name (…-<failure>)
+    group: str | None = None  # scenario prefix the upstream table groups by
+    pair_role: str | None = None  # token overflow: "overflow" | "recovery"
+    time_resolution_s: float | None = None  # 1.0 when times come from upstream `time` fields
+    aiperf_summary: dict[str, Any] = field(default_factory=dict)  # aggregate of summary JSONs
+    has_test_log: bool = False
+    has_events: bool = False
+    # Set by the reader, dropped from JSON: the request rows behind the metrics.
+    requests: RequestTable | None = field(default=None, repr=False)
+
+    __test__ = False  # not a pytest class, despite the name
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (schema ``ftctl.parse/v1``, see ftctl.results.command)."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "requests":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, LoadMetrics):
+                value = asdict(value)
+            elif f.name == "loads":
+                value = {k: asdict(v) for k, v in value.items()}
+            elif isinstance(value, Path):
+                value = str(value)
+            data[f.name] = value
+        return data

@@ -1,0 +1,304 @@
+"""One test directory → TestResult: detect, read every load, place the fault, compute metrics."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ftctl.errors import ParseError
+from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFIED, READY
+from ftctl.events import read_events as _read_events
+from ftctl.results import aiperf, upstream
+from ftctl.results.detect import detect_kind, load_dirs
+from ftctl.results.legacy import read_legacy_dir, valid_ns
+from ftctl.results.metrics import load_metrics
+from ftctl.results.model import (
+    LATENCY_STATS,
+    LoadMetrics,
+    PhaseStats,
+    RequestTable,
+    TestResult,
+)
+
+_NS = 1_000_000_000
+
+# Failure names in the order of the upstream failure table (REFERENCE §2): table row order.
+FAILURE_ORDER = (
+    "none",
+    "frontend",
+    "frontend_pod",
+    "decode_worker",
+    "decode_worker_pod",
+    "prefill_worker",
+    "prefill_worker_pod",
+    "vllm_decode_engine_core",
+    "vllm_prefill_engine_core",
+    "sglang_decode_scheduler",
+    "sglang_decode_detokenizer",
+    "sglang_prefill_scheduler",
+    "sglang_prefill_detokenizer",
+    "trtllm_decode_engine_core",
+    "trtllm_prefill_engine_core",
+    "token_overflow",
+)
+PAIR_SUFFIXES = ("_overflow", "_recovery")
+
+
+def split_name(directory_name: str) -> tuple[str, str | None, str | None]:
+    """(group, failure, pair role) of a test directory name.
+
+    ``test_fault_scenario[vllm-agg-tp-1-dp-2-decode_worker_pod]`` → ("vllm-agg-tp-1-dp-2",
+    "decode_worker_pod", None); ``…-token_overflow_recovery`` → (…, "token_overflow",
+    "recovery"). Unknown failures split at the last ``-``.
+    """
+    name = directory_name
+    match = re.fullmatch(r"[^\[]*\[(.*)\]", name)
+    if match:
+        name = match.group(1)
+    role = None
+    for suffix in PAIR_SUFFIXES:
+        if name.endswith(suffix) and not name.endswith("-token" + suffix):
+            name, role = name[: -len(suffix)], suffix[1:]
+            break
+    for failure in sorted(FAILURE_ORDER, key=len, reverse=True):
+        if name == failure:
+            return "", failure, role
+        if name.endswith("-" + failure):
+            return name[: -len(failure) - 1], failure, role
+    if "-" in name:
+        group, failure = name.rsplit("-", 1)
+        return group, failure, role
+    return name, None, role
+
+
+def _events(test_dir: Path, result: TestResult) -> None:
+    """Fault times, startup and pod recovery from ftctl's events.jsonl (epoch ns)."""
+    events, warnings = _read_events(test_dir / EVENTS_FILE)
+    result.warnings.extend(warnings)
+    events = [e for e in events if valid_ns(e["t_ns"])]
+    first: dict[str, int] = {}
+    for event in events:
+        kind = event.get("kind")
+        if isinstance(kind, str):
+            first.setdefault(kind, event["t_ns"])
+        if kind == FAULT_INJECTED:
+            result.fault_times_ns.append(event["t_ns"])
+    if result.fault_times_ns:
+        result.fault_time_source = "events"
+    if DEPLOY_START in first and READY in first:
+        result.startup_s = (first[READY] - first[DEPLOY_START]) / _NS
+    if result.fault_times_ns:
+        t_f = result.fault_times_ns[0]
+        recovered = [
+            e["pod_recovered_ns"]
+            for e in events
+            if e.get("kind") == FAULT_VERIFIED and valid_ns(e.get("pod_recovered_ns"))
+        ]
+        if recovered:
+            result.pod_recovery_s = (min(recovered) - t_f) / _NS
+
+
+def _aiperf_offset_s(loads: list[aiperf.AiperfLoad]) -> float | None:
+    """Host UTC offset from aiperf: its summary ``start_time`` is host-local, records are epoch."""
+    for load in loads:
+        if not len(load.table):
+            continue
+        for summary in load.summaries.values():
+            start = summary.get("start_time")
+            local = upstream.naive_epoch_s(start) if isinstance(start, str) else None
+            if local is not None:
+                return upstream.round_offset_s(local, int(load.table.start_ns.min()) / _NS)
+    return None
+
+
+def _summary_only_metrics(name: str, load: aiperf.AiperfLoad) -> LoadMetrics:
+    """Counts (and what can be pooled exactly) from summaries when no per-request file exists."""
+    ok = failed = 0
+    latency_sum = latency_count = 0.0
+    lows: list[float] = []
+    highs: list[float] = []
+    for choice in load.choices:
+        ok += choice.ok
+        failed += choice.failed
+    for summary in load.summaries.values():
+        mean = aiperf.summary_seconds(summary, "request_latency", "avg")
+        metric = aiperf.summary_metric(summary, "request_latency")
+        count = metric.get("count") if isinstance(metric, dict) else None
+        if mean is not None and isinstance(count, int | float):
+            latency_sum += mean * count
+            latency_count += count
+        for stat, sink in (("min", lows), ("max", highs)):
+            value = aiperf.summary_seconds(summary, "request_latency", stat)
+            if value is not None:
+                sink.append(value)
+    latency: dict[str, float | None] = dict.fromkeys(LATENCY_STATS)
+    if latency_count:
+        latency["mean"] = latency_sum / latency_count
+    if lows:
+        latency["min"], latency["max"] = min(lows), max(highs) if highs else None
+    if len(load.summaries) == 1:  # one client: its percentiles are the pooled ones
+        (summary,) = load.summaries.values()
+        for stat in ("p50", "p90", "p95", "p99"):
+            latency[stat] = aiperf.summary_seconds(summary, "request_latency", stat)
+    requests = ok + failed
+    overall = PhaseStats(
+        requests=requests,
+        ok=ok,
+        failed=failed,
+        success_rate=ok / requests if requests else None,
+        latency_s=latency,
+    )
+    return LoadMetrics(
+        name=name, clients=len(load.choices), requests=requests, ok=ok, failed=failed,
+        phases={"overall": overall},
+    )  # fmt: skip
+
+
+def parse_test_dir(
+    test_dir: Path,
+    *,
+    force_parser: str | None = None,
+    sla: float | None = None,
+    recovery_window: float = 10.0,
+) -> TestResult:
+    """Parse one test directory (see ``ftctl.results.parse_result_dir``)."""
+    if not test_dir.is_dir():
+        raise ParseError(f"{test_dir}: not a directory")
+    kind, warnings = detect_kind(test_dir, force_parser)
+    group, failure, role = split_name(test_dir.name)
+    result = TestResult(name=test_dir.name, path=test_dir, kind=kind, warnings=list(warnings))
+    result.group, result.failure, result.pair_role = group, failure, role
+    result.has_events = (test_dir / EVENTS_FILE).exists()
+    result.has_test_log = (test_dir / upstream.TEST_LOG).exists()
+    if result.has_events:
+        _events(test_dir, result)
+
+    test_log = None
+    if not result.has_events and result.has_test_log:
+        test_log = upstream.read_test_log(test_dir / upstream.TEST_LOG, result.warnings)
+        result.startup_s = test_log.startup_s
+
+    tables: dict[str, RequestTable] = {}
+    clients: dict[str, int] = {}
+    summary_only: dict[str, LoadMetrics] = {}
+    aiperf_loads: dict[str, aiperf.AiperfLoad] = {}
+    naive_local_times = False
+    for name, directory in load_dirs(test_dir).items():
+        if kind == "legacy":
+            table, count, derived = read_legacy_dir(directory, result.warnings)
+            if count == 0 and name != "default":
+                continue
+            naive_local_times |= derived
+            tables[name], clients[name] = table, count
+        else:
+            load = aiperf.read_aiperf_dir(directory, result.warnings)
+            if not load.choices and name != "default":
+                continue
+            aiperf_loads[name] = load
+            result.was_cancelled |= load.was_cancelled
+            clients[name] = len(load.choices)
+            if load.clients_with_records:
+                tables[name] = load.table
+            elif load.choices:
+                summary_only[name] = _summary_only_metrics(name, load)
+    if naive_local_times:
+        result.time_resolution_s = 1.0
+        result.warnings.append(
+            "request times derived from the upstream `time` field (host-local, 1 s resolution) "
+            "and total_time"
+        )
+
+    if test_log is not None and test_log.fault_s:
+        _place_upstream_fault(test_dir, result, test_log, naive_local_times, aiperf_loads)
+
+    t_f = result.fault_times_ns[0] if result.fault_times_ns else None
+    for name, table in tables.items():
+        result.loads[name] = load_metrics(
+            name, table, t_f, sla_s=sla, window_s=recovery_window, clients=clients[name]
+        )
+    result.loads.update(summary_only)
+    for name, load in aiperf_loads.items():
+        metrics = result.loads.get(name)
+        if metrics is not None:
+            metrics.attempts = {str(c.client): c.attempts for c in load.choices}
+            metrics.chosen_attempt = {str(c.client): c.attempt for c in load.choices}
+        result.aiperf_summary.setdefault("clients_with_records", 0)
+        result.aiperf_summary["clients_with_records"] += load.clients_with_records
+    result.loads = dict(sorted(result.loads.items(), key=lambda kv: kv[0] != "default"))
+
+    pooled = RequestTable.concat(list(tables.values()))
+    if tables:
+        result.overall = load_metrics(
+            "overall",
+            pooled,
+            t_f,
+            sla_s=sla,
+            window_s=recovery_window,
+            clients=sum(clients[n] for n in tables),
+        )
+    for metrics in summary_only.values():  # clients with only a summary: counts still add up
+        if not tables:
+            result.overall = LoadMetrics(
+                name="overall", phases={"overall": metrics.phases["overall"]}
+            )
+            result.overall.clients = metrics.clients
+            result.overall.requests, result.overall.ok = metrics.requests, metrics.ok
+            result.overall.failed = metrics.failed
+            continue
+        result.overall.clients += metrics.clients
+        result.overall.requests += metrics.requests
+        result.overall.ok += metrics.ok
+        result.overall.failed += metrics.failed
+    if summary_only and t_f is not None:
+        result.warnings.append(
+            "no per-request records (profile_export.jsonl) for some clients: their requests are "
+            "counted overall but not placed before/during/after the fault"
+        )
+    result.requests = pooled
+    if result.overall.requests == 0:
+        result.warnings.append(f"{test_dir}: no requests found")
+    return result
+
+
+def _place_upstream_fault(
+    test_dir: Path,
+    result: TestResult,
+    test_log: upstream.TestLog,
+    naive_local_times: bool,
+    aiperf_loads: dict[str, aiperf.AiperfLoad],
+) -> None:
+    """Fault time and log-based recovery of an upstream directory (test.log.txt markers).
+
+    The markers are host-local. Legacy client times are host-local too (so they compare as
+    they are); aiperf records and container logs are UTC, so the host offset is inferred first.
+    """
+    fault_local = test_log.fault_s[0]
+    offset, source = None, None
+    if aiperf_loads:
+        offset, source = _aiperf_offset_s(list(aiperf_loads.values())), "aiperf start_time"
+    if offset is None:
+        offset, source = upstream.infer_offset_from_logs(test_dir, fault_local), "previous.log"
+    if offset is None:
+        offset, source = upstream.machine_offset_s(fault_local), "this machine's time zone"
+    shift = 0.0 if naive_local_times else offset
+    result.fault_times_ns = [int((t - shift) * _NS) for t in test_log.fault_s]
+    result.fault_time_source = "test.log (1 s resolution)"
+    result.aiperf_summary["utc_offset_s"] = offset
+    result.aiperf_summary["utc_offset_source"] = source
+    if source == "this machine's time zone":
+        result.warnings.append(
+            "host UTC offset of test.log.txt guessed from this machine's time zone "
+            f"({offset / 3600:+.2f} h): UTC-based times may be off by whole hours"
+        )
+    fault_utc = fault_local - offset
+    if result.kind == "legacy":
+        result.upstream_log_recovery_s = upstream.ready_recovery_s(test_dir, fault_utc)
+        result.upstream_log_recovery_method = (
+            "upstream: first ready log line after the fault − fault time (test.log, 1 s)"
+        )
+    else:
+        result.upstream_log_recovery_s = upstream.restart_gap_s(test_dir)
+        result.upstream_log_recovery_method = (
+            "upstream: container restart gap (first line of the current log − last line of "
+            ".previous.log)"
+        )

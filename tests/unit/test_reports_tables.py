@@ -1,0 +1,134 @@
+"""Table rendering matches the upstream formats (seeds/001) and carries ftctl's extras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftctl.reports.tables import (
+    aiperf_summary_table,
+    legacy_group_tables,
+    phase_table,
+    recovery_line,
+)
+from ftctl.results.model import LoadMetrics, PhaseStats, Recovery, TestResult
+
+# Copied from the upstream README (seeds/001): the table ftctl must reproduce byte for byte.
+UPSTREAM_LEGACY = """\
+Test Group: vllm-agg-tp-1-dp-2
+╒═══════════════════╤═══════════╤═══════════╤══════════╤═══════════╤══════════╤═══════════╤═══════════╤════════════╕
+│      Failure      │   Startup │   Success │   Failed │   Success │   Failed │   Latency │   Latency │   Recovery │
+│                   │           │    Before │   Before │     After │    After │    Before │     After │            │
+╞═══════════════════╪═══════════╪═══════════╪══════════╪═══════════╪══════════╪═══════════╪═══════════╪════════════╡
+│ decode_worker_pod │    178.00 │    149.00 │     0.00 │   1349.00 │     2.00 │      1.19 │      1.19 │     163.90 │
+╘═══════════════════╧═══════════╧═══════════╧══════════╧═══════════╧══════════╧═══════════╧═══════════╧════════════╛"""
+
+
+def phase(ok: int, failed: int, mean: float | None = None, violations: int | None = None):
+    stats = PhaseStats(requests=ok + failed, ok=ok, failed=failed, sla_violations=violations)
+    stats.success_rate = ok / (ok + failed) if ok + failed else None
+    stats.latency_s["mean"] = mean
+    return stats
+
+
+def upstream_like_result(failure: str = "decode_worker_pod") -> TestResult:
+    result = TestResult(
+        name=f"test_fault_scenario[vllm-agg-tp-1-dp-2-{failure}]",
+        path=Path("."),
+        kind="legacy",
+        group="vllm-agg-tp-1-dp-2",
+        failure=failure,
+        startup_s=178.0,
+    )
+    result.overall = LoadMetrics(
+        phases={
+            "upstream_before": phase(149, 0, 1.19, 3),
+            "upstream_after": phase(1349, 2, 1.19, 7),
+        },
+        recovery=Recovery(recovery_time_s=163.9, recovered=True),
+    )
+    return result
+
+
+def test_legacy_group_table_is_byte_identical_to_upstream():
+    assert legacy_group_tables([upstream_like_result()], "fancy") == UPSTREAM_LEGACY
+
+
+def test_sla_adds_violation_columns_and_markdown_flattens_headers():
+    text = legacy_group_tables([upstream_like_result()], "markdown", sla=1.0)
+    header = text.splitlines()[1]
+    assert "Violations Before" in header and "Violations After" in header
+    row = [cell.strip() for cell in text.splitlines()[3].split("|")[1:-1]]
+    assert row[8:10] == ["3.00", "7.00"]
+
+
+def test_rows_follow_the_failure_table_order():
+    results = [upstream_like_result(f) for f in ("decode_worker_pod", "frontend", "none")]
+    text = legacy_group_tables(results, "fancy")
+    assert text.index("none") < text.index("frontend") < text.index("decode_worker_pod")
+
+
+def test_aiperf_summary_table_has_the_upstream_rows():
+    result = TestResult(
+        name="test_fault_scenario[sglang-agg-tp-1-dp-1-frontend]",
+        path=Path("."),
+        kind="aiperf",
+        startup_s=69.0,
+    )
+    overall = phase(1470, 30)
+    overall.latency_s.update(mean=0.502, p50=0.396, p90=0.422, p99=0.761)
+    result.overall = LoadMetrics(
+        clients=10,
+        requests=1500,
+        ok=1470,
+        failed=30,
+        phases={"overall": overall},
+        recovery=Recovery(recovery_time_s=2.0, recovered=True),
+        throughput_rps=19.72,
+        avg_client_throughput_rps=1.97,
+    )
+    text = aiperf_summary_table(result, "fancy")
+    width = len("test_fault_scenario[sglang-agg-tp-1-dp-1-frontend]")
+    for metric, value in [
+        ("Test Directory", "test_fault_scenario[sglang-agg-tp-1-dp-1-frontend]"),
+        ("Number of Clients", "10"),
+        ("=== Deployment Metrics ===", ""),
+        ("Startup Time", "69.00 sec"),
+        ("Recovery Time", "2.00 sec"),
+        ("Total Requests", "1500"),
+        ("Successful Requests", "1470"),
+        ("Failed Requests", "30"),
+        ("Success Rate", "98.00%"),
+        ("=== Latency Metrics (seconds) ===", ""),
+        ("Mean Latency", "0.502"),
+        ("P50 Latency", "0.396"),
+        ("P90 Latency", "0.422"),
+        ("P99 Latency", "0.761"),
+        ("Total Throughput", "19.72 req/s"),
+        ("Avg Client Throughput", "1.97 req/s"),
+    ]:
+        assert f"│ {metric:<33} │ {value:<{width}} │" in text, metric
+
+
+def test_phase_table_and_recovery_line():
+    metrics = LoadMetrics(
+        phases={
+            "before": phase(10, 0),
+            "during": phase(1, 1),
+            "after": phase(8, 2),
+            "overall": phase(19, 3),
+        },
+        recovery=Recovery(2.5, 0.1, 1.9, 3, 10.0, recovered=True),
+    )
+    text = phase_table(metrics, "markdown")
+    assert [line.split("|")[1].strip() for line in text.splitlines()[2:]] == [
+        "before",
+        "during",
+        "after",
+        "overall",
+    ]
+    result = TestResult(name="t", path=Path("."), kind="legacy", fault_time_source="events")
+    result.overall = metrics
+    line = recovery_line(result)
+    assert line.startswith("Recovery: 2.500 s after the fault (first error +0.100 s")
+    metrics.recovery = Recovery(None, 0.1, 5.0, 9, 10.0)
+    assert "NOT RECOVERED" in recovery_line(result)

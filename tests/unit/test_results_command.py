@@ -1,0 +1,138 @@
+"""`ftctl parse` end to end in-process: detection, --info, formats, roots, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ftctl.errors import ParseError
+from ftctl.results import find_test_dirs
+from ftctl.results.detect import detect_kind
+from tests.conftest import run_cli
+from tests.unit.test_results_legacy import write_legacy_test
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "results"
+
+
+def test_detects_aiperf_legacy_both_and_neither(tmp_path):
+    assert detect_kind(DATA / "aiperf" / "ok")[0] == "aiperf"
+    legacy = write_legacy_test(tmp_path / "legacy-none", fault_rel=None)
+    assert detect_kind(legacy) == ("legacy", [])
+    both = tmp_path / "both"
+    shutil.copytree(DATA / "aiperf" / "ok", both)
+    shutil.copy(legacy / "client_0.log.txt", both / "client_0.log.txt")
+    kind, warnings = detect_kind(both)
+    assert kind == "aiperf" and "--force-parser legacy" in warnings[0]
+    assert detect_kind(both, "legacy") == ("legacy", [])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ParseError, match="--force-parser"):
+        detect_kind(empty)
+
+
+def test_undetectable_directory_exits_2_with_a_hint(tmp_path):
+    (tmp_path / "stuff").mkdir()
+    result = run_cli("parse", str(tmp_path / "stuff"), expect=2)
+    assert "--force-parser" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("parse", str(tmp_path / "missing"), expect=2)
+    assert "no such directory" in result.stderr
+    run_cli("parse", str(DATA / "aiperf" / "ok"), "--format", "xml", expect=2)
+    run_cli("parse", str(DATA / "aiperf" / "ok"), "--force-parser", "genai", expect=2)
+
+
+def test_info_describes_without_parsing():
+    result = run_cli("parse", str(DATA / "aiperf" / "retry"), "--info")
+    assert "type: aiperf" in result.stdout and "client_0=2" in result.stdout
+    assert "test.log.txt: no" in result.stdout
+    data = json.loads(run_cli("parse", str(DATA / "aiperf"), "--info", "--format", "json").stdout)
+    assert data["schema"] == "ftctl.parse-info/v1"
+    assert {d["type"] for d in data["dirs"]} == {"aiperf"} and len(data["dirs"]) == 3
+
+
+def test_json_output_is_versioned_and_round_trips(tmp_path):
+    write_legacy_test(tmp_path / "vllm-agg-tp-1-dp-1-decode_worker")
+    data = json.loads(run_cli("parse", str(tmp_path), "--format", "json").stdout)
+    assert data["schema"] == "ftctl.parse/v1"
+    (test,) = data["tests"]
+    assert test["kind"] == "legacy" and test["failure"] == "decode_worker"
+    assert test["overall"]["recovery"]["recovery_time_s"] == pytest.approx(10.25, abs=1e-3)
+    assert set(test["overall"]["phases"]) == {
+        "before",
+        "during",
+        "after",
+        "overall",
+        "upstream_before",
+        "upstream_after",
+    }
+    assert "requests" not in test  # the per-request arrays stay out of the JSON
+
+
+def test_csv_has_a_row_per_test_load_and_phase(tmp_path):
+    write_legacy_test(tmp_path / "vllm-agg-tp-1-dp-1-decode_worker")
+    rows = list(
+        csv.DictReader(io.StringIO(run_cli("parse", str(tmp_path), "--format", "csv").stdout))
+    )
+    assert len(rows) == 12  # loads default + overall, six phases each
+    after = next(r for r in rows if r["load"] == "default" and r["phase"] == "after")
+    assert after["requests"] == "119" and after["failed"] == "12"
+
+
+def test_a_root_of_many_tests_is_grouped_with_rows_in_failure_table_order(tmp_path):
+    for failure in ("decode_worker_pod", "none", "frontend", "decode_worker"):
+        write_legacy_test(tmp_path / f"test_fault_scenario[vllm-agg-tp-1-dp-2-{failure}]")
+    write_legacy_test(tmp_path / "test_fault_scenario[sglang-agg-tp-1-dp-1-frontend]")
+    out = run_cli("parse", str(tmp_path)).stdout
+    assert out.count("Test Group: vllm-agg-tp-1-dp-2") == 1
+    assert "Test Group: sglang-agg-tp-1-dp-1" in out
+    vllm = out[out.index("Test Group: vllm") :]
+    positions = [
+        re.search(rf"│\s+{f}\s+│", vllm).start()
+        for f in ("none", "frontend", "decode_worker", "decode_worker_pod")
+    ]
+    assert positions == sorted(positions)
+    assert "Success" in out and "Before" in out and "Recovery" in out
+
+
+def test_token_overflow_pair_is_reported_together(tmp_path):
+    rows_over = [(0, i, i * 1.0, 0.1, i % 5 == 0) for i in range(15)]
+    rows_rec = [(0, i, 20 + i * 1.0, 0.1, True) for i in range(15)]
+    write_legacy_test(tmp_path / "vllm-agg-tp-1-dp-1-token_overflow_recovery", rows_rec, None)
+    write_legacy_test(tmp_path / "vllm-agg-tp-1-dp-1-token_overflow_overflow", rows_over, None)
+    write_legacy_test(tmp_path / "vllm-agg-tp-1-dp-1-none", rows_rec, None)
+    out = run_cli("parse", str(tmp_path), "--format", "markdown").stdout
+    table = out[: out.index("==")]
+    over = table.index("token_overflow (overflow)")
+    rec = table.index("token_overflow (recovery)")
+    assert re.search(r"\|\s+none\s+\|", table).start() < over < rec
+    data = json.loads(run_cli("parse", str(tmp_path), "--format", "json").stdout)
+    roles = {t["name"]: t["pair_role"] for t in data["tests"]}
+    assert roles["vllm-agg-tp-1-dp-1-token_overflow_overflow"] == "overflow"
+
+
+def test_failed_requests_still_exit_0_and_sla_adds_violation_columns(tmp_path):
+    write_legacy_test(tmp_path / "t-decode_worker")
+    out = run_cli("parse", str(tmp_path), "--sla", "0.25").stdout
+    assert "Violations" in out
+    run_cli("parse", str(tmp_path), "--sla", "-1", expect=2)
+
+
+def test_find_test_dirs_returns_the_dir_itself_or_its_tests(tmp_path):
+    one = write_legacy_test(tmp_path / "a" / "t1-none", fault_rel=None)
+    write_legacy_test(tmp_path / "a" / "t2-none", fault_rel=None)
+    assert find_test_dirs(one) == [one]
+    assert [p.name for p in find_test_dirs(tmp_path)] == ["t1-none", "t2-none"]
+
+
+def test_one_undetectable_test_among_many_is_a_warning(tmp_path):
+    write_legacy_test(tmp_path / "t1-none", fault_rel=None)
+    broken = tmp_path / "t2-none"
+    broken.mkdir()
+    (broken / "test.log.txt").write_text("")
+    out = run_cli("parse", str(tmp_path)).stdout
+    assert "warning: skipped" in out and "t2-none" in out
