@@ -5,6 +5,7 @@ dir; aiperf's own console output goes to ``genai_perf.log`` beside its exports, 
 ``attempt.json`` records the argv, times, exit code and outcome of the attempt. Attempts are
 judged by the per-request export (``profile_export.jsonl``), never by the exit code: aiperf
 exits 0 when most requests failed and non-zero (without a summary) when all did.
+The judgement is ``ftctl.results.aiperf.attempt_outcome``, the same reader ``ftctl parse`` uses.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from pathlib import Path
 
 from ftctl.clients.base import LoadProgress, LoadTarget
 from ftctl.errors import ClientError
+from ftctl.results.aiperf import GENAI_LOG, RECORDS_FILE, attempt_outcome
 from ftctl.scenario.model import LoadSpec
 
 log = logging.getLogger(__name__)
 
 ENV_AIPERF = "FTCTL_AIPERF"
-RECORDS_FILE = "profile_export.jsonl"
-SUMMARY_FILE = "profile_export_aiperf.json"
-CONSOLE_LOG = "genai_perf.log"  # the upstream name; parse's detection looks for it
+CONSOLE_LOG = GENAI_LOG  # aiperf's console output, under the upstream name detection looks for
 ATTEMPT_FILE = "attempt.json"
 PROMPTS_FILE = "prompts.jsonl"
 RERUN_FAILED_FRACTION = 0.9  # rerun when at least this share of an attempt's requests failed
@@ -216,32 +216,6 @@ def write_prompts_file(prompts: tuple[str, ...] | list[str], path: Path) -> Path
         for prompt in prompts:
             f.write(json.dumps({"text": prompt}) + "\n")
     return path
-
-
-def attempt_outcome(attempt_dir: Path) -> tuple[int, int]:
-    """(ok, failed) profiling-phase requests of an attempt, from ``profile_export.jsonl``.
-
-    Fallback until ``ftctl.results.aiperf.attempt_outcome`` lands (branch ``results``).
-    Missing file → (0, 0); a truncated last line is skipped.
-    """
-    ok = failed = 0
-    try:
-        lines = (attempt_dir / RECORDS_FILE).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return 0, 0
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        meta = record.get("metadata") or {}
-        if meta.get("benchmark_phase", "profiling") != "profiling":
-            continue
-        if record.get("error") or meta.get("was_cancelled"):
-            failed += 1
-        else:
-            ok += 1
-    return ok, failed
 
 
 def needs_rerun(ok: int, failed: int) -> bool:
