@@ -34,6 +34,8 @@ CONSOLE_LOG = GENAI_LOG  # aiperf's console output, under the upstream name dete
 ATTEMPT_FILE = "attempt.json"
 PROMPTS_FILE = "prompts.jsonl"
 RERUN_FAILED_FRACTION = 0.9  # rerun when at least this share of an attempt's requests failed
+# The line aiperf logs (logs/aiperf.log) right before its first request: start-up is over.
+PROFILING_MARKER = b"AIPerf System is PROFILING"
 STOP_GRACE_S = 15.0  # SIGINT → SIGKILL: aiperf needs ~1 s to flush its exports on SIGINT
 COMPLETIONS_ENDPOINT = "/v1/completions"
 CHAT_ENDPOINT = "/v1/chat/completions"
@@ -237,6 +239,7 @@ class AttemptResult:
     returncode: int | None = None
     ok: int = 0
     failed: int = 0
+    first_request_ns: int | None = None  # earliest request_start_ns of its records
     stopped: bool = False  # ended by stop()/kill(), not by itself
     rerun: bool = False  # judged a failed attempt (another one followed or was due)
 
@@ -378,6 +381,36 @@ class AiperfLoad:
         with self._lock:
             return {c.index: list(c.attempts) for c in self._clients}
 
+    def sending(self) -> int:
+        """How many clients' current attempts finished start-up and are sending requests.
+
+        aiperf needs 8–15 s (more with several clients on 2 cores) before its first request;
+        a fault timed from ``start()`` could land before any load.
+        """
+        count = 0
+        for client in self._clients:
+            attempt_dir = client.attempt_dir
+            if attempt_dir is None:
+                continue
+            try:
+                if PROFILING_MARKER in (attempt_dir / "logs" / "aiperf.log").read_bytes():
+                    count += 1
+            except OSError:
+                continue
+        return count
+
+    def wait_sending(self, timeout: float | None = None) -> bool:
+        """Block until every client is sending (True), every client ended, or the timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.sending() >= len(self._clients):
+                return True
+            if all(c.thread is None or not c.thread.is_alive() for c in self._clients):
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
     def pids(self) -> list[int]:
         """Process ids of the live aiperf main processes (each leads its own group)."""
         return [c.proc.pid for c in self._clients if c.proc is not None and c.proc.poll() is None]
@@ -435,6 +468,7 @@ class AiperfLoad:
             result.end_ns = time.time_ns()
             result.returncode = proc.returncode
             result.ok, result.failed = attempt_outcome(Path(result.directory))
+            result.first_request_ns = _first_request_ns(Path(result.directory) / RECORDS_FILE)
             result.stopped = stopped
             result.rerun = needs_rerun(result.ok, result.failed) and not stopped
             self._write_attempt(result)
@@ -524,6 +558,23 @@ class AiperfLoad:
             path.write_text(json.dumps(asdict(result), indent=1) + "\n", encoding="utf-8")
         except OSError as exc:  # the records matter more than this note
             log.warning("cannot write %s: %s", path, exc)
+
+
+def _first_request_ns(path: Path) -> int | None:
+    """The earliest ``request_start_ns`` in a records file, or None."""
+    first = None
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            start = json.loads(line)["metadata"]["request_start_ns"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(start, int) and (first is None or start < first):
+            first = start
+    return first
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:

@@ -136,6 +136,8 @@ def when(predicate, action, timeout: float = 60.0) -> threading.Thread:
 
 def test_run_without_failure_counts_match_aiperf_summary(server, tokenizer, tmp_path):
     load = run(spec(clients=2, requests_per_client=8, concurrency=2), server, tokenizer, tmp_path)
+    assert load.wait_sending(120)
+    sending_ns = time.time_ns()
     assert load.wait(120)
     for i in range(2):
         attempt = tmp_path / f"client_{i}" / "attempt_0"
@@ -150,6 +152,11 @@ def test_run_without_failure_counts_match_aiperf_summary(server, tokenizer, tmp_
         1: [(8, 0)],
     }
     assert len(server.served) == 16 and {s.status for s in server.served} == {200}
+    firsts = [a[0].first_request_ns for a in load.attempts().values()]
+    assert min(firsts) <= min(s.received_ns for s in server.served)  # sent before received
+    for attempts, first in zip(load.attempts().values(), firsts, strict=True):
+        # The start-up marker comes right before the first request.
+        assert attempts[0].start_ns < first <= sending_ns + 1_000_000_000
 
 
 def test_first_attempt_failing_every_request_gets_a_second_attempt(server, tokenizer, tmp_path):
