@@ -273,8 +273,10 @@ class AiperfLoad:
         aiperf: str | None = None,
     ) -> None:
         self.spec = spec
-        self.target = target
-        self.out_dir = Path(out_dir)
+        # Absolute paths: aiperf runs with its attempt dir as working directory.
+        tokenizer = None if target.tokenizer is None else Path(target.tokenizer).absolute()
+        self.target = LoadTarget(target.base_url, target.model, tokenizer)
+        self.out_dir = Path(out_dir).absolute()
         self.on_progress = on_progress
         self._aiperf_arg = aiperf
         self.aiperf: str | None = None

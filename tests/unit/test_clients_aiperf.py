@@ -468,3 +468,18 @@ def test_wait_sending_is_false_when_clients_end_without_sending(fake_aiperf, tmp
     load = run_load(fake_aiperf, tmp_path, monkeypatch, "mute", clients=1, retries=1)
     assert not load.wait_sending(20)
     assert load.sending() == 0
+
+
+def test_relative_output_and_tokenizer_paths_are_made_absolute(fake_aiperf, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_PLAN", "ok")
+    target = LoadTarget("http://127.0.0.1:1", "m", Path("tok"))
+    load = AiperfLoad(
+        LoadSpec(clients=1, requests_per_client=3), target, Path("out"), aiperf=fake_aiperf
+    )
+    load.start()
+    assert load.wait(30)
+    argv = load.attempts()[0][0].argv
+    assert flag(argv, "--tokenizer") == str(tmp_path / "tok")
+    assert flag(argv, "--artifact-dir") == str(tmp_path / "out" / "client_0" / "attempt_0")
+    assert attempt_outcome(tmp_path / "out" / "client_0" / "attempt_0") == (3, 0)
