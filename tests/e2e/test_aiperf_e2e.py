@@ -131,3 +131,36 @@ def test_aiperf_token_overflow_is_mostly_rejected_then_recovers(tmp_path):
     assert ok + failed == 20 and failed >= 0.9 * 20, (outcomes, proc.stdout + proc.stderr)
     ok, failed = outcomes["recovery"]
     assert ok + failed == 20 and ok >= 0.9 * 20, (outcomes, proc.stdout + proc.stderr)
+
+
+def test_legacy_and_aiperf_give_comparable_results_for_the_same_worker_kill(tmp_path):
+    # The same paced load (2 clients × 4 req/s, one request at a time) through both clients.
+    load = {"requests_per_client": 60, "request_rate": 4.0, "retries": 0, "retry_delay": 0}
+    path = scenario(
+        tmp_path,
+        "cmp",
+        load,
+        deployment={"local": {"migration_limit": 0, "restart_delay": "1s"}},
+        failures=[{"at": "5s", "type": "decode_worker"}],
+        checks=[{"kind": "fault_verified"}],
+    )
+    results = {}
+    for client in ("legacy", "aiperf"):
+        out = tmp_path / client
+        proc = subprocess.run(
+            [*FTCTL, "run", str(path), "--output-dir", str(out), "--client-type", client],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results[client] = report(out)["result"]["overall"]
+    legacy, aiperf = results["legacy"], results["aiperf"]
+    assert legacy["requests"] == aiperf["requests"] == 120
+    # Stated tolerances: the outage costs both about the same share of a 15 s load, and both
+    # see the worker come back within a few seconds of each other (restart ~1 s + register).
+    rate = {k: v["ok"] / v["requests"] for k, v in results.items()}
+    assert abs(rate["legacy"] - rate["aiperf"]) <= 0.15, results
+    rec = {k: v["recovery"]["recovery_time_s"] for k, v in results.items()}
+    assert None not in rec.values(), rec
+    assert abs(rec["legacy"] - rec["aiperf"]) <= 5.0, rec
