@@ -34,6 +34,9 @@ class LoadHandle(Protocol):
     def start(self) -> None:
         """Start the clients in the background; return at once."""
 
+    def wait_sending(self, timeout: float | None = None) -> bool:
+        """Block until the clients are sending requests (aiperf takes seconds to start)."""
+
     def stop(self) -> None:
         """Ask the clients to finish now (the current request may complete)."""
 

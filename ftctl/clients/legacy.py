@@ -663,9 +663,13 @@ class LegacyLoad:
                 except Exception:  # a display failure must never stop the load
                     pass
 
+        self._ready.set()  # a worker that ended never blocks wait_started()
+
     def wait_started(self, timeout: float | None = None) -> bool:
         """Block until the first worker sends requests (``started_ns`` is then set)."""
         return self._ready.wait(timeout)
+
+    wait_sending = wait_started  # the LoadHandle name
 
     def stats(self) -> Stats:
         """Counters summed over the workers (for the Prometheus exposition)."""

@@ -369,6 +369,7 @@ def _overflow_loads(loads, f_limit: int, mult: float, test: str) -> tuple[LoadSp
         name="overflow",
         input_tokens=TokenDist(mean=int(f_limit * mult), stddev=0.0),
         result_dir=f"{test}_overflow",
+        retries=0,  # rejections are the expected outcome: retrying them only costs time
     )
     rec = replace(base, name="recovery", result_dir=f"{test}_recovery")
     return (over, rec)
