@@ -191,7 +191,7 @@ def test_streaming_records_ttft_itl_and_consistent_timestamps(server, tmp_path):
         assert r["start_ns"] < r["end_ns"]
         assert abs((r["end_ns"] - r["start_ns"]) / 1e9 - r["total_time"]) < 1e-6
         # Client and server clocks agree: the server saw the request inside the client span.
-        slack = 2_000_000
+        slack = 20_000_000  # clocks are read in two threads of a loaded 2-core machine
         assert r["start_ns"] - slack <= served.received_ns <= served.finished_ns
         assert served.finished_ns <= r["end_ns"] + slack
     assert recs[0]["end_ns"] <= recs[1]["start_ns"]  # sequential client
