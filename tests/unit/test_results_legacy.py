@@ -276,3 +276,12 @@ def test_fast_and_line_by_line_readers_agree(tmp_path):
     for key in ("name", "path", "group"):
         fast_json.pop(key), slow_json.pop(key)
     assert fast_json == slow_json
+
+
+def test_parallel_reading_gives_the_same_result(tmp_path, monkeypatch):
+    import ftctl.results.legacy as legacy
+
+    path = write_legacy_test(tmp_path / "t-decode_worker")
+    serial = parse_result_dir(path).to_json()
+    monkeypatch.setattr(legacy, "PARALLEL_MIN_BYTES", 0)  # force the process pool
+    assert parse_result_dir(path).to_json() == serial
