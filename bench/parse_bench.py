@@ -6,8 +6,9 @@ middle, ~2 % failed) and an aiperf directory of the same size, then times
 records/s and the child's peak RSS (target: ≤ 3 s and ≤ 1 GiB each).
 
 Usage: ``PYTHONPATH=. .venv/bin/python bench/parse_bench.py [--clients N] [--requests N]``.
-The aiperf records carry the metadata and the per-request metrics the parser reads (real
-aiperf records also hold ~40 http_* metrics; they are left out to keep the temp dir ~0.7 GB).
+By default the aiperf records carry the metadata and the per-request metrics the parser reads;
+``--real-aiperf`` instead copies a real aiperf 0.13 record (tests/data, ~2.5 KB with ~40
+metrics) for every request: ~2.5 GB on disk, the honest worst case.
 """
 
 from __future__ import annotations
@@ -68,12 +69,37 @@ def make_legacy(root: Path, clients: int, requests: int) -> Path:
     return test
 
 
-def make_aiperf(root: Path, clients: int, requests: int) -> Path:
+REAL_RECORD = REPO / "tests/data/results/aiperf/ok/client_0/attempt_0/profile_export.jsonl"
+
+
+def _real_lines(c: int, requests: int) -> list[str]:
+    """Lines shaped exactly like a real aiperf record, with this bench's times and errors."""
+    template = json.loads(REAL_RECORD.read_bytes().splitlines()[0])
+    text = json.dumps(template, separators=(",", ":"))
+    meta = template["metadata"]
+    head, rest = text.split(f'"request_start_ns":{meta["request_start_ns"]}', 1)
+    middle, tail = rest.split(f'"request_end_ns":{meta["request_end_ns"]}', 1)
+    error = ',"error":{"code":503,"type":"Service Unavailable","message":"no instances"}}'
+    lines = []
+    for i in range(requests):
+        start = BASE_NS + i * STEP_NS + c * 997
+        end_tail = tail[:-1] + error if _fails(i, requests) else tail
+        lines.append(
+            f'{head}"request_start_ns":{start}{middle}"request_end_ns":{start + DURATION_NS}'
+            f"{end_tail}\n"
+        )
+    return lines
+
+
+def make_aiperf(root: Path, clients: int, requests: int, real: bool = False) -> Path:
     """aiperf artifacts: client_N/attempt_0/profile_export.jsonl (+ a small summary JSON)."""
     test = root / "bench-agg-tp-1-dp-1-decode_worker"
     for c in range(clients):
         attempt = test / f"client_{c}" / "attempt_0"
         attempt.mkdir(parents=True)
+        if real:
+            (attempt / "profile_export.jsonl").write_text("".join(_real_lines(c, requests)))
+            continue
         lines = []
         for i in range(requests):
             start = BASE_NS + i * STEP_NS + c * 997
@@ -138,12 +164,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--format", default="json", choices=["json", "fancy"])
+    parser.add_argument("--real-aiperf", action="store_true", help="full-size aiperf records")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"load average {load:.1f} on {os.cpu_count()} cores (wall time suffers when > cores)")
     total = args.clients * args.requests
     with tempfile.TemporaryDirectory(prefix="ftctl-parse-bench-") as tmp:
-        for kind, make in (("legacy", make_legacy), ("aiperf", make_aiperf)):
+        makers = [
+            ("legacy", make_legacy),
+            ("aiperf", lambda root, c, n: make_aiperf(root, c, n, args.real_aiperf)),
+        ]
+        for kind, make in makers:
             started = time.perf_counter()
             test = make(Path(tmp) / kind, args.clients, args.requests)
             size = sum(p.stat().st_size for p in test.rglob("*") if p.is_file())

@@ -7,6 +7,7 @@ returns None, and the caller falls back to the line-by-line reader that warns pe
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -84,18 +85,27 @@ class _AiperfRecord(msgspec.Struct, gc=False):
 _LEGACY_TOP = msgspec.json.Decoder(_LegacyTop)
 _LEGACY = msgspec.json.Decoder(_LegacyRecord)
 _AIPERF = msgspec.json.Decoder(_AiperfRecord)
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0}
 _NAN = float("nan")
 
 
 def _lines(decoder: msgspec.json.Decoder, raw: bytes) -> list | None:
     """Every line decoded; None on a blank line (it would shift line numbers) or any error."""
-    if not raw or raw.isspace() or raw.startswith(b"\n") or b"\n\n" in raw:
+    if not raw or raw.isspace():
         return None
+    # The cyclic GC would walk the young lists (e.g. ITL lists) over and over while a million
+    # records are built; nothing here forms a cycle.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        return decoder.decode_lines(raw)
+        records = decoder.decode_lines(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    finally:
+        if enabled:
+            gc.enable()
+    # decode_lines skips blank lines; the slow path must see them to keep line numbers right.
+    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+    return records if len(records) == lines else None
 
 
 def _attempt_ok(attempt: _Attempt) -> bool:
@@ -176,15 +186,6 @@ def legacy_columns(raw: bytes) -> dict[str, list] | None:
     }
 
 
-def _seconds(metrics: list[_Metrics], name: str) -> np.ndarray:
-    """One per-request metric (always ms here) in seconds as an array, NaN where absent."""
-    import numpy as np
-
-    picked = [getattr(m, name) for m in metrics]
-    values = [_NAN if p is None or p.value is None else p.value for p in picked]
-    return np.array(values, np.float64) / 1e3
-
-
 def aiperf_columns(raw: bytes) -> dict[str, Any] | None:
     """Columns of a well-formed ``profile_export.jsonl``; None on anything unexpected."""
     records = _lines(_AIPERF, raw)
@@ -199,13 +200,20 @@ def aiperf_columns(raw: bytes) -> dict[str, Any] | None:
     for values in (starts, ends):
         if min(values) < 0 or max(values) >= MAX_NS:
             return None
+    import numpy as np
+
     empty = _Metrics()
     metrics = [r.metrics or empty for r in records]
+    # Direct attribute access (no getattr) and None → NaN by numpy: this is the hot loop.
+    # Units are always ms here: _Metric.unit only validates "ms".
+    latency = [m.request_latency.value if m.request_latency else None for m in metrics]
+    ttft = [m.time_to_first_token.value if m.time_to_first_token else None for m in metrics]
+    itl = [m.inter_token_latency.value if m.inter_token_latency else None for m in metrics]
     return {
         "start_ns": starts,
         "end_ns": ends,
         "ok": [not r.error and not r.metadata.was_cancelled for r in records],
-        "latency_s": _seconds(metrics, "request_latency"),
-        "ttft_s": _seconds(metrics, "time_to_first_token"),
-        "itl_s": _seconds(metrics, "inter_token_latency"),
+        "latency_s": np.array(latency, np.float64) / 1e3,
+        "ttft_s": np.array(ttft, np.float64) / 1e3,
+        "itl_s": np.array(itl, np.float64) / 1e3,
     }
