@@ -102,10 +102,16 @@ def record_succeeded(record: dict[str, Any]) -> bool:
 
 def _jsonl_counts(path: Path) -> tuple[int, int] | None:
     """(ok, failed) counted from a per-request JSONL file; None if absent or empty."""
+    from ftctl.results.fast import aiperf_columns
+
     try:
         raw = path.read_bytes()
     except OSError:
         return None
+    columns = aiperf_columns(raw)
+    if columns is not None:
+        ok = sum(columns["ok"])
+        return ok, len(columns["ok"]) - ok
     ok = failed = 0
     for line in raw.splitlines():
         if not line.strip():
@@ -225,7 +231,8 @@ def read_records(path: Path, client: int, warnings: list[str]):
     """
     import numpy as np
 
-    from ftctl.results.legacy import valid_ns
+    from ftctl.results.fast import aiperf_columns
+    from ftctl.results.legacy import _Warn, checked_table, valid_ns
     from ftctl.results.model import RequestTable
 
     try:
@@ -235,6 +242,22 @@ def read_records(path: Path, client: int, warnings: list[str]):
     except OSError as exc:
         warnings.append(f"{path}: cannot read ({exc.strerror})")
         return None
+    columns = aiperf_columns(raw)
+    if columns is not None:
+        warn = _Warn(path, warnings)
+        table = checked_table(
+            path,
+            client,
+            np.array(columns["start_ns"], np.int64),
+            np.array(columns["end_ns"], np.int64),
+            np.array(columns["ok"], bool),
+            np.array(columns["latency_s"], np.float64),
+            np.array(columns["ttft_s"], np.float64),
+            np.array(columns["itl_s"], np.float64),
+            warn,
+        )
+        warn.close()
+        return table
     starts: list[int] = []
     ends: list[int] = []
     oks: list[bool] = []
@@ -290,6 +313,52 @@ def read_records(path: Path, client: int, warnings: list[str]):
     )
 
 
+def _choose_and_read(client: int, client_dir: Path, warnings: list[str]):
+    """choose_attempt's rule, reading each candidate's records once: (choice, table | None)."""
+    attempts = attempt_dirs(client_dir)
+    choice = AttemptChoice(client, client_dir, None, None, len(attempts))
+    if not attempts:
+        choice.warnings.append(f"{client_dir}: no attempt_* directory")
+        return choice, None
+    for number, path in reversed(attempts):
+        local: list[str] = []
+        table = read_records(path / RECORDS_FILE, client, local)
+        if table is not None and len(table):
+            ok = int(table.ok.sum())
+            counts: tuple[int, int] | None = (ok, len(table) - ok)
+        else:
+            table = None
+            counts = summary_counts(_load_json(path / SUMMARY_FILE))
+        if counts and (counts[0] or counts[1]):
+            warnings.extend(local)
+            choice.attempt, choice.attempt_dir = number, path
+            choice.ok, choice.failed = counts
+            if number != attempts[-1][0]:
+                choice.warnings.append(
+                    f"{client_dir}: attempt_{attempts[-1][0]} has no readable output; "
+                    f"using attempt_{number}"
+                )
+            return choice, table
+    number, path = attempts[-1]
+    choice.attempt, choice.attempt_dir = number, path
+    choice.warnings.append(f"{client_dir}: no attempt has readable results")
+    return choice, None
+
+
+def _choose_and_read_one(client: int, client_dir: Path):
+    warnings: list[str] = []
+    choice, table = _choose_and_read(client, client_dir, warnings)
+    return choice, table, warnings
+
+
+def _records_size(client_dir: Path) -> int:
+    attempts = attempt_dirs(client_dir)
+    try:
+        return (attempts[-1][1] / RECORDS_FILE).stat().st_size if attempts else 0
+    except OSError:
+        return 0
+
+
 @dataclass
 class AiperfLoad:
     """One aiperf load directory: chosen attempts, pooled requests, per-client summaries."""
@@ -309,18 +378,22 @@ def read_aiperf_dir(path: Path, warnings: list[str]) -> AiperfLoad:
     tables = []
     summaries: dict[int, dict[str, Any]] = {}
     cancelled = False
-    for client, client_dir in client_dirs(path):
-        choice = choose_attempt(client, client_dir)
+    from ftctl.results.legacy import parallel_map
+
+    clients = client_dirs(path)
+    sizes = [_records_size(client_dir) for _, client_dir in clients]
+    read = parallel_map(_choose_and_read_one, clients, sizes)
+    for choice, table, read_warnings in read:
+        warnings.extend(read_warnings)
         warnings.extend(choice.warnings)
         choices.append(choice)
         if choice.attempt_dir is None:
             continue
-        table = read_records(choice.attempt_dir / RECORDS_FILE, client, warnings)
         if table is not None:
             tables.append(table)
         summary = _load_json(choice.attempt_dir / SUMMARY_FILE)
         if isinstance(summary, dict):
-            summaries[client] = summary
+            summaries[choice.client] = summary
             cancelled |= bool(summary.get("was_cancelled"))
         elif (choice.attempt_dir / SUMMARY_FILE).exists():
             warnings.append(f"{choice.attempt_dir / SUMMARY_FILE}: unreadable summary")

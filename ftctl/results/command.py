@@ -11,7 +11,8 @@ Each test: ``name``, ``path``, ``kind`` ("legacy" | "aiperf"), ``warnings`` [str
 ``upstream_log_recovery_s`` + ``upstream_log_recovery_method`` (upstream directories only),
 ``was_cancelled``, ``failure``, ``group``, ``pair_role`` ("overflow" | "recovery" | null),
 ``time_resolution_s`` (1.0 when times come from upstream ``time`` fields), ``has_test_log``,
-``has_events``, ``aiperf_summary`` (bookkeeping), ``overall`` (all loads pooled) and ``loads``
+``has_events``, ``utc_offset_s`` + ``utc_offset_source`` (upstream: host-local − UTC used to
+place test.log times), ``clients_with_records`` (aiperf), ``overall`` (all loads pooled) and ``loads``
 {name: LoadMetrics}. LoadMetrics: ``name``, ``clients``, ``requests``, ``ok``, ``failed``,
 ``phases`` {before, during, after, overall, upstream_before, upstream_after: PhaseStats},
 ``recovery`` (null without a fault: ``recovery_time_s``, ``time_to_first_error_s``,

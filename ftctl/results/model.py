@@ -129,7 +129,9 @@ class TestResult:
     group: str | None = None  # scenario prefix the upstream table groups by
     pair_role: str | None = None  # token overflow: "overflow" | "recovery"
     time_resolution_s: float | None = None  # 1.0 when times come from upstream `time` fields
-    aiperf_summary: dict[str, Any] = field(default_factory=dict)  # aggregate of summary JSONs
+    utc_offset_s: float | None = None  # upstream: host-local − UTC used for test.log times
+    utc_offset_source: str | None = None  # "aiperf start_time" | "previous.log" | "this machine…"
+    clients_with_records: int | None = None  # aiperf: clients with profile_export.jsonl
     has_test_log: bool = False
     has_events: bool = False
     # Set by the reader, dropped from JSON: the request rows behind the metrics.

@@ -222,8 +222,9 @@ def parse_test_dir(
         if metrics is not None:
             metrics.attempts = {str(c.client): c.attempts for c in load.choices}
             metrics.chosen_attempt = {str(c.client): c.attempt for c in load.choices}
-        result.aiperf_summary.setdefault("clients_with_records", 0)
-        result.aiperf_summary["clients_with_records"] += load.clients_with_records
+        result.clients_with_records = (result.clients_with_records or 0) + (
+            load.clients_with_records
+        )
     result.loads = dict(sorted(result.loads.items(), key=lambda kv: kv[0] != "default"))
 
     pooled = RequestTable.concat(list(tables.values()))
@@ -255,6 +256,11 @@ def parse_test_dir(
             "counted overall but not placed before/during/after the fault"
         )
     result.requests = pooled
+    if sum(clients.values()) == 0:
+        raise ParseError(
+            f"{test_dir}: no {kind} client results found"
+            + (" (forced with --force-parser)" if force_parser else "")
+        )
     if result.overall.requests == 0:
         result.warnings.append(f"{test_dir}: no requests found")
     return result
@@ -283,8 +289,7 @@ def _place_upstream_fault(
     shift = 0.0 if naive_local_times else offset
     result.fault_times_ns = [int((t - shift) * _NS) for t in test_log.fault_s]
     result.fault_time_source = "test.log (1 s resolution)"
-    result.aiperf_summary["utc_offset_s"] = offset
-    result.aiperf_summary["utc_offset_source"] = source
+    result.utc_offset_s, result.utc_offset_source = offset, source
     if source == "this machine's time zone":
         result.warnings.append(
             "host UTC offset of test.log.txt guessed from this machine's time zone "

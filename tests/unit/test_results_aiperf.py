@@ -159,3 +159,25 @@ def test_missing_summary_or_missing_records_still_parse(tmp_path):
     assert result.overall.recovery is None
     assert any("profile_export.jsonl" in w for w in result.warnings)
     assert result.overall.phases["overall"].latency_s["mean"] is not None
+
+
+def test_parallel_reading_of_aiperf_clients_gives_the_same_result(monkeypatch):
+    import ftctl.results.legacy as legacy
+    from ftctl.results import parse_result_dir
+
+    serial = parse_result_dir(FIXTURES / "fault").to_json()
+    monkeypatch.setattr(legacy, "PARALLEL_MIN_BYTES", 0)
+    assert parse_result_dir(FIXTURES / "fault").to_json() == serial
+
+
+def test_a_unit_other_than_ms_takes_the_slow_path_and_is_converted(tmp_path):
+    attempt = tmp_path / "client_0" / "attempt_0"
+    attempt.mkdir(parents=True)
+    rec = _record()
+    rec["metadata"].update(request_start_ns=10**18, request_end_ns=10**18 + 2 * 10**9)
+    rec["metrics"] = {"request_latency": {"value": 1.5, "unit": "s"}}
+    _jsonl(attempt / "profile_export.jsonl", [rec])
+    from ftctl.results.aiperf import read_records
+
+    table = read_records(attempt / "profile_export.jsonl", 0, [])
+    assert table.latency_s.tolist() == [1.5]

@@ -136,3 +136,8 @@ def test_one_undetectable_test_among_many_is_a_warning(tmp_path):
     (broken / "test.log.txt").write_text("")
     out = run_cli("parse", str(tmp_path)).stdout
     assert "warning: skipped" in out and "t2-none" in out
+
+
+def test_forcing_a_parser_onto_a_directory_without_its_files_exits_2():
+    result = run_cli("parse", str(DATA / "aiperf" / "ok"), "--force-parser", "legacy", expect=2)
+    assert "no legacy client results" in result.stderr

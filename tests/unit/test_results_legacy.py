@@ -264,3 +264,24 @@ def test_named_loads_are_reported_separately_and_pooled(tmp_path):
     assert result.loads["background"].requests == 20
     assert result.overall.requests == 261
     assert result.loads["default"].recovery.recovery_time_s == pytest.approx(10.25, abs=1e-3)
+
+
+def test_fast_and_line_by_line_readers_agree(tmp_path):
+    fast = parse_result_dir(write_legacy_test(tmp_path / "a-decode_worker"))
+    slow_dir = write_legacy_test(tmp_path / "b-decode_worker")
+    for path in slow_dir.glob("client_*.log.txt"):  # a blank line sends it down the slow path
+        path.write_text(path.read_text().replace("\n", "\n\n", 1))
+    slow = parse_result_dir(slow_dir)
+    fast_json, slow_json = fast.to_json(), slow.to_json()
+    for key in ("name", "path", "group"):
+        fast_json.pop(key), slow_json.pop(key)
+    assert fast_json == slow_json
+
+
+def test_parallel_reading_gives_the_same_result(tmp_path, monkeypatch):
+    import ftctl.results.legacy as legacy
+
+    path = write_legacy_test(tmp_path / "t-decode_worker")
+    serial = parse_result_dir(path).to_json()
+    monkeypatch.setattr(legacy, "PARALLEL_MIN_BYTES", 0)  # force the process pool
+    assert parse_result_dir(path).to_json() == serial

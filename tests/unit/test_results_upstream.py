@@ -51,7 +51,7 @@ def test_upstream_log_recovery_converts_local_test_log_time_to_utc():
     result = parse_result_dir(LEGACY)
     # The host ran at UTC+2: the killed pod's .previous.log ends 10:01:39.9Z while test.log
     # says 12:01:40. The worker logs "initialized" at 10:02:10.5Z → 30.5 s after the fault.
-    assert result.aiperf_summary["utc_offset_s"] == 7200
+    assert result.utc_offset_s == 7200
     assert result.upstream_log_recovery_s == pytest.approx(30.5)
     assert result.upstream_log_recovery_method.startswith("upstream:")
 
@@ -62,7 +62,7 @@ def test_without_evidence_the_offset_falls_back_to_this_machine_and_says_so(tmp_
     for previous in copy.rglob("*.previous.log"):
         previous.unlink()
     result = parse_result_dir(copy)
-    assert result.aiperf_summary["utc_offset_source"] == "this machine's time zone"
+    assert result.utc_offset_source == "this machine's time zone"
     assert any("time zone" in w for w in result.warnings)
     # Read as UTC, 12:01:40 is after the 10:02:10Z ready line: no figure rather than a wrong one.
     assert result.upstream_log_recovery_s is None
@@ -118,7 +118,7 @@ def test_upstream_aiperf_dir_places_the_local_fault_marker_on_epoch_records(tmp_
         f"{fault_utc + timedelta(seconds=4.25):%Y-%m-%dT%H:%M:%S.%f}Z INFO first\n"
     )
     result = parse_result_dir(test)
-    assert result.aiperf_summary["utc_offset_s"] == 7200
+    assert result.utc_offset_s == 7200
     assert result.fault_times_ns == [(t_f_ns // 10**9) * 10**9]  # the 1 s marker, in UTC
     assert result.upstream_log_recovery_s == pytest.approx(4.25, abs=1e-6)
     assert result.overall.requests == 90

@@ -1,0 +1,219 @@
+"""Fast path for big, well-formed JSONL files: typed msgspec decoding of only the fields read.
+
+A whole file is decoded as one JSON array of small Structs (unknown fields are skipped in C).
+Any surprise — a blank or truncated line, a field of an unexpected type, a missing time —
+returns None, and the caller falls back to the line-by-line reader that warns per line.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from ftctl.results.legacy import MAX_NS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_NS = 1_000_000_000
+
+
+class _Message(msgspec.Struct, gc=False):
+    content: Any = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    message: _Message | None = None
+    text: Any = None
+    finish_reason: Any = UNSET
+
+
+class _Result(msgspec.Struct, gc=False):
+    choices: list[_Choice] | None = None
+    error: Any = None
+
+
+class _Attempt(msgspec.Struct, gc=False):
+    status: int | str | None = None
+    result: _Result | None | UnsetType = UNSET
+    error: Any = None
+
+
+class _LegacyTop(msgspec.Struct, gc=False):
+    """What an ftctl record needs when it carries ``ok``: ``results`` is skipped in C."""
+
+    start_ns: int | None = None
+    end_ns: int | None = None
+    ok: bool | None = None
+    ttft: float | None = None
+    itl: float | list[float] | None = None
+
+
+class _LegacyRecord(msgspec.Struct, gc=False):
+    ok: bool | None = None
+    error: Any = None
+    results: list[_Attempt] | None = None
+
+
+class _Metric(msgspec.Struct, gc=False):
+    value: float | None = None
+    unit: Literal["ms"] = "ms"  # another unit fails validation → the slow path converts it
+
+
+class _Metrics(msgspec.Struct, gc=False):
+    request_latency: _Metric | None = None
+    time_to_first_token: _Metric | None = None
+    inter_token_latency: _Metric | None = None
+
+
+class _Metadata(msgspec.Struct, gc=False):
+    request_start_ns: int
+    request_end_ns: int
+    was_cancelled: bool = False
+    benchmark_phase: str | None = None
+
+
+class _AiperfRecord(msgspec.Struct, gc=False):
+    metadata: _Metadata
+    metrics: _Metrics | None = None
+    error: Any = None
+
+
+_LEGACY_TOP = msgspec.json.Decoder(_LegacyTop)
+_LEGACY = msgspec.json.Decoder(_LegacyRecord)
+_AIPERF = msgspec.json.Decoder(_AiperfRecord)
+_NAN = float("nan")
+
+
+def _lines(decoder: msgspec.json.Decoder, raw: bytes) -> list | None:
+    """Every line decoded; None on a blank line (it would shift line numbers) or any error."""
+    if not raw or raw.isspace():
+        return None
+    # The cyclic GC would walk the young lists (e.g. ITL lists) over and over while a million
+    # records are built; nothing here forms a cycle.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        records = decoder.decode_lines(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    finally:
+        if enabled:
+            gc.enable()
+    # decode_lines skips blank lines; the slow path must see them to keep line numbers right.
+    lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+    return records if len(records) == lines else None
+
+
+def _attempt_ok(attempt: _Attempt) -> bool:
+    if attempt.error or attempt.status != 200:
+        return False
+    result = attempt.result
+    if result is UNSET:
+        return True  # upstream examples omit `result`: judged by status alone
+    if result is None or result.error or not result.choices:
+        return False
+    choice = result.choices[0]
+    text = choice.message.content if choice.message is not None else choice.text
+    if not isinstance(text, str) or not text:
+        return False
+    return choice.finish_reason is UNSET or choice.finish_reason is not None
+
+
+def _legacy_ok(record: _LegacyRecord) -> bool:
+    if record.ok is not None:
+        return record.ok
+    if record.error or not record.results:
+        return False
+    return any(_attempt_ok(a) for a in record.results)
+
+
+def _itl(value: float | list[float] | None) -> float:
+    if value is None:
+        return _NAN
+    if isinstance(value, list):
+        return sum(value) / len(value) if value else _NAN
+    return float(value)
+
+
+def _itl_means(itls: list) -> list[float] | np.ndarray:
+    """Mean ITL per record; vectorised when every record carries a list (ftctl's client)."""
+    import itertools
+
+    import numpy as np
+
+    if not all(type(x) is list for x in itls):
+        return [_itl(x) for x in itls]
+    lengths = np.array([len(x) for x in itls], np.int64)
+    flat = np.fromiter(itertools.chain.from_iterable(itls), np.float64, int(lengths.sum()))
+    sums = np.zeros(lengths.size)
+    nonempty = lengths > 0
+    if flat.size:
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        sums[nonempty] = np.add.reduceat(flat, offsets[nonempty])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(nonempty, sums / np.maximum(lengths, 1), np.nan)
+
+
+def legacy_columns(raw: bytes) -> dict[str, list] | None:
+    """Columns of a well-formed ftctl legacy file (every line has start_ns/end_ns); else None.
+
+    ``ok`` is trusted when every record has it; otherwise the attempts are decoded and judged.
+    """
+    records = _lines(_LEGACY_TOP, raw)
+    if records is None:
+        return None
+    starts = [r.start_ns for r in records]
+    ends = [r.end_ns for r in records]
+    for values in (starts, ends):
+        if None in values or min(values) < 0 or max(values) >= MAX_NS:
+            return None
+    ok = [r.ok for r in records]
+    if None in ok:
+        full = _lines(_LEGACY, raw)
+        if full is None:
+            return None
+        ok = [_legacy_ok(r) for r in full]
+    return {
+        "start_ns": starts,
+        "end_ns": ends,
+        "ok": ok,
+        "ttft_s": [_NAN if r.ttft is None else r.ttft for r in records],
+        "itl_s": _itl_means([r.itl for r in records]),
+    }
+
+
+def aiperf_columns(raw: bytes) -> dict[str, Any] | None:
+    """Columns of a well-formed ``profile_export.jsonl``; None on anything unexpected."""
+    records = _lines(_AIPERF, raw)
+    if records is None:
+        return None
+    if any(r.metadata.benchmark_phase == "warmup" for r in records):
+        records = [r for r in records if r.metadata.benchmark_phase != "warmup"]
+    if not records:
+        return None
+    starts = [r.metadata.request_start_ns for r in records]
+    ends = [r.metadata.request_end_ns for r in records]
+    for values in (starts, ends):
+        if min(values) < 0 or max(values) >= MAX_NS:
+            return None
+    import numpy as np
+
+    empty = _Metrics()
+    metrics = [r.metrics or empty for r in records]
+    # Direct attribute access (no getattr) and None → NaN by numpy: this is the hot loop.
+    # Units are always ms here: _Metric.unit only validates "ms".
+    latency = [m.request_latency.value if m.request_latency else None for m in metrics]
+    ttft = [m.time_to_first_token.value if m.time_to_first_token else None for m in metrics]
+    itl = [m.inter_token_latency.value if m.inter_token_latency else None for m in metrics]
+    return {
+        "start_ns": starts,
+        "end_ns": ends,
+        "ok": [not r.error and not r.metadata.was_cancelled for r in records],
+        "latency_s": np.array(latency, np.float64) / 1e3,
+        "ttft_s": np.array(ttft, np.float64) / 1e3,
+        "itl_s": np.array(itl, np.float64) / 1e3,
+    }
