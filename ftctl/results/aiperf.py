@@ -92,12 +92,30 @@ def summary_counts(summary: Any) -> tuple[int, int] | None:
     return max(0, int(ok or 0)), max(0, int(failed or 0))
 
 
-def record_succeeded(record: dict[str, Any]) -> bool:
-    """A profile_export.jsonl record succeeded: no ``error`` and not cancelled."""
+def output_length(record: dict[str, Any]) -> float | None:
+    """metrics.output_sequence_length.value of a record, or None."""
+    metrics = record.get("metrics")
+    metric = metrics.get("output_sequence_length") if isinstance(metrics, dict) else None
+    value = metric.get("value") if isinstance(metric, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def record_succeeded(record: dict[str, Any], *, expects_output: bool = False) -> bool:
+    """A profile_export.jsonl record succeeded: no ``error``, not cancelled, and — when the
+    export counts output tokens (``expects_output``) — some output produced.
+
+    aiperf 0.13 does not flag a stream cut by an SSE error event (Dynamo's answer when a worker
+    dies mid-stream); such a record has no output length.
+    """
     if record.get("error"):
         return False
     metadata = record.get("metadata")
-    return not (isinstance(metadata, dict) and metadata.get("was_cancelled"))
+    if isinstance(metadata, dict) and metadata.get("was_cancelled"):
+        return False
+    if expects_output:
+        length = output_length(record)
+        return bool(length and length > 0)
+    return True
 
 
 def _jsonl_counts(path: Path) -> tuple[int, int] | None:
@@ -112,7 +130,7 @@ def _jsonl_counts(path: Path) -> tuple[int, int] | None:
     if columns is not None:
         ok = sum(columns["ok"])
         return ok, len(columns["ok"]) - ok
-    ok = failed = 0
+    records = []
     for line in raw.splitlines():
         if not line.strip():
             continue
@@ -120,14 +138,12 @@ def _jsonl_counts(path: Path) -> tuple[int, int] | None:
             record = orjson.loads(line)
         except ValueError:
             continue  # a truncated last line or garbage: skip it
-        if not isinstance(record, dict):
+        if not isinstance(record, dict) or _is_warmup(record):
             continue
-        if _is_warmup(record):
-            continue
-        if record_succeeded(record):
-            ok += 1
-        else:
-            failed += 1
+        records.append(record)
+    expects_output = any(output_length(r) is not None for r in records)
+    ok = sum(1 for r in records if record_succeeded(r, expects_output=expects_output))
+    failed = len(records) - ok
     if ok == 0 and failed == 0:
         return None
     return ok, failed
@@ -264,6 +280,7 @@ def read_records(path: Path, client: int, warnings: list[str]):
     lats: list[float] = []
     ttfts: list[float] = []
     itls: list[float] = []
+    lengths: list[float | None] = []
     bad = 0
     lines = raw.split(b"\n")
     last_index = len(lines) - 1
@@ -295,12 +312,15 @@ def read_records(path: Path, client: int, warnings: list[str]):
         starts.append(start)
         ends.append(end)
         oks.append(not record.get("error") and not metadata.get("was_cancelled"))
+        lengths.append(output_length(record))
         latency = _seconds(metrics.get("request_latency"))
         lats.append((end - start) / 1e9 if latency != latency else latency)
         ttfts.append(_seconds(metrics.get("time_to_first_token")))
         itls.append(_seconds(metrics.get("inter_token_latency")))
     if bad > 5:
         warnings.append(f"{path}: {bad - 5} more unreadable records")
+    if any(length is not None for length in lengths):  # see record_succeeded
+        oks = [ok and bool(length and length > 0) for ok, length in zip(oks, lengths, strict=True)]
     n = len(oks)
     return RequestTable(
         client=np.full(n, client, np.int32),

@@ -63,7 +63,12 @@ class _Metric(msgspec.Struct, gc=False):
     unit: Literal["ms"] = "ms"  # another unit fails validation → the slow path converts it
 
 
+class _Count(msgspec.Struct, gc=False):
+    value: float | None = None
+
+
 class _Metrics(msgspec.Struct, gc=False):
+    output_sequence_length: _Count | None = None
     request_latency: _Metric | None = None
     time_to_first_token: _Metric | None = None
     inter_token_latency: _Metric | None = None
@@ -186,6 +191,22 @@ def legacy_columns(raw: bytes) -> dict[str, list] | None:
     }
 
 
+def _aiperf_ok(records: list[_AiperfRecord], metrics: list[_Metrics]) -> list[bool]:
+    """No error, not cancelled, and output produced when the export counts output tokens.
+
+    aiperf 0.13 records a stream cut by an SSE ``{"error": ...}`` event (Dynamo's answer when a
+    worker dies mid-stream) without an error, only without an output length: that is a failure.
+    """
+    lengths = [
+        m.output_sequence_length.value if m.output_sequence_length else None for m in metrics
+    ]
+    counts_output = any(v is not None for v in lengths)
+    return [
+        not r.error and not r.metadata.was_cancelled and (not counts_output or bool(v and v > 0))
+        for r, v in zip(records, lengths, strict=True)
+    ]
+
+
 def aiperf_columns(raw: bytes) -> dict[str, Any] | None:
     """Columns of a well-formed ``profile_export.jsonl``; None on anything unexpected."""
     records = _lines(_AIPERF, raw)
@@ -212,7 +233,7 @@ def aiperf_columns(raw: bytes) -> dict[str, Any] | None:
     return {
         "start_ns": starts,
         "end_ns": ends,
-        "ok": [not r.error and not r.metadata.was_cancelled for r in records],
+        "ok": _aiperf_ok(records, metrics),
         "latency_s": np.array(latency, np.float64) / 1e3,
         "ttft_s": np.array(ttft, np.float64) / 1e3,
         "itl_s": np.array(itl, np.float64) / 1e3,

@@ -181,3 +181,22 @@ def test_a_unit_other_than_ms_takes_the_slow_path_and_is_converted(tmp_path):
 
     table = read_records(attempt / "profile_export.jsonl", 0, [])
     assert table.latency_s.tolist() == [1.5]
+
+
+def test_stream_cut_by_an_error_event_counts_as_failed(tmp_path):
+    # aiperf 0.13 records such a stream without `error`, only without an output length.
+    from ftctl.results.aiperf import attempt_outcome, read_records
+
+    good = _record()
+    good["metrics"] = {"output_sequence_length": {"value": 20, "unit": "tokens"}}
+    cut = _record()
+    cut["metrics"] = {}
+    path = tmp_path / "profile_export.jsonl"
+    _jsonl(path, [good, cut, good])
+    assert attempt_outcome(tmp_path) == (2, 1)
+    table = read_records(path, 0, [])
+    assert table.ok.tolist() == [True, False, True]
+    # the slow path (a truncated line forces it) agrees
+    with path.open("a") as handle:
+        handle.write('{"metadata": {"request_start_ns"')
+    assert read_records(path, 0, []).ok.tolist() == [True, False, True]
