@@ -53,7 +53,9 @@ def _emit(text: str) -> None:
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Scenario, FailureCatalog or Thresholds files.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Scenario, FailureCatalog or Thresholds files.")
+    ],
 ) -> None:
     """Validate YAML documents: schema and semantics. Exit 2 with file:line:col on error."""
     from ftctl.scenario import validate_files
@@ -66,8 +68,12 @@ def validate(
 def list_(
     paths: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders.")] = None,
     failures: Annotated[bool, typer.Option("--failures", help="List the failure catalog.")] = False,
-    thresholds: Annotated[bool, typer.Option("--thresholds", help="List threshold profiles.")] = False,
-    keyword: Annotated[str | None, typer.Option("-k", help="Select tests: substr, and/or/not.")] = None,
+    thresholds: Annotated[
+        bool, typer.Option("--thresholds", help="List threshold profiles.")
+    ] = False,
+    keyword: Annotated[
+        str | None, typer.Option("-k", help="Select tests: substr, and/or/not.")
+    ] = None,
     include_custom_build: Annotated[bool, typer.Option("--include-custom-build")] = False,
     platform: Annotated[str | None, typer.Option("--platform")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -113,7 +119,9 @@ def plan(
 @app.command()
 def parse(
     dirs: Annotated[list[Path], typer.Argument(help="Result directories (or roots of many).")],
-    force_parser: Annotated[str | None, typer.Option("--force-parser", help="aiperf|legacy")] = None,
+    force_parser: Annotated[
+        str | None, typer.Option("--force-parser", help="aiperf|legacy")
+    ] = None,
     info: Annotated[bool, typer.Option("--info", help="Describe without parsing.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json|csv")] = "fancy",
     sla: Annotated[float | None, typer.Option("--sla", help="Latency SLA in seconds.")] = None,
@@ -124,6 +132,21 @@ def parse(
     text, status = parse_command(dirs, force_parser=force_parser, info=info, fmt=fmt, sla=sla)
     _emit(text)
     raise typer.Exit(int(status))
+
+
+@app.command()
+def cleanup(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "fault-tolerance-test",
+    kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig")] = None,
+    context: Annotated[str | None, typer.Option("--context")] = None,
+    allow_namespace: Annotated[
+        list[str] | None, typer.Option("--allow-namespace", help="Permit a protected namespace.")
+    ] = None,
+) -> None:
+    """Remove what a crashed run left behind (Kubernetes objects labelled by ftctl)."""
+    from ftctl.platforms.kubernetes import cleanup_command
+
+    _emit(cleanup_command(namespace, kubeconfig, context, tuple(allow_namespace or ())))
 
 
 def main() -> None:

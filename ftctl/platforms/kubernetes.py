@@ -691,3 +691,21 @@ def cleanup(
         platform._delete_dgd(name, wait=wait)
     platform.teardown()
     return names
+
+
+def cleanup_command(
+    namespace: str = DEFAULT_NAMESPACE,
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    allow_namespaces: tuple[str, ...] | list[str] = (),
+) -> str:
+    """``ftctl cleanup``: delete leftovers by label; return the report text."""
+    lines: list[str] = []
+    names = cleanup(namespace, kubeconfig, context, allow_namespaces, log=lines.append)
+    if not names:
+        lines.append(f"kubernetes: nothing to clean up in namespace {namespace}")
+    else:
+        lines.append(
+            f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
+        )
+    return "\n".join(lines)

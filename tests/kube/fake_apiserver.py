@@ -194,6 +194,7 @@ class FakeCluster:
         self.pods: dict[tuple[str, str], PodState] = {}
         self.rendered: dict[tuple[str, str], dict[str, Any]] = {}  # last rendered pods
         self.pod_watch: list[tuple[int, str, dict[str, Any]]] = []
+        self.compacted_rv = 0  # watch from a resourceVersion below this: 410 Expired
         self.events: list[dict[str, Any]] = []
         self.statefulsets: dict[tuple[str, str], dict[str, Any]] = {}
         self.faults: list[dict[str, Any]] = []  # injected API errors
@@ -624,7 +625,15 @@ class FakeCluster:
 
     def _push_watch(self, rv: int, etype: str, obj: dict[str, Any]) -> None:
         self.pod_watch.append((rv, etype, copy.deepcopy(obj)))
-        del self.pod_watch[:-WATCH_HISTORY]
+        if len(self.pod_watch) > WATCH_HISTORY:
+            self.compacted_rv = self.pod_watch[-WATCH_HISTORY - 1][0]
+            del self.pod_watch[:-WATCH_HISTORY]
+
+    def compact_watch(self) -> None:
+        """Forget the watch history (like an etcd compaction): older versions get 410."""
+        with self.lock:
+            self.compacted_rv = self.rv
+            self.pod_watch.clear()
 
     def _update_dgd_status(self, ns: str, name: str, state: DgdState) -> None:
         with self.lock:
@@ -998,8 +1007,7 @@ class FakeCluster:
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         with self.lock:
-            oldest = self.pod_watch[0][0] if self.pod_watch else self.rv
-            expired = since and since < oldest - 1 and len(self.pod_watch) >= WATCH_HISTORY
+            expired = 0 < since < self.compacted_rv
             if since == 0:
                 backlog = [
                     (self.rv, "ADDED", copy.deepcopy(o))
@@ -1013,7 +1021,7 @@ class FakeCluster:
             line = {
                 "type": "ERROR",
                 "object": status_obj(
-                    410, "Expired", f"too old resource version: {since} ({oldest})"
+                    410, "Expired", f"too old resource version: {since} ({self.compacted_rv})"
                 ),
             }
             await resp.write((json.dumps(line) + "\n").encode())
@@ -1198,9 +1206,13 @@ class FakeCluster:
                     code, err = 1, err + f"kill: ({arg}) - No such process\n"
                     continue
                 # PID 1 only gets signals it installed a handler for; KILL/STOP never.
-                if self.main_is_pid1 and int(arg) == 1 and (
-                    signum in (signal_mod.SIGKILL, signal_mod.SIGSTOP)
-                    or not sig_caught(host, signum)
+                if (
+                    self.main_is_pid1
+                    and int(arg) == 1
+                    and (
+                        signum in (signal_mod.SIGKILL, signal_mod.SIGSTOP)
+                        or not sig_caught(host, signum)
+                    )
                 ):
                     continue
                 try:
