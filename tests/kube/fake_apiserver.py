@@ -397,12 +397,12 @@ class FakeCluster:
         if NEVER_READY_IMAGE in pod.image or not replica.running:
             return False
         if 8000 in pod.ports:
+            # Ready once it serves a model (REFERENCE §6), not merely once /health answers.
+            url = f"http://127.0.0.1:{pod.ports[8000]}/v1/models"
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{pod.ports[8000]}/health", timeout=0.5
-                ) as r:
-                    return r.status == 200
-            except OSError:
+                with urllib.request.urlopen(url, timeout=0.5) as resp:
+                    return resp.status == 200 and bool(json.loads(resp.read()).get("data"))
+            except (OSError, ValueError):
                 return False
         try:
             text = replica.log_path.read_text(errors="replace")
