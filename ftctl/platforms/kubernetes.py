@@ -709,3 +709,31 @@ def cleanup_command(
             f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
         )
     return "\n".join(lines)
+
+
+def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
+    """What ``run --dry-run`` / ``plan --platform kubernetes`` shows: the DGD and fault targets.
+
+    Touches no cluster: the pods a fault would hit are named by service and replica index.
+    """
+    manifest = build_dgd(test, run_id)
+    services = manifest["spec"]["services"]
+    lines = [f"# DynamoGraphDeployment for {test.name}", yaml.safe_dump(manifest, sort_keys=False)]
+    for event in test.events:
+        if event.kind not in ("terminate_process", "delete_pod", "rolling_upgrade"):
+            continue
+        for svc in event.services:
+            replicas = int((services.get(svc) or {}).get("replicas", 1))
+            if event.pods == "all":
+                which = f"all {replicas} pod(s)"
+            elif event.pods == "random":
+                which = f"1 random pod of {replicas}"
+            else:
+                which = "pod index " + ", ".join(str(i) for i in event.pods)
+            what = event.kind
+            if event.kind == "terminate_process":
+                what += f" {event.process!r} with {event.signal or 'SIGKILL'}"
+            elif event.kind == "delete_pod":
+                what += " (force)" if event.force else " (graceful)"
+            lines.append(f"# {what}: service {svc}, {which}")
+    return "\n".join(lines).rstrip() + "\n"

@@ -169,3 +169,42 @@ def test_rollout_patch_sets_one_env_and_keeps_the_others():
 def test_dns_name_is_a_valid_label():
     assert dns_name("vllm_Agg TP-1!!", 63) == "vllm-agg-tp-1"
     assert len(dns_name("x" * 100, 52)) == 52
+
+
+def test_dry_run_plan_shows_the_dgd_and_the_pods_each_fault_hits():
+    from ftctl.platforms.kubernetes import dry_run_plan
+    from ftctl.scenario.model import Event
+
+    test = _test(dp=2)
+    test = TestCase(
+        **{
+            **test.__dict__,
+            "events": (
+                Event(
+                    kind="terminate_process",
+                    services=("VllmDecodeWorker",),
+                    process="dynamo.vllm",
+                    signal="SIGKILL",
+                    pods="random",
+                ),
+                Event(kind="delete_pod", services=("Frontend",), force=True, pods=(1,)),
+            ),
+        }
+    )
+    text = dry_run_plan(test)
+    manifest = yaml.safe_load(text)
+    assert manifest["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 2
+    assert (
+        "# terminate_process 'dynamo.vllm' with SIGKILL: service VllmDecodeWorker, "
+        "1 random pod of 2" in text
+    )
+    assert "# delete_pod (force): service Frontend, pod index 1" in text
+
+
+def test_kubernetes_platform_implements_every_platform_method():
+    from ftctl.platforms.base import Platform
+    from ftctl.platforms.kubernetes import KubernetesPlatform
+
+    wanted = {n for n in vars(Platform) if not n.startswith("_")} - {"name"}
+    assert wanted <= set(dir(KubernetesPlatform))
+    assert KubernetesPlatform.name == "kubernetes"
