@@ -195,6 +195,7 @@ class FakeCluster:
         self.rendered: dict[tuple[str, str], dict[str, Any]] = {}  # last rendered pods
         self.pod_watch: list[tuple[int, str, dict[str, Any]]] = []
         self.compacted_rv = 0  # watch from a resourceVersion below this: 410 Expired
+        self.frozen_status: set[str] = set()  # DGDs whose status is never updated (a lag)
         self.events: list[dict[str, Any]] = []
         self.statefulsets: dict[tuple[str, str], dict[str, Any]] = {}
         self.faults: list[dict[str, Any]] = []  # injected API errors
@@ -643,6 +644,8 @@ class FakeCluster:
                 ):
                     self.dgds.pop((ns, name), None)
                 return
+            if name in self.frozen_status:
+                return  # a lagging status: clients must fall back to the pods
             services = {}
             all_ready = True
             for svc_name, svc in state.obj["spec"]["services"].items():

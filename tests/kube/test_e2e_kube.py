@@ -111,3 +111,50 @@ def test_cli_forbidden_listing_exits_3_with_one_line(fake, kube_env):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "forbidden" in lines[0] and "HTTP 403" in lines[0]
+
+
+DRIVER = """
+import sys, time
+from pathlib import Path
+from ftctl.platforms.kubernetes import KubernetesPlatform
+from tests.kube.conftest import make_test
+platform = KubernetesPlatform(kubeconfig=sys.argv[1], skip_service_restart=True)
+try:
+    platform.deploy(make_test("interrupted"), Path(sys.argv[2]))
+    print(platform.endpoint(), flush=True)
+    time.sleep(120)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    platform.teardown()
+    print("torn down", flush=True)
+"""
+
+
+def test_ctrl_c_mid_run_deletes_the_dgd_and_closes_the_forward(
+    kube_env, platform_factory, tmp_path
+):
+    import signal
+    import socket
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(kube_env.kubeconfig), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert platform_factory()._get_dgd("ftctl-interrupted") is not None
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in out and "torn down" in out
+    assert platform_factory()._get_dgd("ftctl-interrupted") is None
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as s, pytest.raises(OSError):
+        s.connect(("127.0.0.1", port))

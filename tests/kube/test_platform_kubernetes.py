@@ -192,3 +192,17 @@ def test_cleanup_removes_only_what_ftctl_labelled(platform_factory, tmp_path, ku
     removed = cleanup(NS, kubeconfig=kube_env.kubeconfig)
     assert "ftctl-leftover" in removed
     assert platform_factory()._get_dgd("ftctl-leftover") is None
+
+
+@pytest.mark.fake_only
+def test_a_lagging_status_falls_back_to_the_pods(fake, platform_factory, tmp_path):
+    fake.frozen_status.add("ftctl-lagging")
+    try:
+        platform = platform_factory()
+        platform.deploy(make_test("lagging"), tmp_path)
+        platform.wait_ready(60)
+        dgd = platform._get_dgd("ftctl-lagging")
+    finally:
+        fake.frozen_status.discard("ftctl-lagging")
+    assert dgd["status"]["state"] == "initializing"
+    assert all(p.ready for p in platform.pods())
