@@ -358,6 +358,21 @@ def compare(
     _emit(compare_command(dir_a, dir_b, fmt))
 
 
+@app.command()
+def cleanup(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "fault-tolerance-test",
+    kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig")] = None,
+    context: Annotated[str | None, typer.Option("--context")] = None,
+    allow_namespace: Annotated[
+        list[str] | None, typer.Option("--allow-namespace", help="Permit a protected namespace.")
+    ] = None,
+) -> None:
+    """Remove what a crashed run left behind (Kubernetes objects labelled by ftctl)."""
+    from ftctl.platforms.kubernetes import cleanup_command
+
+    _emit(cleanup_command(namespace, kubeconfig, context, tuple(allow_namespace or ())))
+
+
 def main() -> None:
     """Entry point: run the app, turn known errors into one line and an exit code."""
     try:

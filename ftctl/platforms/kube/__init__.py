@@ -1,0 +1,1 @@
+"""Kubernetes platform parts: client setup, errors, DGD building, exec, port-forward, cleanup."""

@@ -1,0 +1,739 @@
+"""The Kubernetes platform: a DynamoGraphDeployment, faults by pod exec and pod delete (issue 7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ftctl.errors import PlatformError
+from ftctl.platforms.base import FaultRecord, Pod
+from ftctl.platforms.kube.client import (
+    DEFAULT_NAMESPACE,
+    DGD_GROUP,
+    DGD_PLURAL,
+    DGD_VERSION,
+    LABEL_COMPONENT,
+    LABEL_DGD,
+    LABEL_MANAGED_BY,
+    KubeTarget,
+    api_call,
+    check_namespace,
+    load_configuration,
+    status_of,
+)
+from ftctl.platforms.kube.dgd import build_dgd, expected_replicas, role_of, set_service_env
+from ftctl.platforms.kube.stream import ResilientEndpoint, http_get_via_forward, pod_exec
+from ftctl.scenario.model import TestCase
+
+FRONTEND_PORT = 8000
+WORKER_METRICS_PORT = 9090
+POLL = 0.25
+# Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
+# upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
+_UNCATCHABLE = ("SIGKILL", "SIGSTOP")
+ROLLOUT_ENV = "FTCTL_ROLLOUT"
+
+
+def parse_time_ns(value: Any) -> int | None:
+    """Epoch ns of a Kubernetes timestamp (datetime or RFC 3339 string); None if absent."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return int(value.timestamp() * 1e9)
+    return None
+
+
+def _pod_ready(pod: Any) -> bool:
+    if pod.metadata.deletion_timestamp is not None or (pod.status.phase or "") != "Running":
+        return False
+    statuses = pod.status.container_statuses or []
+    return bool(statuses) and all(c.ready for c in statuses)
+
+
+def _main_status(pod: Any) -> Any:
+    statuses = pod.status.container_statuses or []
+    return next((c for c in statuses if c.name == "main"), statuses[0] if statuses else None)
+
+
+def _container_evidence(pod: Any) -> dict[str, Any]:
+    """restartCount and lastState.terminated of the main container (stage-1 evidence)."""
+    c = _main_status(pod)
+    if c is None:
+        return {"restart_count": 0, "last_terminated": None, "ready": False}
+    term = c.last_state.terminated if c.last_state else None
+    return {
+        "restart_count": int(c.restart_count or 0),
+        "ready": bool(c.ready),
+        "container_id": c.container_id,
+        "last_terminated": None
+        if term is None
+        else {
+            "exit_code": term.exit_code,
+            "reason": term.reason,
+            "signal": term.signal,
+            "finished_ns": parse_time_ns(term.finished_at),
+        },
+    }
+
+
+def _ready_since_ns(pod: Any) -> int | None:
+    for cond in pod.status.conditions or []:
+        if cond.type == "Ready" and cond.status == "True":
+            return parse_time_ns(cond.last_transition_time)
+    return None
+
+
+class KubernetesPlatform:
+    """Runs a test's graph as a DGD in a namespace; implements ftctl.platforms.base.Platform."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        kubeconfig: str | Path | None = None,
+        context: str | None = None,
+        in_cluster: bool | None = None,
+        allow_namespaces: tuple[str, ...] | list[str] = (),
+        skip_service_restart: bool = False,
+        keep_deployment: bool = False,
+        run_id: str | None = None,
+        ready_timeout: float = 1800.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        check_namespace(namespace, allow_namespaces)
+        self.namespace = namespace
+        self.skip_service_restart = skip_service_restart
+        self.keep_deployment = keep_deployment
+        self.run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.ready_timeout = ready_timeout
+        self.log = log or (lambda _line: None)
+        self.configuration, self.target = load_configuration(
+            kubeconfig, context, in_cluster, namespace
+        )
+        from kubernetes import client
+
+        self._api_client = client.ApiClient(configuration=self.configuration)
+        self.core = client.CoreV1Api(self._api_client)
+        self.custom = client.CustomObjectsApi(self._api_client)
+        self.apps = client.AppsV1Api(self._api_client)
+        self.manifest: dict[str, Any] | None = None
+        self.dgd_name: str | None = None
+        self.run_dir: Path | None = None
+        self.roles: dict[str, str] = {}
+        self._endpoint: ResilientEndpoint | None = None
+        self._announced = False
+        self._lock = threading.Lock()
+
+    # -- target ---------------------------------------------------------------------------------
+    def describe_target(self) -> KubeTarget:
+        """Context, cluster and namespace this platform acts on."""
+        return self.target
+
+    def _announce(self) -> None:
+        # Said once, before the first mutating call, so a user sees where ftctl is acting.
+        if not self._announced:
+            self._announced = True
+            self.log(self.target.describe())
+
+    # -- deploy ---------------------------------------------------------------------------------
+    def build_manifest(self, test: TestCase) -> dict[str, Any]:
+        """The DGD that ``deploy(test)`` would apply (for --dry-run / plan); mutates nothing."""
+        return build_dgd(test, self.run_id)
+
+    def deploy(self, test: TestCase, run_dir: Path) -> None:
+        """Delete a same-named DGD, restart etcd/NATS unless skipped, create the DGD."""
+        manifest = self.build_manifest(test)
+        self.run_dir = Path(run_dir)
+        self.manifest = manifest
+        self.dgd_name = manifest["metadata"]["name"]
+        self.roles = {n: role_of(n, s) for n, s in manifest["spec"]["services"].items()}
+        self._announce()
+        self.log(f"kubernetes: deploying DynamoGraphDeployment {self.dgd_name}")
+        self._delete_dgd(self.dgd_name, wait=120.0)
+        if not self.skip_service_restart:
+            self.restart_platform_services()
+        with api_call(f"create DynamoGraphDeployment {self.namespace}/{self.dgd_name}"):
+            self.custom.create_namespaced_custom_object(
+                DGD_GROUP, DGD_VERSION, self.namespace, DGD_PLURAL, manifest
+            )
+
+    def restart_platform_services(self, timeout: float = 300.0) -> None:
+        """Scale the platform's etcd and NATS StatefulSets to 0, drop their PVCs, scale to 1."""
+        for component, sts in (("etcd", "dynamo-platform-etcd"), ("nats", "dynamo-platform-nats")):
+            try:
+                with api_call(f"read StatefulSet {self.namespace}/{sts}"):
+                    self.apps.read_namespaced_stateful_set(sts, self.namespace)
+            except PlatformError as exc:
+                if status_of(exc) == 404:
+                    self.log(f"kubernetes: no StatefulSet {sts} here; {component} not restarted")
+                    continue
+                raise
+            self.log(f"kubernetes: restarting {sts}")
+            with api_call(f"restart StatefulSet {self.namespace}/{sts}"):
+                self.apps.patch_namespaced_stateful_set_scale(
+                    sts, self.namespace, {"spec": {"replicas": 0}}
+                )
+                self.core.delete_collection_namespaced_persistent_volume_claim(
+                    self.namespace, label_selector=f"app.kubernetes.io/component={component}"
+                )
+                self.apps.patch_namespaced_stateful_set_scale(
+                    sts, self.namespace, {"spec": {"replicas": 1}}
+                )
+            deadline = time.monotonic() + timeout
+            while True:
+                with api_call(f"read StatefulSet {self.namespace}/{sts}"):
+                    obj = self.apps.read_namespaced_stateful_set(sts, self.namespace)
+                if (obj.status.ready_replicas or 0) >= 1:
+                    break
+                if time.monotonic() > deadline:
+                    raise PlatformError(f"kubernetes: {sts} not ready {timeout:.0f}s after restart")
+                time.sleep(1.0)
+
+    def _get_dgd(self, name: str) -> dict[str, Any] | None:
+        try:
+            with api_call(f"read DynamoGraphDeployment {self.namespace}/{name}"):
+                return self.custom.get_namespaced_custom_object(
+                    DGD_GROUP, DGD_VERSION, self.namespace, DGD_PLURAL, name
+                )
+        except PlatformError as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
+
+    def _delete_dgd(self, name: str, wait: float) -> bool:
+        """Delete the DGD ``name`` if present and wait until it is gone; True if one existed."""
+        try:
+            with api_call(f"delete DynamoGraphDeployment {self.namespace}/{name}"):
+                self.custom.delete_namespaced_custom_object(
+                    DGD_GROUP, DGD_VERSION, self.namespace, DGD_PLURAL, name
+                )
+        except PlatformError as exc:
+            if status_of(exc) == 404:
+                return False
+            raise
+        self.log(f"kubernetes: deleting DynamoGraphDeployment {name}")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self._get_dgd(name) is None and not self._list_pods(dgd=name):
+                return True
+            time.sleep(POLL)
+        raise PlatformError(
+            f"kubernetes: DynamoGraphDeployment {name} still present {wait:.0f}s after delete"
+        )
+
+    # -- readiness ------------------------------------------------------------------------------
+    def _list_pods(self, dgd: str | None = None, service: str | None = None) -> list[Any]:
+        selector = f"{LABEL_DGD}={dgd or self.dgd_name}"
+        if service:
+            selector += f",{LABEL_COMPONENT}={service}"
+        with api_call(f"list pods in {self.namespace}"):
+            return list(
+                self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+            )
+
+    def _ready_state(self) -> tuple[bool, str]:
+        """(ready, summary) by REFERENCE §1: condition Ready + state successful, or the pods."""
+        dgd = self._get_dgd(self.dgd_name or "")
+        if dgd is None:
+            return False, "the DynamoGraphDeployment does not exist"
+        status = dgd.get("status") or {}
+        state = status.get("state", "?")
+        cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        summary = f"state={state}, Ready={cond.get('status', '?')}"
+        if cond.get("message"):
+            summary += f" ({cond.get('reason', '')}: {cond['message']})"
+        if cond.get("status") == "True" and state == "successful":
+            return True, summary
+        # The status can lag: accept all pods Running + ready, as many as the spec asks.
+        expected = expected_replicas(self.manifest or dgd)
+        pods = [p for p in self._list_pods() if p.metadata.deletion_timestamp is None]
+        per_service = []
+        all_ready = True
+        for svc, want in expected.items():
+            have = [p for p in pods if (p.metadata.labels or {}).get(LABEL_COMPONENT) == svc]
+            ready = sum(1 for p in have if _pod_ready(p))
+            per_service.append(f"{svc} {ready}/{want} ready")
+            all_ready = all_ready and ready >= want
+        return all_ready, summary + "; " + ", ".join(per_service)
+
+    def _recent_events(self, limit: int = 8) -> list[str]:
+        names = {self.dgd_name or ""} | {p.metadata.name for p in self._list_pods()}
+        try:
+            with api_call(f"list events in {self.namespace}"):
+                items = self.core.list_namespaced_event(self.namespace).items
+        except PlatformError:
+            return []
+        rows = []
+        for ev in items:
+            if ev.involved_object and ev.involved_object.name in names:
+                when = ev.last_timestamp or ev.first_timestamp or ev.event_time
+                rows.append(
+                    (
+                        parse_time_ns(when) or 0,
+                        f"{ev.involved_object.name}: {ev.reason}: {ev.message}",
+                    )
+                )
+        return [text for _, text in sorted(rows)[-limit:]]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the DGD is ready; PlatformError with status and recent events if not."""
+        deadline = time.monotonic() + timeout
+        summary = ""
+        while time.monotonic() < deadline:
+            ready, summary = self._ready_state()
+            if ready:
+                return
+            time.sleep(POLL)
+        events = self._recent_events()
+        detail = "; recent events: " + " | ".join(events) if events else ""
+        raise PlatformError(
+            f"kubernetes: DynamoGraphDeployment {self.namespace}/{self.dgd_name} not ready after "
+            f"{timeout:.0f}s: {summary}{detail}"
+        )
+
+    def wait_for_recovery(self, timeout: float) -> None:
+        """Block until every expected replica is ready again."""
+        self.wait_ready(timeout)
+
+    # -- pods -----------------------------------------------------------------------------------
+    def pods(self, service: str | None = None) -> list[Pod]:
+        """Current (not terminating) pods of the graph, by service then creation time."""
+        items = [
+            p for p in self._list_pods(service=service) if p.metadata.deletion_timestamp is None
+        ]
+        items.sort(
+            key=lambda p: (
+                (p.metadata.labels or {}).get(LABEL_COMPONENT, ""),
+                parse_time_ns(p.metadata.creation_timestamp) or 0,
+                p.metadata.name,
+            )
+        )
+        out: list[Pod] = []
+        index: dict[str, int] = {}
+        for p in items:
+            svc = (p.metadata.labels or {}).get(LABEL_COMPONENT, "")
+            c = _main_status(p)
+            out.append(
+                Pod(
+                    name=p.metadata.name,
+                    service=svc,
+                    role=self.roles.get(svc, "decode"),
+                    ready=_pod_ready(p),
+                    restart_count=int(c.restart_count or 0) if c else 0,
+                    phase=p.status.phase or "Pending",
+                    created_ns=parse_time_ns(p.metadata.creation_timestamp) or 0,
+                    index=index.setdefault(svc, 0),
+                )
+            )
+            index[svc] += 1
+        return out
+
+    def _read_pod(self, name: str) -> Any | None:
+        try:
+            with api_call(f"read pod {self.namespace}/{name}"):
+                return self.core.read_namespaced_pod(name, self.namespace)
+        except PlatformError as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
+
+    def _ready_frontends(self) -> list[str]:
+        names = [s for s, r in self.roles.items() if r == "frontend"]
+        return [p.metadata.name for s in names for p in self._list_pods(service=s) if _pod_ready(p)]
+
+    def endpoint(self) -> str:
+        """A local URL whose every connection reaches a ready frontend pod via port-forward."""
+        with self._lock:
+            if self._endpoint is None:
+                self._endpoint = ResilientEndpoint(
+                    self.configuration, self.namespace, self._ready_frontends, FRONTEND_PORT
+                )
+                self._endpoint.start()
+            return self._endpoint.url
+
+    # -- faults ---------------------------------------------------------------------------------
+    def exec(self, pod: str, argv: list[str], timeout: float = 30.0):
+        """Run ``argv`` in the main container of ``pod`` (see stream.pod_exec)."""
+        return pod_exec(self.configuration, self.namespace, pod, argv, timeout=timeout)
+
+    def list_processes(self, pod: str) -> list[tuple[int, str]]:
+        """(pid, command line) of a pod's processes, from ``ps -eo pid,args``."""
+        result = self.exec(pod, ["ps", "-eo", "pid,args"])
+        if result.exit_code not in (0, None) or not result.stdout.strip():
+            raise PlatformError(
+                f"kubernetes: ps in pod {pod} failed (exit {result.exit_code}): "
+                f"{result.stderr.strip()[:200]}"
+            )
+        procs = []
+        for line in result.stdout.splitlines()[1:]:
+            pid, _, args = line.strip().partition(" ")
+            if pid.isdigit():
+                procs.append((int(pid), args.strip()))
+        return procs
+
+    def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
+        """Exec ``ps``, match ``process`` in command lines, exec ``kill -s SIG PID...``."""
+        sig = signal.upper() if signal.upper().startswith("SIG") else f"SIG{signal.upper()}"
+        before = self._read_pod(pod.name)
+        if before is None:
+            raise PlatformError(f"kubernetes: pod {pod.name} is gone; cannot kill {process!r}")
+        procs = self.list_processes(pod.name)
+        matched = [(pid, cmd) for pid, cmd in procs if process in cmd and not cmd.startswith("ps ")]
+        record = FaultRecord(
+            action="terminate_process",
+            service=pod.service,
+            pod=pod.name,
+            t_ns=time.time_ns(),
+            signal=sig,
+            process=process,
+            pids=[pid for pid, _ in matched],
+            evidence={"before": _container_evidence(before), "matched": matched},
+        )
+        if not matched:
+            record.evidence["error"] = f"no process matching {process!r} in pod {pod.name}"
+            return record
+        sent = sig
+        if sig in _UNCATCHABLE and any(pid == 1 for pid, _ in matched):
+            sent = "SIGINT"
+            record.evidence["pid1"] = f"{sig} to PID 1 is ignored by the kernel; sent SIGINT"
+        record.evidence["signal_sent"] = sent
+        argv = ["kill", "-s", sent.removeprefix("SIG"), *[str(pid) for pid, _ in matched]]
+        record.t_ns = time.time_ns()  # T_f: right before the kill exec
+        result = self.exec(pod.name, argv)
+        record.evidence["kill_exit_code"] = result.exit_code
+        if result.exit_code not in (0, None):
+            record.evidence["error"] = (
+                f"kill exited {result.exit_code}: {result.stderr.strip()[:200]}"
+            )
+        return record
+
+    def _save_before_delete(self, pod: Pod) -> None:
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / pod.service
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write_pod_files(folder, pod.name, pod.service, suffix=".before_delete")
+
+    def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
+        """Save manifest/logs/metrics with ``.before_delete``, then delete (force: grace 0)."""
+        before = self._read_pod(pod.name)
+        if before is None:
+            raise PlatformError(f"kubernetes: pod {pod.name} is already gone")
+        self._save_before_delete(pod)
+        record = FaultRecord(
+            action="delete_pod",
+            service=pod.service,
+            pod=pod.name,
+            t_ns=0,
+            evidence={
+                "uid": before.metadata.uid,
+                "force": force,
+                "others": [p.name for p in self.pods(pod.service) if p.name != pod.name],
+            },
+        )
+        kwargs = {"grace_period_seconds": 0} if force else {}
+        record.t_ns = time.time_ns()  # T_f: right before the delete call
+        with api_call(f"delete pod {self.namespace}/{pod.name}"):
+            self.core.delete_namespaced_pod(pod.name, self.namespace, **kwargs)
+        return record
+
+    def verify_fault(self, fault: FaultRecord, timeout: float) -> FaultRecord:
+        """Wait for the fault's effect; fill verified, evidence, verified_ns, pod_recovered_ns."""
+        if fault.action == "delete_pod":
+            return self._verify_delete(fault, timeout)
+        return self._verify_kill(fault, timeout)
+
+    def _verify_kill(self, fault: FaultRecord, timeout: float) -> FaultRecord:
+        if not fault.pids or "kill_exit_code" not in fault.evidence:
+            fault.verified = False
+            return fault
+        before = fault.evidence.get("before") or {}
+        deadline = time.monotonic() + timeout
+        zombie_after = time.monotonic() + min(10.0, timeout)
+        main_killed = any(pid == 1 for pid in fault.pids)
+        while time.monotonic() < deadline:
+            pod = self._read_pod(fault.pod)
+            if pod is None:
+                fault.evidence["error"] = "pod disappeared"
+                return fault
+            now = _container_evidence(pod)
+            restarted = now["restart_count"] > before.get("restart_count", 0) or (
+                now["last_terminated"] is not None
+                and now["last_terminated"] != before.get("last_terminated")
+            )
+            if restarted and fault.verified_ns is None:
+                fault.verified = True
+                fault.verified_ns = time.time_ns()
+                fault.evidence["after"] = now
+            if fault.verified and now["ready"]:
+                since = _ready_since_ns(pod)
+                fault.pod_recovered_ns = since if since and since >= fault.t_ns else time.time_ns()
+                fault.evidence["after"] = now
+                return fault
+            if not restarted and not main_killed and time.monotonic() > zombie_after:
+                alive = {pid for pid, _ in self.list_processes(fault.pod)}
+                if not alive & set(fault.pids):
+                    fault.verified = True
+                    fault.verified_ns = time.time_ns()
+                    fault.skipped_reason = (
+                        "killed a subprocess: it is gone (possibly a zombie) but the container "
+                        "did not restart — known limitation (REFERENCE §2)"
+                    )
+                    fault.evidence["after"] = now
+                    return fault
+            time.sleep(POLL)
+        fault.evidence.setdefault("error", f"no container restart within {timeout:.0f}s")
+        return fault
+
+    def _verify_delete(self, fault: FaultRecord, timeout: float) -> FaultRecord:
+        deadline = time.monotonic() + timeout
+        old_uid = fault.evidence.get("uid")
+        gone_ns = None
+        known = set(fault.evidence.get("others") or []) | {fault.pod}
+        while time.monotonic() < deadline:
+            old = self._read_pod(fault.pod)
+            if gone_ns is None and (old is None or old.metadata.uid != old_uid):
+                gone_ns = time.time_ns()
+                fault.evidence["old_gone_ns"] = gone_ns
+            fresh = [
+                p
+                for p in self._list_pods(service=fault.service)
+                if p.metadata.name not in known and p.metadata.deletion_timestamp is None
+            ]
+            if fresh and fault.verified_ns is None:
+                fault.evidence["replacement"] = fresh[0].metadata.name
+            if gone_ns is not None and fresh:
+                fault.verified = True
+                fault.verified_ns = fault.verified_ns or time.time_ns()
+                ready = [p for p in fresh if _pod_ready(p)]
+                if ready:
+                    since = _ready_since_ns(ready[0])
+                    fault.pod_recovered_ns = (
+                        since if since and since >= fault.t_ns else time.time_ns()
+                    )
+                    fault.evidence["replacement"] = ready[0].metadata.name
+                    return fault
+            time.sleep(POLL)
+        if not fault.verified:
+            fault.evidence["error"] = (
+                f"old pod {'gone' if gone_ns else 'still present'}, "
+                f"no replacement within {timeout:.0f}s"
+            )
+        else:
+            fault.evidence["error"] = f"replacement not ready within {timeout:.0f}s"
+        return fault
+
+    def wait_for_log_pattern(self, service: str, pattern: str, timeout: float) -> int:
+        """Poll the logs of ``service``'s pods until a line matches; return epoch ns."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pod in self.pods(service):
+                if regex.search(self._pod_log(pod.name)):
+                    return time.time_ns()
+            time.sleep(0.5)
+        raise PlatformError(
+            f"kubernetes: no log line of {service} matched {pattern!r} within {timeout:.0f}s"
+        )
+
+    def rolling_upgrade(self, services: list[str], timeout: float) -> None:
+        """Patch an env var on each service (a rollout), wait unready then ready."""
+        self._announce()
+        for service in services:
+            old = {p.name for p in self.pods(service)}
+            patch = set_service_env(self.manifest or {}, service, ROLLOUT_ENV, str(time.time_ns()))
+            with api_call(f"patch DynamoGraphDeployment {self.namespace}/{self.dgd_name}"):
+                self.custom.patch_namespaced_custom_object(
+                    DGD_GROUP, DGD_VERSION, self.namespace, DGD_PLURAL, self.dgd_name, patch
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:  # unready: an old pod replaced or not ready
+                current = self.pods(service)
+                if {p.name for p in current} != old or not all(p.ready for p in current):
+                    break
+                time.sleep(POLL)
+            else:
+                raise PlatformError(f"kubernetes: rollout of {service} never started")
+            while time.monotonic() < deadline:
+                current = self.pods(service)
+                want = expected_replicas(self.manifest or {}).get(service, 1)
+                fresh = [p for p in current if p.name not in old and p.ready]
+                if len(fresh) >= want and len(current) == want:
+                    break
+                time.sleep(POLL)
+            else:
+                raise PlatformError(f"kubernetes: rollout of {service} not done in {timeout:.0f}s")
+
+    # -- logs -----------------------------------------------------------------------------------
+    def _pod_log(self, name: str, previous: bool = False) -> str:
+        try:
+            with api_call(f"read log of pod {self.namespace}/{name}"):
+                return self.core.read_namespaced_pod_log(
+                    name, self.namespace, container="main", previous=previous
+                )
+        except PlatformError as exc:
+            if status_of(exc) in (400, 404):
+                return ""
+            raise
+
+    def _write_pod_files(self, folder: Path, name: str, service: str, suffix: str = "") -> None:
+        pod = self._read_pod(name)
+        if pod is None:
+            return
+        data = self._api_client.sanitize_for_serialization(pod)
+        (folder / f"{name}{suffix}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        (folder / f"{name}{suffix}.log").write_text(self._pod_log(name))
+        c = _main_status(pod)
+        if c is not None and (c.restart_count or 0) > 0:
+            (folder / f"{name}{suffix}.previous.log").write_text(self._pod_log(name, True))
+        port = FRONTEND_PORT if self.roles.get(service) == "frontend" else WORKER_METRICS_PORT
+        try:
+            metrics = http_get_via_forward(
+                self.configuration, self.namespace, name, port, "/metrics"
+            )
+        except PlatformError as exc:
+            metrics = f"# scrape failed: {exc}\n"
+        (folder / f"{name}{suffix}.metrics.log").write_text(metrics)
+        lines = []
+        try:
+            with api_call(f"list events of pod {name}"):
+                events = self.core.list_namespaced_event(
+                    self.namespace, field_selector=f"involvedObject.name={name}"
+                ).items
+            for ev in events:
+                when = ev.last_timestamp or ev.first_timestamp or ev.event_time
+                lines.append(f"{when} {ev.type} {ev.reason}: {ev.message}")
+        except PlatformError as exc:
+            lines.append(f"# events unavailable: {exc}")
+        (folder / f"{name}{suffix}.events.log").write_text("\n".join(lines) + "\n")
+
+    def collect_logs(self, dest: Path) -> None:
+        """Write ``<Service>/<pod>.log``, ``.previous.log``, ``.metrics.log``, ``.yaml``, ``.events.log``."""
+        if self.dgd_name is None:
+            return
+        dest = Path(dest)
+        for pod in self.pods():
+            folder = dest / pod.service
+            folder.mkdir(parents=True, exist_ok=True)
+            self._write_pod_files(folder, pod.name, pod.service)
+        dgd = self._get_dgd(self.dgd_name)
+        if dgd is not None:
+            (dest / "dgd.yaml").write_text(yaml.safe_dump(dgd, sort_keys=False))
+
+    # -- teardown -------------------------------------------------------------------------------
+    def teardown(self) -> None:
+        """Close forwards; delete the DGD unless keep_deployment. Idempotent."""
+        with self._lock:
+            endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None:
+            endpoint.close()
+        if self.dgd_name and not self.keep_deployment:
+            self._delete_dgd(self.dgd_name, wait=120.0)
+            self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} deleted")
+        self._api_client.close()
+
+    def pick(self, pods: list[Pod], selector: Any) -> list[Pod]:
+        """Resolve an event's ``pods:`` (all | random | indices) against ``pods``."""
+        if selector == "all":
+            return list(pods)
+        if selector == "random":
+            return [random.choice(pods)] if pods else []
+        return [p for p in pods if p.index in set(selector)]
+
+
+def cleanup(
+    namespace: str = DEFAULT_NAMESPACE,
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    allow_namespaces: tuple[str, ...] | list[str] = (),
+    wait: float = 120.0,
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Delete every DGD ftctl created in ``namespace`` (found by label); return their names."""
+    platform = KubernetesPlatform(
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        context=context,
+        allow_namespaces=allow_namespaces,
+        skip_service_restart=True,
+        log=log,
+    )
+    with api_call(f"list DynamoGraphDeployments in {namespace}"):
+        items = platform.custom.list_namespaced_custom_object(
+            DGD_GROUP,
+            DGD_VERSION,
+            namespace,
+            DGD_PLURAL,
+            label_selector=f"{LABEL_MANAGED_BY}=ftctl",
+        ).get("items", [])
+    names = [item["metadata"]["name"] for item in items]
+    if names:
+        platform._announce()
+    for name in names:
+        platform._delete_dgd(name, wait=wait)
+    platform.teardown()
+    return names
+
+
+def cleanup_command(
+    namespace: str = DEFAULT_NAMESPACE,
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    allow_namespaces: tuple[str, ...] | list[str] = (),
+) -> str:
+    """``ftctl cleanup``: delete leftovers by label; return the report text."""
+    lines: list[str] = []
+    names = cleanup(namespace, kubeconfig, context, allow_namespaces, log=lines.append)
+    if not names:
+        lines.append(f"kubernetes: nothing to clean up in namespace {namespace}")
+    else:
+        lines.append(
+            f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
+        )
+    return "\n".join(lines)
+
+
+def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
+    """What ``run --dry-run`` / ``plan --platform kubernetes`` shows: the DGD and fault targets.
+
+    Touches no cluster: the pods a fault would hit are named by service and replica index.
+    """
+    manifest = build_dgd(test, run_id)
+    services = manifest["spec"]["services"]
+    lines = [f"# DynamoGraphDeployment for {test.name}", yaml.safe_dump(manifest, sort_keys=False)]
+    for event in test.events:
+        if event.kind not in ("terminate_process", "delete_pod", "rolling_upgrade"):
+            continue
+        for svc in event.services:
+            replicas = int((services.get(svc) or {}).get("replicas", 1))
+            if event.pods == "all":
+                which = f"all {replicas} pod(s)"
+            elif event.pods == "random":
+                which = f"1 random pod of {replicas}"
+            else:
+                which = "pod index " + ", ".join(str(i) for i in event.pods)
+            what = event.kind
+            if event.kind == "terminate_process":
+                what += f" {event.process!r} with {event.signal or 'SIGKILL'}"
+            elif event.kind == "delete_pod":
+                what += " (force)" if event.force else " (graceful)"
+            lines.append(f"# {what}: service {svc}, {which}")
+    return "\n".join(lines).rstrip() + "\n"

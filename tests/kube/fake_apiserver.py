@@ -1,0 +1,1399 @@
+"""A loopback fake Kubernetes API server (aiohttp) whose pods are real local processes.
+
+It speaks the real REST, watch, exec and port-forward protocols well enough for the unmodified
+``kubernetes`` client (REFERENCE §7). Its "operator" turns a DynamoGraphDeployment into pods run
+by the shared Supervisor: the Dynamo frontend and mocker workers. What a real cluster would
+decide differently (pod names/labels, exec stream on container death) is isolated here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import json
+import os
+import random
+import re
+import signal as signal_mod
+import socket
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor
+
+GROUP, VERSION, PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
+WATCH_HISTORY = 500  # pod watch events kept; older resourceVersions get 410 Expired
+NEVER_READY_IMAGE = "never-ready"  # images containing this never pass the readiness probe
+POD_FIELDS = {"metadata.name", "metadata.namespace", "status.phase", "spec.nodeName"}
+
+
+def rfc3339(ns: int | None) -> str | None:
+    """RFC 3339 UTC with microseconds (the client parses it)."""
+    if ns is None:
+        return None
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def free_port() -> int:
+    """A currently free 127.0.0.1 TCP port below 32768.
+
+    Dynamo parses DYN_SYSTEM_PORT as an i16, so ephemeral ports (≥ 32768) crash the worker.
+    """
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def status_obj(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
+    """A metav1.Status as the apiserver sends it."""
+    obj = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        obj["details"] = details
+    return obj
+
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "AlreadyExists",
+    410: "Expired",
+    422: "Invalid",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
+def error_response(code: int, message: str) -> web.Response:
+    """A JSON Status response with ``code``."""
+    return web.json_response(status_obj(code, _REASONS.get(code, "Unknown"), message), status=code)
+
+
+def match_labels(labels: dict[str, str], selector: str | None) -> bool:
+    """Equality, inequality, existence and set-based label selectors."""
+    if not selector:
+        return True
+    for term in re.split(r",(?![^()]*\))", selector):
+        term = term.strip()
+        if not term:
+            continue
+        m = re.match(r"^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$", term)
+        if m:
+            values = {v.strip() for v in m.group(3).split(",")}
+            has = labels.get(m.group(1)) in values
+            if has != (m.group(2) == "in"):
+                return False
+        elif "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.split("==", 1) if "==" in term else term.split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _field(obj: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def sig_caught(pid: int, signum: int) -> bool:
+    """Whether ``pid`` installed a handler for ``signum`` (SigCgt in /proc/<pid>/status)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
+@dataclass
+class PodState:
+    """A pod of the fake: the replica that backs it and what the API shows about it."""
+
+    name: str
+    namespace: str
+    dgd: str
+    service: str
+    replica: Replica
+    ports: dict[int, int]  # container port -> real 127.0.0.1 port
+    image: str
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    ready_since_ns: int | None = None
+    deletion_ns: int | None = None
+    events_seen: set = field(default_factory=set)
+
+
+@dataclass
+class DgdState:
+    """A DynamoGraphDeployment object and the supervisor running its pods."""
+
+    obj: dict[str, Any]
+    supervisor: Supervisor
+    workdir: Path
+    ports: dict[tuple[str, int], dict[int, int]] = field(default_factory=dict)
+    deleting: bool = False
+    rolling: set = field(default_factory=set)
+
+
+class FakeCluster:
+    """State, operator and HTTP handlers of the fake API server."""
+
+    def __init__(self, workdir: Path, tokenizer: Path, restart_delay: float = 0.5) -> None:
+        self.workdir = Path(workdir)
+        self.tokenizer = Path(tokenizer)
+        self.restart_delay = restart_delay
+        self.lock = threading.RLock()
+        self.rv = 1
+        self.dgds: dict[tuple[str, str], DgdState] = {}
+        self.pods: dict[tuple[str, str], PodState] = {}
+        self.rendered: dict[tuple[str, str], dict[str, Any]] = {}  # last rendered pods
+        self.pod_watch: list[tuple[int, str, dict[str, Any]]] = []
+        self.compacted_rv = 0  # watch from a resourceVersion below this: 410 Expired
+        self.frozen_status: set[str] = set()  # DGDs whose status is never updated (a lag)
+        self.events: list[dict[str, Any]] = []
+        self.statefulsets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.faults: list[dict[str, Any]] = []  # injected API errors
+        self.exec_mode = "normal"  # normal | no_status
+        # A container's main process is PID 1 in its namespace (SIGKILL from inside is dropped).
+        # False shows host pids instead, as when a shell wrapper is PID 1 and Python its child.
+        self.main_is_pid1 = True
+        self.requests: list[tuple[str, str]] = []
+        self.worker_args: list[str] = ["--speedup-ratio", "5.0"]
+        self._stop = threading.Event()
+        self._operator = threading.Thread(target=self._operate, name="fake-operator", daemon=True)
+
+    # -- hooks for tests ------------------------------------------------------------------------
+    def fail(
+        self, method: str, path_regex: str, status: int, times: int = 1, message: str = ""
+    ) -> None:
+        """Make the next ``times`` requests matching ``method`` and ``path_regex`` fail."""
+        with self.lock:
+            self.faults.append(
+                {
+                    "method": method.upper(),
+                    "re": re.compile(path_regex),
+                    "status": status,
+                    "times": times,
+                    "message": message or f"injected {status}",
+                }
+            )
+
+    def dgd_names(self, namespace: str) -> list[str]:
+        """Names of the DGDs present in ``namespace``."""
+        with self.lock:
+            return sorted(n for (ns, n) in self.dgds if ns == namespace)
+
+    def replica_of(self, namespace: str, pod: str) -> Replica:
+        """The supervised replica behind a pod."""
+        return self.pods[(namespace, pod)].replica
+
+    def add_statefulset(self, namespace: str, name: str) -> None:
+        """A platform StatefulSet (etcd/NATS) that becomes ready as soon as it is scaled up."""
+        with self.lock:
+            self.statefulsets[(namespace, name)] = {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": str(uuid.uuid4()),
+                    "resourceVersion": "1",
+                    "generation": 1,
+                },
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": name}},
+                    "serviceName": name,
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": "main", "image": name}]},
+                    },
+                },
+                "status": {"replicas": 1, "readyReplicas": 1, "scaleHistory": []},
+            }
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._operator.start()
+
+    def stop(self) -> None:
+        """Stop the operator and every pod process."""
+        self._stop.set()
+        with self.lock:
+            states = list(self.dgds.values())
+        for state in states:
+            state.supervisor.stop_all(grace=3.0)
+        self._operator.join(timeout=5)
+
+    def _next_rv(self) -> int:
+        self.rv += 1
+        return self.rv
+
+    def record_event(
+        self, namespace: str, kind: str, name: str, reason: str, message: str, etype: str = "Normal"
+    ) -> None:
+        """A CoreV1 event about an object."""
+        now = rfc3339(time.time_ns())
+        with self.lock:
+            self.events.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {
+                        "name": f"{name}.{uuid.uuid4().hex[:12]}",
+                        "namespace": namespace,
+                        "resourceVersion": str(self._next_rv()),
+                        "creationTimestamp": now,
+                    },
+                    "involvedObject": {
+                        "kind": kind,
+                        "name": name,
+                        "namespace": namespace,
+                        "apiVersion": "v1",
+                    },
+                    "reason": reason,
+                    "message": message,
+                    "type": etype,
+                    "firstTimestamp": now,
+                    "lastTimestamp": now,
+                    "count": 1,
+                    "source": {"component": "fake-operator"},
+                }
+            )
+
+    # -- operator -------------------------------------------------------------------------------
+    def _process_spec(
+        self, state: DgdState, svc_name: str, svc: dict[str, Any], index: int, ports: dict[int, int]
+    ) -> ProcessSpec:
+        """What the fake runs for a service's container: Dynamo frontend or mocker."""
+        main = (svc.get("extraPodSpec") or {}).get("mainContainer") or {}
+        image = str(main.get("image", ""))
+        spec_envs = (state.obj.get("spec") or {}).get("envs") or []
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DYN_DISCOVERY_BACKEND": "file",
+            "DYN_FILE_KV": str(state.workdir / "kv"),
+            "DYN_REQUEST_PLANE": "tcp",
+            "DYN_EVENT_PLANE": "zmq",
+            "DYN_TCP_RPC_HOST": "127.0.0.1",
+            "DYN_EVENT_PLANE_HOST": "127.0.0.1",
+            "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
+            "DYN_SYSTEM_HOST": "127.0.0.1",
+            "HOME": str(state.workdir / "home"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for item in [*spec_envs, *(svc.get("envs") or [])]:
+            if item.get("name") and item.get("value") is not None:
+                env[item["name"]] = str(item["value"])
+        if NEVER_READY_IMAGE in image:
+            argv = [sys.executable, "-c", "import time\nwhile True: time.sleep(60)"]
+            return ProcessSpec(argv=argv, env=env)
+        if str(svc.get("componentType")) == "frontend":
+            argv = [
+                sys.executable,
+                "-m",
+                "dynamo.frontend",
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                str(ports[8000]),
+                "--router-mode",
+                "round-robin",
+            ]
+            return ProcessSpec(argv=argv, env=env)
+        tokens = [str(a) for a in main.get("args") or []]
+        if len(tokens) == 1 and " " in tokens[0]:
+            tokens = tokens[0].split()
+        model = "tiny"
+        for flag in ("--served-model-name", "--model", "--model-path"):
+            if flag in tokens and tokens.index(flag) + 1 < len(tokens):
+                model = tokens[tokens.index(flag) + 1]
+                break
+        sub = str(svc.get("subComponentType", ""))
+        mode = sub if sub in ("prefill", "decode") else "agg"
+        if "--is-prefill-worker" in tokens:
+            mode = "prefill"
+        argv = [
+            sys.executable,
+            "-m",
+            "dynamo.mocker",
+            "--model-path",
+            str(self.tokenizer),
+            "--model-name",
+            model,
+            "--disaggregation-mode",
+            mode,
+            *self.worker_args,
+        ]
+        for flag in ("--max-model-len", "--context-length", "--max-seq-len"):
+            if flag in tokens and tokens.index(flag) + 1 < len(tokens):
+                argv += ["--max-model-len", tokens[tokens.index(flag) + 1]]
+        env["DYN_SYSTEM_PORT"] = str(ports[9090])
+        env["DYN_SYSTEM_ENABLED"] = "true"
+        return ProcessSpec(argv=argv, env=env)
+
+    def _create_pods(self, namespace: str, name: str, state: DgdState) -> None:
+        for svc_name, svc in (state.obj["spec"].get("services") or {}).items():
+            role_port = 8000 if svc.get("componentType") == "frontend" else 9090
+            for index in range(int(svc.get("replicas", 1))):
+                ports = {role_port: free_port()}
+                state.ports[(svc_name, index)] = ports
+                spec = self._process_spec(state, svc_name, svc, index, ports)
+                state.supervisor.start_replica(
+                    svc_name, svc.get("componentType", "worker"), spec, index
+                )
+
+    def _pod_name(self, dgd: str, replica: Replica) -> str:
+        # The real operator's naming is unknown here (REFERENCE §7): keep the guess in one place.
+        return f"{dgd}-{replica.name.lower()}"
+
+    def _probe(self, pod: PodState) -> bool:
+        replica = pod.replica
+        if NEVER_READY_IMAGE in pod.image or not replica.running:
+            return False
+        if 8000 in pod.ports:
+            # Ready once it serves a model (REFERENCE §6), not merely once /health answers.
+            url = f"http://127.0.0.1:{pod.ports[8000]}/v1/models"
+            try:
+                with urllib.request.urlopen(url, timeout=0.5) as resp:
+                    return resp.status == 200 and bool(json.loads(resp.read()).get("data"))
+            except (OSError, ValueError):
+                return False
+        try:
+            text = replica.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+        return "Registered endpoint 'dynamo." in text and ".generate'" in text
+
+    def _render_pod(self, pod: PodState, dgd_obj: dict[str, Any]) -> dict[str, Any]:
+        r = pod.replica
+        ready = r.running and r.ready_ns is not None and pod.deletion_ns is None
+        svc = dgd_obj["spec"]["services"].get(pod.service, {})
+        ctype = svc.get("componentType", "worker")
+        labels = {
+            "nvidia.com/dynamo-graph-deployment-name": pod.dgd,
+            "nvidia.com/dynamo-component": pod.service,
+            "nvidia.com/dynamo-component-type": ctype,
+            "nvidia.com/selector": f"{pod.dgd}-{pod.service.lower()}",
+        }
+        labels.update(
+            {
+                k: v
+                for k, v in (dgd_obj["metadata"].get("labels") or {}).items()
+                if k.startswith("ftctl.io/") or k == "app.kubernetes.io/managed-by"
+            }
+        )
+        if r.running:
+            state = {"running": {"startedAt": rfc3339(r.started_ns)}}
+        elif NEVER_READY_IMAGE in pod.image:
+            state = {"waiting": {"reason": "ContainerCreating"}}
+        else:
+            state = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting"}}
+        last: dict[str, Any] = {}
+        if r.last_terminated_ns is not None:
+            code = r.last_exit_code if r.last_exit_code is not None else 0
+            last = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "finishedAt": rfc3339(r.last_terminated_ns),
+                    "containerID": f"fake://{pod.name}/{r.restart_count - 1}",
+                }
+            }
+        transition = rfc3339(pod.ready_since_ns or r.started_ns or r.created_ns)
+        main = (svc.get("extraPodSpec") or {}).get("mainContainer") or {}
+        meta: dict[str, Any] = {
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "uid": pod.uid,
+            "creationTimestamp": rfc3339(r.created_ns),
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "DynamoGraphDeployment",
+                    "name": pod.dgd,
+                    "uid": dgd_obj["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        }
+        if pod.deletion_ns is not None:
+            meta["deletionTimestamp"] = rfc3339(pod.deletion_ns)
+            meta["deletionGracePeriodSeconds"] = 0
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": meta,
+            "spec": {
+                "nodeName": "fake-node",
+                "restartPolicy": "Always",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": pod.image,
+                        "args": [str(a) for a in main.get("args") or []],
+                        "ports": [{"containerPort": p, "protocol": "TCP"} for p in pod.ports],
+                    }
+                ],
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": "127.0.0.1",
+                "hostIP": "127.0.0.1",
+                "startTime": rfc3339(r.created_ns),
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "True",
+                        "lastTransitionTime": rfc3339(r.created_ns),
+                    },
+                    {
+                        "type": "Ready",
+                        "status": "True" if ready else "False",
+                        "lastTransitionTime": transition,
+                    },
+                    {
+                        "type": "ContainersReady",
+                        "status": "True" if ready else "False",
+                        "lastTransitionTime": transition,
+                    },
+                ],
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "image": pod.image,
+                        "imageID": f"fake://{pod.image}",
+                        "ready": bool(ready),
+                        "restartCount": int(r.restart_count),
+                        "started": bool(r.running),
+                        "state": state,
+                        "lastState": last,
+                        "containerID": f"fake://{pod.name}/{r.restart_count}",
+                    }
+                ],
+            },
+        }
+
+    def _operate(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reconcile()
+            except Exception as exc:  # keep the operator alive; a test will see the symptom
+                print(f"fake operator: {exc!r}", file=sys.stderr)
+            self._stop.wait(0.1)
+
+    def _reconcile(self) -> None:
+        with self.lock:
+            states = list(self.dgds.items())
+        for (ns, name), state in states:
+            for replica in state.supervisor.all_replicas():
+                key = (ns, self._pod_name(name, replica))
+                with self.lock:
+                    pod = self.pods.get(key)
+                    if pod is None and not replica.deleted and not state.deleting:
+                        svc = state.obj["spec"]["services"].get(replica.service, {})
+                        image = ((svc.get("extraPodSpec") or {}).get("mainContainer") or {}).get(
+                            "image", ""
+                        )
+                        pod = PodState(
+                            key[1],
+                            ns,
+                            name,
+                            replica.service,
+                            replica,
+                            state.ports.get((replica.service, replica.index), {}),
+                            image,
+                        )
+                        self.pods[key] = pod
+                        self.record_event(
+                            ns,
+                            "Pod",
+                            pod.name,
+                            "Scheduled",
+                            f"assigned {ns}/{pod.name} to fake-node",
+                        )
+                        self.record_event(ns, "Pod", pod.name, "Started", "Started container main")
+                if pod is None:
+                    continue
+                if (replica.deleted or state.deleting) and pod.deletion_ns is None:
+                    pod.deletion_ns = time.time_ns()
+                    self.record_event(ns, "Pod", pod.name, "Killing", "Stopping container main")
+                if (
+                    replica.running
+                    and replica.ready_ns is None
+                    and pod.deletion_ns is None
+                    and self._probe(pod)
+                ):
+                    replica.mark_ready()
+                    pod.ready_since_ns = replica.ready_ns
+                if not replica.running and ("exit", replica.restart_count) not in pod.events_seen:
+                    pod.events_seen.add(("exit", replica.restart_count))
+                    if pod.deletion_ns is None:
+                        self.record_event(
+                            ns,
+                            "Pod",
+                            pod.name,
+                            "BackOff",
+                            "Back-off restarting failed container main",
+                            "Warning",
+                        )
+                if (
+                    replica.running
+                    and replica.restart_count
+                    and ("start", replica.restart_count) not in pod.events_seen
+                ):
+                    pod.events_seen.add(("start", replica.restart_count))
+                    self.record_event(ns, "Pod", pod.name, "Started", "Started container main")
+                if NEVER_READY_IMAGE in pod.image and "unhealthy" not in pod.events_seen:
+                    pod.events_seen.add("unhealthy")
+                    self.record_event(
+                        ns,
+                        "Pod",
+                        pod.name,
+                        "Unhealthy",
+                        "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                        "Warning",
+                    )
+                gone = pod.deletion_ns is not None and not replica.running
+                with self.lock:
+                    if gone:
+                        self.pods.pop(key, None)
+                        last = self.rendered.pop(key, None)
+                        if last is not None:
+                            rv = self._next_rv()
+                            last = copy.deepcopy(last)
+                            last["metadata"]["resourceVersion"] = str(rv)
+                            self._push_watch(rv, "DELETED", last)
+                        continue
+                    rendered = self._render_pod(pod, state.obj)
+                    previous = self.rendered.get(key)
+                    comparable = copy.deepcopy(previous) if previous else None
+                    if comparable:
+                        comparable["metadata"].pop("resourceVersion", None)
+                    if comparable != rendered:
+                        rv = self._next_rv()
+                        rendered["metadata"]["resourceVersion"] = str(rv)
+                        self.rendered[key] = rendered
+                        self._push_watch(rv, "ADDED" if previous is None else "MODIFIED", rendered)
+            self._update_dgd_status(ns, name, state)
+
+    def _push_watch(self, rv: int, etype: str, obj: dict[str, Any]) -> None:
+        self.pod_watch.append((rv, etype, copy.deepcopy(obj)))
+        if len(self.pod_watch) > WATCH_HISTORY:
+            self.compacted_rv = self.pod_watch[-WATCH_HISTORY - 1][0]
+            del self.pod_watch[:-WATCH_HISTORY]
+
+    def compact_watch(self) -> None:
+        """Forget the watch history (like an etcd compaction): older versions get 410."""
+        with self.lock:
+            self.compacted_rv = self.rv
+            self.pod_watch.clear()
+
+    def _update_dgd_status(self, ns: str, name: str, state: DgdState) -> None:
+        with self.lock:
+            if state.deleting:
+                if not any(r.running for r in state.supervisor.all_replicas()) and not any(
+                    k[0] == ns and p.dgd == name for k, p in self.pods.items()
+                ):
+                    self.dgds.pop((ns, name), None)
+                return
+            if name in self.frozen_status:
+                return  # a lagging status: clients must fall back to the pods
+            services = {}
+            all_ready = True
+            for svc_name, svc in state.obj["spec"]["services"].items():
+                want = int(svc.get("replicas", 1))
+                pods = [
+                    p
+                    for p in self.pods.values()
+                    if p.namespace == ns
+                    and p.dgd == name
+                    and p.service == svc_name
+                    and p.deletion_ns is None
+                ]
+                ready = sum(1 for p in pods if p.replica.running and p.replica.ready_ns is not None)
+                services[svc_name] = {
+                    "replicas": len(pods),
+                    "readyReplicas": ready,
+                    "availableReplicas": ready,
+                }
+                all_ready = all_ready and ready >= want and not state.rolling
+            old = state.obj.get("status") or {}
+            old_cond = next((c for c in old.get("conditions") or [] if c["type"] == "Ready"), {})
+            flag = "True" if all_ready else "False"
+            cond = {
+                "type": "Ready",
+                "status": flag,
+                "reason": "AllComponentsReady" if all_ready else "ComponentsNotReady",
+                "message": "All resources are ready"
+                if all_ready
+                else "Some components are not ready",
+                "lastTransitionTime": old_cond.get("lastTransitionTime")
+                if old_cond.get("status") == flag
+                else rfc3339(time.time_ns()),
+            }
+            status = {
+                "state": "successful" if all_ready else "pending",
+                "conditions": [cond],
+                "services": services,
+            }
+            if status != old:
+                state.obj["status"] = status
+                state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
+
+    def _delete_dgd_async(self, ns: str, name: str, state: DgdState) -> None:
+        state.deleting = True
+        self.record_event(ns, "DynamoGraphDeployment", name, "Deleting", "deleting graph")
+        threading.Thread(
+            target=state.supervisor.stop_all, kwargs={"grace": 5.0}, daemon=True
+        ).start()
+
+    def _rollout(self, ns: str, name: str, state: DgdState, service: str) -> None:
+        """Replace a service's pods one by one with the new spec, waiting for each to be ready."""
+        try:
+            svc = state.obj["spec"]["services"][service]
+            for replica in list(state.supervisor.replicas(service)):
+                if state.deleting:
+                    return
+                ports = state.ports.get((service, replica.index), {})
+                replica.spec = self._process_spec(state, service, svc, replica.index, ports)
+                new = state.supervisor.restart_replica(replica.name, grace=5.0)
+                deadline = time.monotonic() + 60
+                while new.ready_ns is None and time.monotonic() < deadline and not state.deleting:
+                    time.sleep(0.1)
+        finally:
+            state.rolling.discard(service)
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/version", self.h_version)
+        r.add_get("/api", self.h_api)
+        r.add_get("/apis", self.h_apis)
+        r.add_get("/api/v1", self.h_api_v1)
+        r.add_get(f"/apis/{GROUP}/{VERSION}", self.h_group_dgd)
+        r.add_get("/apis/apps/v1", self.h_group_apps)
+        r.add_get("/api/v1/namespaces/{ns}", self.h_namespace)
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}"
+        r.add_get(base, self.h_dgd_list)
+        r.add_post(base, self.h_dgd_create)
+        r.add_get(base + "/{name}", self.h_dgd_get)
+        r.add_patch(base + "/{name}", self.h_dgd_patch)
+        r.add_delete(base + "/{name}", self.h_dgd_delete)
+        r.add_get("/api/v1/namespaces/{ns}/pods", self.h_pod_list)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}", self.h_pod_get)
+        r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.h_pod_delete)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.h_pod_log)
+        r.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/exec", self.h_exec)
+        r.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/portforward", self.h_portforward)
+        r.add_get("/api/v1/namespaces/{ns}/events", self.h_events)
+        r.add_get("/api/v1/namespaces/{ns}/services/{name}", self.h_service)
+        r.add_delete("/api/v1/namespaces/{ns}/persistentvolumeclaims", self.h_pvc_delete)
+        sts = "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}"
+        r.add_get(sts, self.h_sts_get)
+        r.add_patch(sts + "/scale", self.h_sts_scale)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        self.requests.append((request.method, request.path))
+        with self.lock:
+            for fault in self.faults:
+                if (
+                    fault["times"] > 0
+                    and fault["method"] in (request.method, "*")
+                    and fault["re"].search(request.path)
+                ):
+                    fault["times"] -= 1
+                    return error_response(fault["status"], fault["message"])
+        return await handler(request)
+
+    async def h_version(self, request):
+        return web.json_response(
+            {
+                "major": "1",
+                "minor": "31",
+                "gitVersion": "v1.31.0-ftctl-fake",
+                "gitCommit": "0",
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.22",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        )
+
+    async def h_api(self, request):
+        return web.json_response(
+            {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
+                ],
+            }
+        )
+
+    async def h_apis(self, request):
+        def group(name, version):
+            gv = {"groupVersion": f"{name}/{version}", "version": version}
+            return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+        return web.json_response(
+            {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [group("apps", "v1"), group(GROUP, VERSION)],
+            }
+        )
+
+    @staticmethod
+    def _resources(gv: str, items: list[tuple[str, str, bool, list[str]]]) -> web.Response:
+        verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+        return web.json_response(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": gv,
+                "resources": [
+                    {
+                        "name": n,
+                        "singularName": "",
+                        "kind": k,
+                        "namespaced": ns,
+                        "verbs": verbs,
+                        "shortNames": sn,
+                    }
+                    for n, k, ns, sn in items
+                ],
+            }
+        )
+
+    async def h_api_v1(self, request):
+        return self._resources(
+            "v1",
+            [
+                ("pods", "Pod", True, ["po"]),
+                ("pods/log", "Pod", True, []),
+                ("pods/exec", "PodExecOptions", True, []),
+                ("pods/portforward", "PodPortForwardOptions", True, []),
+                ("events", "Event", True, ["ev"]),
+                ("services", "Service", True, ["svc"]),
+                ("namespaces", "Namespace", False, ["ns"]),
+                ("persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"]),
+            ],
+        )
+
+    async def h_group_dgd(self, request):
+        return self._resources(
+            f"{GROUP}/{VERSION}", [(PLURAL, "DynamoGraphDeployment", True, ["dgd"])]
+        )
+
+    async def h_group_apps(self, request):
+        return self._resources("apps/v1", [("statefulsets", "StatefulSet", True, ["sts"])])
+
+    async def h_namespace(self, request):
+        ns = request.match_info["ns"]
+        return web.json_response(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "uid": ns},
+                "status": {"phase": "Active"},
+            }
+        )
+
+    def _list(self, kind: str, items: list[dict[str, Any]]) -> web.Response:
+        return web.json_response(
+            {
+                "apiVersion": "v1",
+                "kind": kind,
+                "metadata": {"resourceVersion": str(self.rv)},
+                "items": items,
+            }
+        )
+
+    async def h_dgd_list(self, request):
+        ns = request.match_info["ns"]
+        sel = request.query.get("labelSelector")
+        with self.lock:
+            items = [
+                copy.deepcopy(s.obj)
+                for (n, _), s in self.dgds.items()
+                if n == ns and match_labels(s.obj["metadata"].get("labels") or {}, sel)
+            ]
+        return web.json_response(
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "DynamoGraphDeploymentList",
+                "metadata": {"resourceVersion": str(self.rv)},
+                "items": items,
+            }
+        )
+
+    async def h_dgd_create(self, request):
+        ns = request.match_info["ns"]
+        try:
+            body = await request.json()
+        except ValueError:
+            return error_response(400, "request body is not JSON")
+        name = (body.get("metadata") or {}).get("name")
+        if not name or not isinstance((body.get("spec") or {}).get("services"), dict):
+            return error_response(
+                422,
+                "DynamoGraphDeployment is invalid: metadata.name and spec.services are required",
+            )
+        with self.lock:
+            if (ns, name) in self.dgds:
+                return error_response(
+                    409, f'dynamographdeployments.nvidia.com "{name}" already exists'
+                )
+            meta = body["metadata"]
+            meta.update(
+                {
+                    "namespace": ns,
+                    "uid": str(uuid.uuid4()),
+                    "resourceVersion": str(self._next_rv()),
+                    "creationTimestamp": rfc3339(time.time_ns()),
+                    "generation": 1,
+                }
+            )
+            body["status"] = {"state": "initializing", "conditions": []}
+            workdir = self.workdir / ns / f"{name}-{meta['uid'][:8]}"
+            (workdir / "kv").mkdir(parents=True, exist_ok=True)
+            (workdir / "home").mkdir(parents=True, exist_ok=True)
+            state = DgdState(
+                body, Supervisor(workdir / "logs", restart_delay=self.restart_delay), workdir
+            )
+            self.dgds[(ns, name)] = state
+            self._create_pods(ns, name, state)
+            self.record_event(ns, "DynamoGraphDeployment", name, "Created", "graph created")
+            return web.json_response(copy.deepcopy(body), status=201)
+
+    def _dgd(self, request) -> DgdState | None:
+        return self.dgds.get((request.match_info["ns"], request.match_info["name"]))
+
+    async def h_dgd_get(self, request):
+        with self.lock:
+            state = self._dgd(request)
+            if state is None:
+                return error_response(
+                    404,
+                    f'dynamographdeployments.nvidia.com "{request.match_info["name"]}" not found',
+                )
+            return web.json_response(copy.deepcopy(state.obj))
+
+    async def h_dgd_patch(self, request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        patch = await request.json()
+        with self.lock:
+            state = self._dgd(request)
+            if state is None:
+                return error_response(404, f'dynamographdeployments.nvidia.com "{name}" not found')
+            if isinstance(patch, list):
+                return error_response(
+                    415, "json-patch is not supported by this fake; use merge patch"
+                )
+            old_services = copy.deepcopy(state.obj["spec"]["services"])
+            status = state.obj.get("status")
+            state.obj = merge_patch(state.obj, patch)
+            state.obj["status"] = status
+            state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
+            state.obj["metadata"]["generation"] = state.obj["metadata"].get("generation", 1) + 1
+            changed = [
+                s
+                for s, spec in state.obj["spec"]["services"].items()
+                if old_services.get(s) != spec
+            ]
+            for service in changed:
+                if service not in state.rolling:
+                    state.rolling.add(service)
+                    threading.Thread(
+                        target=self._rollout, args=(ns, name, state, service), daemon=True
+                    ).start()
+            return web.json_response(copy.deepcopy(state.obj))
+
+    async def h_dgd_delete(self, request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        with self.lock:
+            state = self._dgd(request)
+            if state is None:
+                return error_response(404, f'dynamographdeployments.nvidia.com "{name}" not found')
+            if not state.deleting:
+                state.obj["metadata"]["deletionTimestamp"] = rfc3339(time.time_ns())
+                self._delete_dgd_async(ns, name, state)
+            return web.json_response(copy.deepcopy(state.obj))
+
+    def _pods_matching(self, ns: str, query) -> list[dict[str, Any]] | web.Response:
+        sel = query.get("labelSelector")
+        fsel = query.get("fieldSelector")
+        terms = []
+        for term in (fsel or "").split(","):
+            if not term:
+                continue
+            key, op, value = re.match(r"^([^=!]+)(==|!=|=)(.*)$", term).groups()
+            if key not in POD_FIELDS:
+                return error_response(
+                    400,
+                    f'"{key}" is not a known field selector: only "{", ".join(sorted(POD_FIELDS))}"',
+                )
+            terms.append((key, op, value))
+        out = []
+        with self.lock:
+            for (n, _), obj in sorted(self.rendered.items()):
+                if n != ns or not match_labels(obj["metadata"].get("labels") or {}, sel):
+                    continue
+                if all((str(_field(obj, k)) == v) == (op != "!=") for k, op, v in terms):
+                    out.append(copy.deepcopy(obj))
+        return out
+
+    async def h_pod_list(self, request):
+        ns = request.match_info["ns"]
+        found = self._pods_matching(ns, request.query)
+        if isinstance(found, web.Response):
+            return found
+        if request.query.get("watch") in ("true", "1"):
+            return await self._watch_pods(request, ns)
+        return self._list("PodList", found)
+
+    async def _watch_pods(self, request, ns: str):
+        since = int(request.query.get("resourceVersion") or 0)
+        timeout = float(request.query.get("timeoutSeconds") or 30)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        with self.lock:
+            expired = 0 < since < self.compacted_rv
+            if since == 0:
+                backlog = [
+                    (self.rv, "ADDED", copy.deepcopy(o))
+                    for o in self.rendered.values()
+                    if o["metadata"]["namespace"] == ns
+                ]
+                since = self.rv
+            else:
+                backlog = []
+        if expired:
+            line = {
+                "type": "ERROR",
+                "object": status_obj(
+                    410, "Expired", f"too old resource version: {since} ({self.compacted_rv})"
+                ),
+            }
+            await resp.write((json.dumps(line) + "\n").encode())
+            return resp
+        for _, etype, obj in backlog:
+            await resp.write((json.dumps({"type": etype, "object": obj}) + "\n").encode())
+        deadline = time.monotonic() + timeout
+        sel = request.query.get("labelSelector")
+        while time.monotonic() < deadline and not self._stop.is_set():
+            with self.lock:
+                fresh = [e for e in self.pod_watch if e[0] > since]
+            for rv, etype, obj in fresh:
+                since = rv
+                if obj["metadata"]["namespace"] == ns and match_labels(
+                    obj["metadata"].get("labels") or {}, sel
+                ):
+                    await resp.write((json.dumps({"type": etype, "object": obj}) + "\n").encode())
+            await asyncio.sleep(0.05)
+        return resp
+
+    def _pod(self, request) -> PodState | None:
+        return self.pods.get((request.match_info["ns"], request.match_info["name"]))
+
+    async def h_pod_get(self, request):
+        key = (request.match_info["ns"], request.match_info["name"])
+        with self.lock:
+            obj = self.rendered.get(key)
+            if obj is None:
+                return error_response(404, f'pods "{key[1]}" not found')
+            return web.json_response(copy.deepcopy(obj))
+
+    async def h_pod_delete(self, request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        grace = request.query.get("gracePeriodSeconds")
+        if grace is None and request.can_read_body:
+            try:
+                grace = (await request.json()).get("gracePeriodSeconds")
+            except ValueError:
+                grace = None
+        grace = 30 if grace is None else int(grace)
+        with self.lock:
+            pod = self._pod(request)
+            if (
+                pod is None
+                or pod.name not in [self._pod_name(pod.dgd, pod.replica)]
+                or (ns, name) not in self.rendered
+            ):
+                return error_response(404, f'pods "{name}" not found')
+            state = self.dgds.get((ns, pod.dgd))
+            obj = copy.deepcopy(self.rendered[(ns, name)])
+            if pod.deletion_ns is None and state is not None and not pod.replica.deleted:
+                pod.deletion_ns = time.time_ns()
+                obj["metadata"]["deletionTimestamp"] = rfc3339(pod.deletion_ns)
+                self.record_event(ns, "Pod", name, "Killing", "Stopping container main")
+                threading.Thread(
+                    target=state.supervisor.delete_replica,
+                    kwargs={"name": pod.replica.name, "force": grace == 0, "grace": float(grace)},
+                    daemon=True,
+                ).start()
+        return web.json_response(obj)
+
+    async def h_pod_log(self, request):
+        with self.lock:
+            pod = self._pod(request)
+        if pod is None:
+            return error_response(404, f'pods "{request.match_info["name"]}" not found')
+        previous = request.query.get("previous") in ("true", "1")
+        path = pod.replica.previous_log_path if previous else pod.replica.log_path
+        if previous and not path.exists():
+            return error_response(
+                400, f'previous terminated container "main" in pod "{pod.name}" not found'
+            )
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            text = ""
+        tail = request.query.get("tailLines")
+        if tail:
+            text = "".join(text.splitlines(keepends=True)[-int(tail) :])
+        return web.Response(text=text, content_type="text/plain")
+
+    async def h_events(self, request):
+        fsel = request.query.get("fieldSelector") or ""
+        terms = [t.split("=", 1) for t in fsel.split(",") if t]
+        ns = request.match_info["ns"]
+        with self.lock:
+            items = [
+                copy.deepcopy(e)
+                for e in self.events
+                if e["metadata"]["namespace"] == ns
+                and all(str(_field(e, k)) == v for k, v in terms)
+            ]
+        return self._list("EventList", items)
+
+    async def h_service(self, request):
+        return error_response(404, f'services "{request.match_info["name"]}" not found')
+
+    async def h_pvc_delete(self, request):
+        return self._list("PersistentVolumeClaimList", [])
+
+    async def h_sts_get(self, request):
+        key = (request.match_info["ns"], request.match_info["name"])
+        with self.lock:
+            obj = self.statefulsets.get(key)
+            if obj is None:
+                return error_response(404, f'statefulsets.apps "{key[1]}" not found')
+            return web.json_response(copy.deepcopy(obj))
+
+    async def h_sts_scale(self, request):
+        key = (request.match_info["ns"], request.match_info["name"])
+        patch = await request.json()
+        with self.lock:
+            obj = self.statefulsets.get(key)
+            if obj is None:
+                return error_response(404, f'statefulsets.apps "{key[1]}" not found')
+            replicas = int((patch.get("spec") or {}).get("replicas", obj["spec"]["replicas"]))
+            obj["spec"]["replicas"] = replicas
+            obj["status"]["replicas"] = obj["status"]["readyReplicas"] = replicas
+            obj["status"]["scaleHistory"].append(replicas)
+            return web.json_response(
+                {
+                    "apiVersion": "autoscaling/v1",
+                    "kind": "Scale",
+                    "metadata": {"name": key[1], "namespace": key[0]},
+                    "spec": {"replicas": replicas},
+                    "status": {"replicas": replicas},
+                }
+            )
+
+    # -- exec -----------------------------------------------------------------------------------
+    def _container_pid(self, pod: PodState, pid: int) -> int | None:
+        """Host pid of a pid as seen in the container (the main process is PID 1)."""
+        if pid == 1 and self.main_is_pid1:
+            return pod.replica.pid if pod.replica.running else None
+        return pid if pid in {p for p, _ in pod.replica.processes()} else None
+
+    def _run_in_container(self, pod: PodState, argv: list[str]) -> tuple[int, str, str]:
+        """The few commands the fake container has: ps, kill, true."""
+        if not pod.replica.running:
+            return 1, "", "container not running\n"
+        prog = argv[0] if argv else ""
+        if prog == "true":
+            return 0, "", ""
+        if prog == "ps":
+            main = pod.replica.pid
+            procs = [
+                (1 if p == main and self.main_is_pid1 else p, cmd)
+                for p, cmd in pod.replica.processes()
+            ]
+            procs.append((99999, "ps " + " ".join(argv[1:])))
+            if "-eo" in argv or "-o" in argv:
+                return 0, "    PID COMMAND\n" + "".join(f"{p:>7} {c}\n" for p, c in procs), ""
+            head = "USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND\n"
+            return (
+                0,
+                head
+                + "".join(
+                    f"root     {p:>7}  0.0  0.0      0     0 ?        S    00:00   0:00 {c}\n"
+                    for p, c in procs
+                ),
+                "",
+            )
+        if prog == "kill":
+            args = argv[1:]
+            signame = "TERM"
+            if args and args[0] == "-s" and len(args) > 1:
+                signame, args = args[1], args[2:]
+            elif args and args[0].startswith("-") and not args[0][1:].isdigit():
+                signame, args = args[0][1:], args[1:]
+            signame = signame.upper().removeprefix("SIG")
+            try:
+                signum = int(getattr(signal_mod, f"SIG{signame}"))
+            except AttributeError:
+                return 1, "", f"kill: unknown signal {signame}\n"
+            code, err = 0, ""
+            for arg in args:
+                if not arg.isdigit():
+                    code, err = 1, err + f"kill: {arg}: arguments must be process or job IDs\n"
+                    continue
+                host = self._container_pid(pod, int(arg))
+                if host is None:
+                    code, err = 1, err + f"kill: ({arg}) - No such process\n"
+                    continue
+                # PID 1 only gets signals it installed a handler for; KILL/STOP never.
+                if (
+                    self.main_is_pid1
+                    and int(arg) == 1
+                    and (
+                        signum in (signal_mod.SIGKILL, signal_mod.SIGSTOP)
+                        or not sig_caught(host, signum)
+                    )
+                ):
+                    continue
+                try:
+                    os.kill(host, signum)
+                except ProcessLookupError:
+                    code, err = 1, err + f"kill: ({arg}) - No such process\n"
+            return code, "", err
+        return 127, "", f'exec: "{prog}": executable file not found in $PATH\n'
+
+    async def h_exec(self, request):
+        with self.lock:
+            pod = self._pod(request)
+        if pod is None:
+            return error_response(404, f'pods "{request.match_info["name"]}" not found')
+        argv = request.query.getall("command", [])
+        ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
+        await ws.prepare(request)
+        code, out, err = await asyncio.get_running_loop().run_in_executor(
+            None, self._run_in_container, pod, argv
+        )
+        if out:
+            await ws.send_bytes(b"\x01" + out.encode())
+        if err:
+            await ws.send_bytes(b"\x02" + err.encode())
+        if self.exec_mode != "no_status":
+            if code == 0:
+                status = {"metadata": {}, "status": "Success"}
+            else:
+                status = {
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": f"command terminated with non-zero exit code: exit status {code}",
+                    "reason": "NonZeroExitCode",
+                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+                }
+            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+        await ws.close()
+        return ws
+
+    # -- port-forward ---------------------------------------------------------------------------
+    async def h_portforward(self, request):
+        with self.lock:
+            pod = self._pod(request)
+        if pod is None:
+            return error_response(404, f'pods "{request.match_info["name"]}" not found')
+        port = int(request.query.get("ports", "0").split(",")[0])
+        ws = web.WebSocketResponse(
+            protocols=("v4.channel.k8s.io", "v5.channel.k8s.io", "portforward.k8s.io")
+        )
+        await ws.prepare(request)
+        prefix = port.to_bytes(2, "little")
+        await ws.send_bytes(b"\x00" + prefix)
+        await ws.send_bytes(b"\x01" + prefix)
+        real = pod.ports.get(port)
+        try:
+            if real is None or not pod.replica.running:
+                raise OSError(f"container port {port} not listening")
+            reader, writer = await asyncio.open_connection("127.0.0.1", real)
+        except OSError as exc:
+            await ws.send_bytes(
+                b"\x01" + f"error forwarding port {port} to pod {pod.name}: {exc}".encode()
+            )
+            await ws.close()
+            return ws
+
+        async def upstream():
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY and msg.data[:1] == b"\x00" and len(msg.data) > 1:
+                    writer.write(msg.data[1:])
+                    await writer.drain()
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+
+        async def downstream():
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await ws.send_bytes(b"\x00" + data)
+
+        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except Exception:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            writer.close()
+            await ws.close()
+        return ws
+
+
+class FakeApiServer:
+    """Runs a FakeCluster's aiohttp app on 127.0.0.1 (random port) on its own thread and loop."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeApiServer:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._runner = web.AppRunner(self.cluster.build_app(), handle_signals=False)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-apiserver", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        self.cluster.start()
+        return self
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def write_kubeconfig(self, path: Path, namespace: str = "fault-tolerance-test") -> Path:
+        """A kubeconfig whose current context points at this server."""
+        import yaml
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
+            "clusters": [{"name": "fake-cluster", "cluster": {"server": self.url}}],
+            "contexts": [
+                {
+                    "name": "fake",
+                    "context": {
+                        "cluster": "fake-cluster",
+                        "user": "fake-user",
+                        "namespace": namespace,
+                    },
+                }
+            ],
+            "users": [{"name": "fake-user", "user": {"token": "fake-token"}}],
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+
+def main() -> None:
+    """Run a fake API server standalone: ``python -m tests.kube.fake_apiserver WORKDIR``."""
+    import tempfile
+
+    from tests.kube.tokenizer import make_tokenizer, repo_tokenizer
+
+    workdir = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="fakekube-"))
+    tok = repo_tokenizer() or make_tokenizer(workdir / "tokenizer")
+    server = FakeApiServer(FakeCluster(workdir, tok)).start()
+    cfg = server.write_kubeconfig(workdir / "kubeconfig")
+    print(f"fake API server at {server.url}; KUBECONFIG={cfg}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""End to end through the Kubernetes path: real Dynamo processes, real faults, real recovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.kube.conftest import REPO, make_test
+from tests.kube.load import Load, recovery_time_s
+
+NS = "fault-tolerance-test"
+
+
+def _run_with_fault(platform, tmp_path, fault, settle_s: float):
+    platform.deploy(make_test(f"e2e-{fault}"), tmp_path)
+    platform.wait_ready(60)
+    load = Load(platform.endpoint(), "tiny", clients=3).start()
+    try:
+        time.sleep(2.0)
+        if fault == "kill":
+            pod = platform.pods("VllmDecodeWorker")[0]
+            record = platform.terminate_process(pod, "dynamo.mocker", "SIGKILL")
+        else:
+            pod = platform.pods("Frontend")[0]
+            record = platform.delete_pod(pod, force=True)
+        record = platform.verify_fault(record, 60)
+        time.sleep(settle_s)
+    finally:
+        records = load.stop()
+    return record, records
+
+
+@pytest.mark.fake_only
+def test_worker_sigkill_under_load_is_verified_and_recovery_is_measured(
+    fake, platform_factory, tmp_path
+):
+    fake.main_is_pid1 = False  # a shell is PID 1: SIGKILL reaches the Python worker
+    try:
+        record, records = _run_with_fault(platform_factory(), tmp_path, "kill", settle_s=11.0)
+    finally:
+        fake.main_is_pid1 = True
+    assert record.verified and record.evidence["after"]["last_terminated"]["exit_code"] == 137
+    before = [r for r in records if r.end_ns < record.t_ns]
+    assert before and all(r.ok for r in before)
+    failed = [r for r in records if not r.ok]
+    assert failed, "a SIGKILLed worker without migration must fail some requests"
+    recovery = recovery_time_s(records, record.t_ns, window_s=10.0)
+    assert recovery is not None, "the graph never recovered"
+    assert recovery > 0
+    print(
+        f"\nworker SIGKILL: {len(records)} requests, {len(failed)} failed, "
+        f"client recovery {recovery:.2f}s, pod recovery {record.pod_recovery_time_s:.2f}s"
+    )
+
+
+def test_frontend_pod_deletion_keeps_the_endpoint_usable(platform_factory, tmp_path):
+    platform = platform_factory()
+    record, records = _run_with_fault(platform, tmp_path, "delete", settle_s=4.0)
+    url_before = platform.endpoint()
+    assert record.verified and record.evidence["replacement"] != record.pod
+    after = [r for r in records if r.start_ns > record.pod_recovered_ns]
+    assert after and all(r.ok for r in after), "requests after the replacement was ready failed"
+    recovery = recovery_time_s(records, record.t_ns, window_s=3.0)
+    assert recovery is not None
+    assert platform.endpoint() == url_before  # the same URL served before and after the delete
+    print(
+        f"\nfrontend pod delete: {len(records)} requests, "
+        f"{sum(not r.ok for r in records)} failed, client recovery {recovery:.2f}s, "
+        f"pod recovery {record.pod_recovery_time_s:.2f}s"
+    )
+
+
+def _ftctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ftctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+    )
+
+
+def test_cli_cleanup_removes_a_crashed_runs_dgd(kube_env, platform_factory, tmp_path):
+    platform = platform_factory(keep_deployment=True)
+    platform.deploy(make_test("crashed"), tmp_path)
+    platform.teardown()
+    done = _ftctl("cleanup", "--namespace", NS, "--kubeconfig", str(kube_env.kubeconfig))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("kubernetes: context ")
+    assert "ftctl-crashed" in done.stdout
+    again = _ftctl("cleanup", "--namespace", NS, "--kubeconfig", str(kube_env.kubeconfig))
+    assert "nothing to clean up" in again.stdout
+
+
+def test_cli_refuses_a_system_namespace_with_exit_2(kube_env):
+    done = _ftctl("cleanup", "--namespace", "kube-system", "--kubeconfig", str(kube_env.kubeconfig))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("ftctl: error: kubernetes: refusing to use namespace")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.fake_only
+def test_cli_forbidden_listing_exits_3_with_one_line(fake, kube_env):
+    fake.fail("GET", r"/dynamographdeployments$", 403)
+    result = run_cli("cleanup", "--kubeconfig", str(kube_env.kubeconfig), expect=3)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "forbidden" in lines[0] and "HTTP 403" in lines[0]
+
+
+DRIVER = """
+import sys, time
+from pathlib import Path
+from ftctl.platforms.kubernetes import KubernetesPlatform
+from tests.kube.conftest import make_test
+platform = KubernetesPlatform(kubeconfig=sys.argv[1], skip_service_restart=True)
+try:
+    platform.deploy(make_test("interrupted"), Path(sys.argv[2]))
+    print(platform.endpoint(), flush=True)
+    time.sleep(120)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    platform.teardown()
+    print("torn down", flush=True)
+"""
+
+
+def test_ctrl_c_mid_run_deletes_the_dgd_and_closes_the_forward(
+    kube_env, platform_factory, tmp_path
+):
+    import signal
+    import socket
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(kube_env.kubeconfig), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert platform_factory()._get_dgd("ftctl-interrupted") is not None
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in out and "torn down" in out
+    assert platform_factory()._get_dgd("ftctl-interrupted") is None
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as s, pytest.raises(OSError):
+        s.connect(("127.0.0.1", port))
