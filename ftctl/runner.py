@@ -101,17 +101,26 @@ def _safe_notify(observer: Observer, kind: str, **fields: Any) -> None:
 PlatformFactory = Callable[[str], Platform]
 
 
-def make_platform(name: str, options: dict[str, Any]) -> Platform:
-    """Build the platform called ``name`` (imports lazily: kubernetes is heavy)."""
+def make_platform(
+    name: str, options: dict[str, Any], log: Callable[[str], None] | None = None
+) -> Platform:
+    """Build the platform called ``name`` (imports lazily: kubernetes is heavy).
+
+    ``options`` holds the CLI's platform options; each platform takes those it knows.
+    """
+    import inspect
+
     if name == "local":
-        from ftctl.platforms.local import LocalPlatform
-
-        return LocalPlatform(**{k: v for k, v in options.items() if k in ("base_port",)})
-    if name == "kubernetes":
-        from ftctl.platforms.kubernetes import KubernetesPlatform
-
-        return KubernetesPlatform(**options)
-    raise FtctlError(f"unknown platform '{name}' (choose local or kubernetes)")
+        from ftctl.platforms.local import LocalPlatform as cls
+    elif name == "kubernetes":
+        from ftctl.platforms.kubernetes import KubernetesPlatform as cls
+    else:
+        raise FtctlError(f"unknown platform '{name}' (choose local or kubernetes)")
+    accepted = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in options.items() if k in accepted}
+    if log is not None and "log" in accepted:
+        kwargs["log"] = log
+    return cls(**kwargs)
 
 
 class _TestLog:
@@ -543,7 +552,13 @@ def run_test(
         return TestOutcome(test.name, result_dir, ExitStatus.OK, skipped=test.skip_reason)
     result_dir.mkdir(parents=True, exist_ok=True)
     outcome = TestOutcome(test.name, result_dir, ExitStatus.OK)
-    factory = platform_factory or (lambda name: make_platform(name, options.platform_options))
+
+    def platform_log(message: str) -> None:
+        _safe_notify(observer, "platform_log", test=test.name, message=message)
+
+    factory = platform_factory or (
+        lambda name: make_platform(name, options.platform_options, platform_log)
+    )
     _safe_notify(observer, "test_start", test=test.name, platform=platform_name)
     run: TestRun | None = None
     interrupted = False

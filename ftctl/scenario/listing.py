@@ -465,6 +465,16 @@ def plan_command(
     if not tests:
         raise UsageError("no test selected (check -k and --include-custom-build)")
     plans = [test_plan(t) for t in tests]
+    kube = [t for t in tests if t.platform == "kubernetes" and not t.skip_reason]
+    if kube:  # the DGD that would be applied and the pods each fault would hit
+        from ftctl.platforms.kube.dgd import build_dgd
+        from ftctl.platforms.kubernetes import dry_run_plan
+
+        by_name = {t.name: t for t in kube}
+        for plan in plans:
+            test = by_name.get(plan.get("name"))
+            if test is not None:
+                plan["dgd"] = build_dgd(test, "dry-run") if as_json else dry_run_plan(test)
     if as_json:
-        return json.dumps(plans, indent=2)
-    return "\n\n".join(plan_text(p) for p in plans)
+        return json.dumps(plans, indent=2, default=str)
+    return "\n\n".join(plan_text(p) + (f"\n{p['dgd']}" if "dgd" in p else "") for p in plans)

@@ -359,10 +359,17 @@ class FakeCluster:
         mode = sub if sub in ("prefill", "decode") else "agg"
         if "--is-prefill-worker" in tokens:
             mode = "prefill"
+        # Run the mocker under the container's own module name (dynamo.vllm, ...), so that
+        # `ps` in the pod matches what a real worker pod shows.
+        command = [str(t) for t in main.get("command") or []]
+        label = next((t for t in command if t.startswith("dynamo.")), "dynamo.mocker")
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
         argv = [
             sys.executable,
             "-m",
-            "dynamo.mocker",
+            "ftctl.platforms.local_launch",
+            label,
+            "--",
             "--model-path",
             str(self.tokenizer),
             "--model-name",

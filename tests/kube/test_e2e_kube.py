@@ -23,7 +23,7 @@ def _run_with_fault(platform, tmp_path, fault, settle_s: float):
         time.sleep(2.0)
         if fault == "kill":
             pod = platform.pods("VllmDecodeWorker")[0]
-            record = platform.terminate_process(pod, "dynamo.mocker", "SIGKILL")
+            record = platform.terminate_process(pod, "dynamo.vllm", "SIGKILL")
         else:
             pod = platform.pods("Frontend")[0]
             record = platform.delete_pod(pod, force=True)
@@ -158,3 +158,66 @@ def test_ctrl_c_mid_run_deletes_the_dgd_and_closes_the_forward(
     port = int(url.rsplit(":", 1)[1])
     with socket.socket() as s, pytest.raises(OSError):
         s.connect(("127.0.0.1", port))
+
+
+@pytest.mark.fake_only
+def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, fake, tmp_path):
+    """The whole CLI on the Kubernetes path: DGD applied, exec kill verified, verdict, teardown."""
+    import json
+
+    import yaml
+
+    scenario = tmp_path / "kube-kill.yaml"
+    scenario.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "ftctl/v1",
+                "kind": "Scenario",
+                "metadata": {"name": "kube-kill"},
+                "deployment": {"backend": "vllm", "model": "tiny"},
+                "load": {
+                    "client": "legacy",
+                    "clients": 2,
+                    "requests_per_client": 40,
+                    "request_rate": 4,
+                    "input_tokens": 16,
+                    "output_tokens": 8,
+                    "retries": 0,
+                },
+                "failures": [{"at": "4s", "type": "decode_worker"}],
+                "checks": [{"kind": "fault_verified"}, {"kind": "min_requests", "min": 60}],
+            }
+        )
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ftctl",
+            "run",
+            str(scenario),
+            "--platform",
+            "kubernetes",
+            "--kubeconfig",
+            str(kube_env.kubeconfig),
+            "--namespace",
+            NS,
+            "--skip-service-restart",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kubernetes: context " in done.stderr  # target named before anything changed
+    report = json.loads((out / "kube-kill-decode_worker" / "report.json").read_text())
+    fault = report["faults"][0]
+    assert fault["verified"] and fault["service"] == "VllmDecodeWorker"
+    assert fault["evidence"]["pid1"]  # SIGKILL to PID 1 is ignored: SIGINT was sent instead
+    logs = list((out / "kube-kill-decode_worker" / "VllmDecodeWorker").glob("*.log"))
+    assert logs, "worker logs were collected"
+    assert not [key for key in fake.dgds if "kube-kill" in str(key)], "DGD deleted at teardown"

@@ -37,7 +37,7 @@ def test_killing_pid1_sends_sigint_and_the_restart_is_verified(platform_factory,
     platform.deploy(make_test("kill-pid1"), tmp_path)
     platform.wait_ready(60)
     worker = platform.pods("VllmDecodeWorker")[0]
-    record = platform.terminate_process(worker, "dynamo.mocker", "SIGKILL")
+    record = platform.terminate_process(worker, "dynamo.vllm", "SIGKILL")
     assert record.pids == [1]
     assert record.evidence["signal_sent"] == "SIGINT"
     record = platform.verify_fault(record, 60)
@@ -59,7 +59,7 @@ def test_sigkill_of_a_non_pid1_worker_exits_137(fake, platform_factory, tmp_path
         platform.wait_ready(60)
         worker = platform.pods("VllmDecodeWorker")[0]
         record = platform.verify_fault(
-            platform.terminate_process(worker, "dynamo.mocker", "SIGKILL"), 60
+            platform.terminate_process(worker, "dynamo.vllm", "SIGKILL"), 60
         )
     finally:
         fake.main_is_pid1 = True
@@ -102,7 +102,7 @@ def test_collect_logs_writes_current_previous_metrics_yaml_and_events(platform_f
     platform.deploy(make_test("logs"), tmp_path / "run")
     platform.wait_ready(60)
     worker = platform.pods("VllmDecodeWorker")[0]
-    platform.verify_fault(platform.terminate_process(worker, "dynamo.mocker", "SIGKILL"), 60)
+    platform.verify_fault(platform.terminate_process(worker, "dynamo.vllm", "SIGKILL"), 60)
     platform.collect_logs(tmp_path / "out")
     folder = tmp_path / "out" / "VllmDecodeWorker"
     assert (folder / f"{worker.name}.previous.log").read_text().strip()

@@ -59,7 +59,7 @@ def test_exec_handshake_failure_is_a_clear_error(fake, platform_factory, tmp_pat
     worker = platform.pods("VllmDecodeWorker")[0]
     fake.fail("GET", r"/exec$", 403)
     with pytest.raises(PlatformError) as info:
-        platform.terminate_process(worker, "dynamo.mocker", "SIGKILL")
+        platform.terminate_process(worker, "dynamo.vllm", "SIGKILL")
     assert "exec 'ps' in pod" in info.value.message
     assert "WebSocket handshake with the API server failed" in info.value.message
     assert "403" in info.value.message
@@ -73,10 +73,8 @@ def test_exec_stream_closed_without_status_does_not_crash(fake, platform_factory
     fake.exec_mode = "no_status"
     result = platform.exec(worker.name, ["ps", "-eo", "pid,args"])
     assert result.exit_code is None and result.status is None
-    assert "dynamo.mocker" in result.stdout
-    record = platform.verify_fault(
-        platform.terminate_process(worker, "dynamo.mocker", "SIGKILL"), 60
-    )
+    assert "dynamo.vllm" in result.stdout
+    record = platform.verify_fault(platform.terminate_process(worker, "dynamo.vllm", "SIGKILL"), 60)
     assert record.evidence["kill_exit_code"] is None
     assert record.verified  # the effect is judged from the pod, not from the lost status
 
