@@ -180,6 +180,9 @@ def run(
     failures_file: Annotated[Path | None, typer.Option("--failures")] = None,
     thresholds_file: Annotated[Path | None, typer.Option("--thresholds")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    ready_timeout: Annotated[
+        float, typer.Option("--ready-timeout", help="Seconds to wait for the graph to be ready.")
+    ] = 600.0,
 ) -> None:
     """Deploy, load, inject faults, verify, collect, check: the exit code is the verdict."""
     if client_type not in (None, "aiperf", "legacy"):
@@ -225,6 +228,7 @@ def run(
         repeat=repeat,
         platform_options=platform_options,
         seed=seed,
+        ready_timeout=ready_timeout,
     )
     try:
         outcome = run_scenarios(

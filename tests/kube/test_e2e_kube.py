@@ -160,6 +160,102 @@ def test_ctrl_c_mid_run_deletes_the_dgd_and_closes_the_forward(
         s.connect(("127.0.0.1", port))
 
 
+def _kube_scenario(tmp_path, name: str, failure: str | None, requests: int = 40):
+    import yaml
+
+    document = {
+        "apiVersion": "ftctl/v1",
+        "kind": "Scenario",
+        "metadata": {"name": name},
+        "deployment": {"backend": "vllm", "model": "tiny"},
+        "load": {
+            "client": "legacy",
+            "clients": 2,
+            "requests_per_client": requests,
+            "request_rate": 4,
+            "input_tokens": 16,
+            "output_tokens": 8,
+            "retries": 0,
+        },
+        "checks": [{"kind": "fault_verified"}, {"kind": "min_requests", "min": 20}],
+    }
+    if failure:
+        document["failures"] = [{"at": "4s", "type": failure}]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _ftctl_run_argv(kube_env, scenario, out, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "ftctl", "run", str(scenario), "--platform", "kubernetes",
+        "--kubeconfig", str(kube_env.kubeconfig), "--namespace", NS,
+        "--skip-service-restart", "--output-dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.fake_only
+def test_ftctl_run_frontend_pod_deletion_keeps_clients_going(kube_env, fake, tmp_path):
+    import json
+
+    scenario = _kube_scenario(tmp_path, "kube-fe", "frontend_pod")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        _ftctl_run_argv(kube_env, scenario, out), capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "kube-fe-frontend_pod" / "report.json").read_text())
+    fault = report["faults"][0]
+    assert fault["verified"] and fault["evidence"]["replacement"] != fault["pod"]
+    after = report["result"]["overall"]["phases"]["after"]
+    assert after["ok"] > 0, "clients kept going through the resilient endpoint"
+    assert report["result"]["overall"]["recovery"]["recovered"]
+
+
+@pytest.mark.fake_only
+def test_ftctl_run_deploy_never_ready_exits_3_and_leaves_nothing(kube_env, fake, tmp_path):
+    scenario = _kube_scenario(tmp_path, "kube-never", None)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        _ftctl_run_argv(
+            kube_env, scenario, out, "--image", "never-ready:1", "--ready-timeout", "8"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "ready" in done.stdout + done.stderr
+    assert not [key for key in fake.dgds if "kube-never" in str(key)], "DGD left behind"
+
+
+@pytest.mark.fake_only
+def test_ftctl_run_ctrl_c_deletes_the_dgd_and_exits_130(kube_env, fake, tmp_path):
+    import signal
+
+    scenario = _kube_scenario(tmp_path, "kube-intr", "decode_worker", requests=200)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        _ftctl_run_argv(kube_env, scenario, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while (
+        time.monotonic() < deadline
+        and not (out / "kube-intr-decode_worker" / "client_0.log.txt").exists()
+    ):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    assert not [key for key in fake.dgds if "kube-intr" in str(key)], "DGD left behind"
+
+
 @pytest.mark.fake_only
 def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, fake, tmp_path):
     """The whole CLI on the Kubernetes path: DGD applied, exec kill verified, verdict, teardown."""
