@@ -34,6 +34,8 @@ def _aiperf() -> str | None:
 
 
 AIPERF = _aiperf()
+if AIPERF is None and os.environ.get("CI"):  # `make test` installs aiperf
+    raise RuntimeError("aiperf missing in CI: `make install` should have created .venv-aiperf")
 if AIPERF is None:
     pytestmark = [pytestmark, pytest.mark.skip(reason="aiperf missing: run `make install`")]
 
