@@ -13,7 +13,7 @@ export FTCTL_AIPERF := $(CURDIR)/$(AIPERF_VENV)/bin/aiperf
 .PHONY: help install install-aiperf lint test test-unit test-e2e test-kube demo bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q --no-deps ai-dynamo==$(DYNAMO_VERSION)
 	touch $@
 
-$(AIPERF_VENV)/.installed:
+$(AIPERF_VENV)/.installed: constraints-aiperf.txt
 	# aiperf lives in its own environment: its pins clash with Dynamo's (REFERENCE.md §3).
 	$(PYTHON) -m venv $(AIPERF_VENV)
-	$(AIPERF_VENV)/bin/pip install -q aiperf==$(AIPERF_VERSION)
+	$(AIPERF_VENV)/bin/pip install -q -c constraints-aiperf.txt aiperf==$(AIPERF_VERSION)
 	touch $@
 
 install: $(VENV)/.installed $(AIPERF_VENV)/.installed ## create .venv (ftctl + Dynamo) and .venv-aiperf
+
+install-aiperf: $(AIPERF_VENV)/.installed ## create .venv-aiperf only
 
 lint: $(VENV)/.installed ## ruff lint + format check
 	$(VENV)/bin/ruff check ftctl tests bench tools
@@ -41,6 +43,12 @@ test: install lint ## install if needed, lint, run the whole test suite
 
 test-unit: $(VENV)/.installed ## unit tests only
 	$(VENV)/bin/pytest -q tests/unit
+
+test-e2e: install ## end-to-end tests on the real local Dynamo graph (legacy and aiperf clients)
+	$(VENV)/bin/pytest -q tests/e2e tests/integration
+
+test-kube: $(VENV)/.installed ## Kubernetes path against the loopback fake API server
+	$(VENV)/bin/pytest -q tests/kube
 
 demo: $(VENV)/.installed ## run the demo scenario on a real local Dynamo graph
 	$(VENV)/bin/ftctl run scenario_files/local/demo.yaml --output-dir results/demo --junit results/demo/junit.xml

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from ftctl.results.files import numbered_entries
+
 SUMMARY_FILE = "profile_export_aiperf.json"
 RECORDS_FILE = "profile_export.jsonl"
 CSV_FILE = "profile_export_aiperf.csv"
@@ -19,21 +21,8 @@ _ATTEMPT_DIR = re.compile(r"^attempt_(\d+)$")
 
 
 def numbered_dirs(path: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
-    """Sub-directories of ``path`` whose name matches ``pattern``, in numeric order.
-
-    Numeric, not lexical: ``attempt_10`` comes after ``attempt_2`` (REFERENCE §9.3).
-    """
-    found: list[tuple[int, Path]] = []
-    try:
-        entries = list(path.iterdir())
-    except OSError:
-        return []
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match and entry.is_dir():
-            found.append((int(match.group(1)), entry))
-    found.sort(key=lambda item: item[0])
-    return found
+    """Sub-directories of ``path`` whose name matches ``pattern``, in numeric order."""
+    return numbered_entries(path, pattern, dirs=True)
 
 
 def client_dirs(path: Path) -> list[tuple[int, Path]]:
@@ -321,16 +310,7 @@ def read_records(path: Path, client: int, warnings: list[str]):
         warnings.append(f"{path}: {bad - 5} more unreadable records")
     if any(length is not None for length in lengths):  # see record_succeeded
         oks = [ok and bool(length and length > 0) for ok, length in zip(oks, lengths, strict=True)]
-    n = len(oks)
-    return RequestTable(
-        client=np.full(n, client, np.int32),
-        start_ns=np.array(starts, np.int64),
-        end_ns=np.array(ends, np.int64),
-        ok=np.array(oks, bool),
-        latency_s=np.array(lats, np.float64),
-        ttft_s=np.array(ttfts, np.float64),
-        itl_s=np.array(itls, np.float64),
-    )
+    return RequestTable.from_lists(client, starts, ends, oks, lats, ttfts, itls)
 
 
 def _choose_and_read(client: int, client_dir: Path, warnings: list[str]):

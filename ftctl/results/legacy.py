@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from ftctl.results.files import numbered_entries
 from ftctl.results.model import RequestTable
 
 CLIENT_FILE = re.compile(r"^client_(\d+)\.log\.txt$")
@@ -25,17 +26,7 @@ def valid_ns(value: Any) -> bool:
 
 def client_files(path: Path) -> list[tuple[int, Path]]:
     """``client_N.log.txt`` files of a directory in numeric order."""
-    found: list[tuple[int, Path]] = []
-    try:
-        entries = list(path.iterdir())
-    except OSError:
-        return []
-    for entry in entries:
-        match = CLIENT_FILE.match(entry.name)
-        if match and entry.is_file():
-            found.append((int(match.group(1)), entry))
-    found.sort(key=lambda item: item[0])
-    return found
+    return numbered_entries(path, CLIENT_FILE, dirs=False)
 
 
 def naive_epoch_s(text: str) -> float | None:
@@ -227,18 +218,9 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
         itl = record.get("itl")
         itls.append(_itl(itl) if itl is not None else float("nan"))
     warn.close()
-    n = len(oks)
-    if n == 0:
+    if not oks:
         warnings.append(f"{path}: no requests")
-    table = RequestTable(
-        client=np.full(n, client, np.int32),
-        start_ns=np.array(starts, np.int64),
-        end_ns=np.array(ends, np.int64),
-        ok=np.array(oks, bool),
-        latency_s=np.array(lats, np.float64),
-        ttft_s=np.array(ttfts, np.float64),
-        itl_s=np.array(itls, np.float64),
-    )
+    table = RequestTable.from_lists(client, starts, ends, oks, lats, ttfts, itls)
     return table, derived
 
 

@@ -47,6 +47,29 @@ class RequestTable:
         )
 
     @staticmethod
+    def from_lists(
+        client: int,
+        start_ns: list[int],
+        end_ns: list[int],
+        ok: list[bool],
+        latency_s: list[float],
+        ttft_s: list[float],
+        itl_s: list[float],
+    ) -> RequestTable:
+        """A table of one client's requests from parallel Python lists."""
+        import numpy as np
+
+        return RequestTable(
+            client=np.full(len(ok), client, np.int32),
+            start_ns=np.array(start_ns, np.int64),
+            end_ns=np.array(end_ns, np.int64),
+            ok=np.array(ok, bool),
+            latency_s=np.array(latency_s, np.float64),
+            ttft_s=np.array(ttft_s, np.float64),
+            itl_s=np.array(itl_s, np.float64),
+        )
+
+    @staticmethod
     def concat(tables: list[RequestTable]) -> RequestTable:
         """All rows of ``tables`` in one table."""
         import numpy as np

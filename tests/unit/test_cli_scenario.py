@@ -111,7 +111,8 @@ def test_unknown_platform_exits_2():
 
 def test_plan_shows_deployment_timeline_kill_argv_and_checks():
     out = run_cli("plan", KUBE, "-k", "vllm-agg-tp-1-dp-2-decode_worker and not pod").stdout
-    assert out.count("\n\n") == 0  # one test
+    assert out.count("(platform kubernetes, from") == 1  # one test
+    assert out.count("kind: DynamoGraphDeployment") == 1
     for text in (
         "vllm-agg-tp-1-dp-2-decode_worker  (platform kubernetes",
         "VllmDecodeWorker       decode    replicas 2",
