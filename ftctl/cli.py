@@ -168,7 +168,14 @@ def run(
     image: Annotated[str | None, typer.Option("--image")] = None,
     kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig")] = None,
     context: Annotated[str | None, typer.Option("--context")] = None,
-    storage_class: Annotated[str | None, typer.Option("--storage-class")] = None,
+    storage_class: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-class",
+            help="Accepted for upstream command lines; no effect (logs come through the API, "
+            "no PVC is created).",
+        ),
+    ] = None,
     skip_service_restart: Annotated[bool, typer.Option("--skip-service-restart")] = False,
     keep_deployment: Annotated[bool, typer.Option("--keep-deployment")] = False,
     dry_run: Annotated[
@@ -197,9 +204,17 @@ def run(
                 include_custom_build=include_custom_build,
                 platform=platform,
                 as_json=as_json,
+                failures_file=failures_file,
+                thresholds_file=thresholds_file,
             )
         )
         return
+    if storage_class:
+        typer.echo(
+            "ftctl: note: --storage-class has no effect: ftctl collects logs through the "
+            "Kubernetes API and creates no PVC",
+            err=True,
+        )
     import json
 
     from ftctl.errors import Interrupted
@@ -215,7 +230,6 @@ def run(
             "allow_namespaces": allow_namespace,
             "kubeconfig": kubeconfig,
             "context": context,
-            "storage_class": storage_class,
             "skip_service_restart": skip_service_restart or None,
         }.items()
         if value

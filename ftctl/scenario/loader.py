@@ -61,6 +61,12 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
     for key in ("client", "clients", "concurrency", "arrival", "temperature", "streaming"):
         if key in spec:
             kw[key] = spec[key]
+    if spec.get("placement") == "cluster":
+        # Silently running the load here instead would measure something else than asked.
+        raise doc.error(
+            [*path, "placement"],
+            "'cluster' (load as Kubernetes Jobs) is not supported by this version; use 'local'",
+        )
     for key in ("placement", "endpoint", "seed", "retries", "request_rate"):
         if key in spec:
             kw[key] = spec[key]

@@ -209,3 +209,22 @@ def test_validate_uses_a_catalog_given_in_the_same_call(tmp_path: Path):
     plan = json.loads(run_cli("plan", str(scenario), "--failures", str(catalog), "--json").stdout)
     kill = plan[0]["events"][2]
     assert (kill["signal"], kill["kill_argv"]) == ("SIGSTOP", ["kill", "-19", "<pid>"])
+    dry = json.loads(
+        run_cli("run", str(scenario), "--dry-run", "--failures", str(catalog), "--json").stdout
+    )
+    assert dry == plan
+
+
+def test_run_with_storage_class_says_it_has_no_effect(tmp_path: Path):
+    result = run_cli(
+        "run",
+        DEMO,
+        "--storage-class",
+        "nfs",
+        "-k",
+        "no-such-test",
+        "--output-dir",
+        str(tmp_path),
+        expect=2,  # nothing selected: the note comes before any work
+    )
+    assert "--storage-class has no effect" in result.stderr
