@@ -170,6 +170,25 @@ def test_parallel_reading_of_aiperf_clients_gives_the_same_result(monkeypatch):
     assert parse_result_dir(FIXTURES / "fault").to_json() == serial
 
 
+def test_fast_and_line_by_line_readers_agree_on_real_aiperf_output(monkeypatch):
+    import ftctl.results.fast
+    from ftctl.results import parse_result_dir
+
+    fast = parse_result_dir(FIXTURES / "fault").to_json()
+    monkeypatch.setattr(ftctl.results.fast, "aiperf_columns", lambda raw: None)
+    slow = parse_result_dir(FIXTURES / "fault").to_json()
+    assert fast["overall"]["requests"] > 0
+    assert _rounded(fast) == _rounded(slow)  # ms → s is vectorised in one, per value in the other
+
+
+def _rounded(value):
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return round(value, 12) if isinstance(value, float) else value
+
+
 def test_a_unit_other_than_ms_takes_the_slow_path_and_is_converted(tmp_path):
     attempt = tmp_path / "client_0" / "attempt_0"
     attempt.mkdir(parents=True)
