@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -536,6 +537,28 @@ def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelle
     outcome.status = verdict(outcome.checks)
 
 
+PREVIOUS_DIR = ".previous"
+
+
+def set_aside_previous(path: Path) -> Path | None:
+    """Move an earlier run's non-empty ``path`` to ``<parent>/.previous/<name>``; say where.
+
+    Appending a new run to an old directory would mix two runs' requests and faults. One
+    earlier run per test is kept (an older one there is replaced); ``parse`` skips dot folders.
+    """
+    try:
+        if not path.is_dir() or not any(path.iterdir()):
+            return None
+    except OSError:
+        return None
+    destination = path.parent / PREVIOUS_DIR / path.name
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(destination)
+    return destination
+
+
 def run_test(
     test: TestCase,
     options: RunOptions,
@@ -550,11 +573,16 @@ def run_test(
     platform_name = options.platform or test.platform
     if test.skip_reason:
         return TestOutcome(test.name, result_dir, ExitStatus.OK, skipped=test.skip_reason)
+    load_dirs = [options.output_dir / spec.result_dir for spec in test.loads if spec.result_dir]
+    set_aside = [set_aside_previous(path) for path in (result_dir, *load_dirs)]
     result_dir.mkdir(parents=True, exist_ok=True)
     outcome = TestOutcome(test.name, result_dir, ExitStatus.OK)
 
     def platform_log(message: str) -> None:
         _safe_notify(observer, "platform_log", test=test.name, message=message)
+
+    for previous in filter(None, set_aside):
+        platform_log(f"previous results moved to {previous}")
 
     factory = platform_factory or (
         lambda name: make_platform(name, options.platform_options, platform_log)

@@ -86,7 +86,8 @@ def find_test_dirs(path: Path, depth: int = 3) -> list[Path]:
         return []
     found: list[Path] = []
     try:
-        children = sorted(p for p in path.iterdir() if p.is_dir())
+        # Dot folders hold what is not a result of interest (.previous runs, .git).
+        children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:
         return []
     for child in children:

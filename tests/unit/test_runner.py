@@ -212,3 +212,21 @@ def test_missing_target_pods_is_an_error_not_a_silent_pass(tmp_path):
     assert outcome.status == ExitStatus.INFRA
     assert "no pods" in outcome.error
     assert platform.teardowns == 1
+
+
+def test_a_second_run_into_the_same_directory_does_not_mix_with_the_first(tmp_path):
+    from ftctl.results import find_test_dirs, parse_result_dir
+
+    first = _run(tmp_path, ServerPlatform(), (Check(kind="fault_verified"),), requests=10)
+    first_faults = [e for e in _events(first.result_dir) if e["kind"] == "fault_injected"]
+    second = _run(tmp_path, ServerPlatform(), (Check(kind="fault_verified"),), requests=20)
+    assert second.result_dir == first.result_dir
+    # Only the second run's requests and fault: 2 clients x 20, one fault.
+    assert second.result.overall.requests == 40
+    faults = [e for e in _events(second.result_dir) if e["kind"] == "fault_injected"]
+    assert len(faults) == 1 and faults[0]["t_ns"] != first_faults[0]["t_ns"]
+    assert second.checks[0].message == "1 of 1 faults verified"
+    # The first run is kept aside, and parse of the output root does not count it.
+    kept = tmp_path / ".previous" / first.result_dir.name
+    assert parse_result_dir(kept).overall.requests == 20
+    assert find_test_dirs(tmp_path) == [second.result_dir]
