@@ -39,7 +39,7 @@ lint: $(VENV)/.installed ## ruff lint + format check
 	$(VENV)/bin/ruff format --check ftctl tests bench tools
 
 test: install lint ## install if needed, lint, run the whole test suite
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=10
 
 test-unit: $(VENV)/.installed ## unit tests only
 	$(VENV)/bin/pytest -q tests/unit
