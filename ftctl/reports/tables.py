@@ -225,7 +225,14 @@ def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str
         parts.append(
             f"{result.upstream_log_recovery_method}: {result.upstream_log_recovery_s:.2f} s"
         )
-    return "; ".join(parts)
+    line = "; ".join(parts)
+    lag = metrics.dispatch_lag_ms
+    if lag:
+        line += (
+            f"\nOpen loop: {lag['requests']} scheduled requests, dispatch lag p50 "
+            f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms, max {lag['max']:.2f} ms"
+        )
+    return line
 
 
 def render_text(results: list[TestResult], fmt: str, sla: float | None = None) -> str:

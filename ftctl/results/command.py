@@ -18,7 +18,8 @@ place test.log times), ``clients_with_records`` (aiperf), ``overall`` (all loads
 ``recovery`` (null without a fault: ``recovery_time_s``, ``time_to_first_error_s``,
 ``outage_s``, ``failed_after_fault``, ``window_s``, ``recovered``, ``no_visible_impact``),
 ``throughput_rps``, ``client_throughput_rps`` {client: rps}, ``avg_client_throughput_rps``,
-``wall_time_s``, ``attempts`` and ``chosen_attempt`` {client: n} (aiperf). PhaseStats:
+``wall_time_s``, ``attempts`` and ``chosen_attempt`` {client: n} (aiperf), ``dispatch_lag_ms``
+(open loop: {requests, p50, p99, max} of start − scheduled time; null otherwise). PhaseStats:
 ``requests``, ``ok``, ``failed``, ``success_rate`` (0–1 or null), ``latency_s`` {mean, min,
 max, p50, p90, p95, p99} pooled over successful requests, ``ttft_mean_s``, ``itl_mean_s``,
 ``sla_violations`` (null without --sla). Fields are only ever added within v1.

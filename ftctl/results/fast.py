@@ -47,6 +47,7 @@ class _LegacyTop(msgspec.Struct, gc=False):
 
     start_ns: int | None = None
     end_ns: int | None = None
+    scheduled_ns: int | None = None
     ok: bool | None = None
     ttft: float | None = None
     itl: float | list[float] | None = None
@@ -184,9 +185,13 @@ def legacy_columns(raw: bytes) -> dict[str, list] | None:
         if full is None:
             return None
         ok = [_legacy_ok(r) for r in full]
+    scheduled = [
+        s if s is not None and 0 <= s < MAX_NS else -1 for s in (r.scheduled_ns for r in records)
+    ]
     return {
         "start_ns": starts,
         "end_ns": ends,
+        "scheduled_ns": scheduled if max(scheduled, default=-1) >= 0 else None,
         "ok": ok,
         "ttft_s": [_NAN if r.ttft is None else r.ttft for r in records],
         "itl_s": _itl_means([r.itl for r in records]),

@@ -146,6 +146,8 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
             np.array(columns["itl_s"], np.float64),
             warn,
         )
+        if columns["scheduled_ns"] is not None:
+            table.scheduled_ns = np.array(columns["scheduled_ns"], np.int64)
         warn.close()
         return table, False
     lines = raw.split(b"\n")
@@ -155,6 +157,7 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
     lats: list[float] = []
     ttfts: list[float] = []
     itls: list[float] = []
+    scheduled: list[int] = []
     derived = False
     time_cache: dict[str, float | None] = {}
     last_end = None
@@ -217,10 +220,15 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
         ttfts.append(_float(ttft) if ttft is not None else float("nan"))
         itl = record.get("itl")
         itls.append(_itl(itl) if itl is not None else float("nan"))
+        schedule = record.get("scheduled_ns")
+        scheduled.append(schedule if valid_ns(schedule) else -1)
     warn.close()
     if not oks:
         warnings.append(f"{path}: no requests")
-    table = RequestTable.from_lists(client, starts, ends, oks, lats, ttfts, itls)
+    has_schedule = any(s >= 0 for s in scheduled)
+    table = RequestTable.from_lists(
+        client, starts, ends, oks, lats, ttfts, itls, scheduled if has_schedule else None
+    )
     return table, derived
 
 

@@ -182,4 +182,26 @@ def load_metrics(
         client_throughput_rps=per_client,
         avg_client_throughput_rps=mean,
         wall_time_s=wall,
+        dispatch_lag_ms=dispatch_lag(table),
     )
+
+
+def dispatch_lag(table: RequestTable) -> dict[str, float] | None:
+    """Open loop: how late requests were sent against their schedule (start − scheduled).
+
+    Reported so that a client that fell behind is visible (no coordinated omission): requests,
+    p50, p99 and max in ms over the requests that had a schedule; None when none had one.
+    """
+    if table.scheduled_ns is None:
+        return None
+    has = table.scheduled_ns >= 0
+    if not has.any():
+        return None
+    lag_ms = (table.start_ns[has] - table.scheduled_ns[has]) / 1e6
+    p50, p99 = np.percentile(lag_ms, [50, 99])
+    return {
+        "requests": int(has.sum()),
+        "p50": float(p50),
+        "p99": float(p99),
+        "max": float(lag_ms.max()),
+    }

@@ -27,6 +27,8 @@ class RequestTable:
     latency_s: np.ndarray  # float64
     ttft_s: np.ndarray  # float64, NaN when not streamed
     itl_s: np.ndarray  # float64, NaN when not streamed
+    # int64 open-loop schedule (ftctl's client), -1 where a request had none; None: no schedule
+    scheduled_ns: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ok.shape[0])
@@ -55,8 +57,9 @@ class RequestTable:
         latency_s: list[float],
         ttft_s: list[float],
         itl_s: list[float],
+        scheduled_ns: list[int] | None = None,
     ) -> RequestTable:
-        """A table of one client's requests from parallel Python lists."""
+        """A table of one client's requests from parallel Python lists (schedule: -1 = none)."""
         import numpy as np
 
         return RequestTable(
@@ -67,6 +70,7 @@ class RequestTable:
             latency_s=np.array(latency_s, np.float64),
             ttft_s=np.array(ttft_s, np.float64),
             itl_s=np.array(itl_s, np.float64),
+            scheduled_ns=None if scheduled_ns is None else np.array(scheduled_ns, np.int64),
         )
 
     @staticmethod
@@ -77,11 +81,20 @@ class RequestTable:
         tables = [t for t in tables if len(t)]
         if not tables:
             return RequestTable.empty()
+        scheduled = None
+        if any(t.scheduled_ns is not None for t in tables):
+            scheduled = np.concatenate(
+                [
+                    t.scheduled_ns if t.scheduled_ns is not None else np.full(len(t), -1, np.int64)
+                    for t in tables
+                ]
+            )
         return RequestTable(
             *(
                 np.concatenate([getattr(t, name) for t in tables])
                 for name in ("client", "start_ns", "end_ns", "ok", "latency_s", "ttft_s", "itl_s")
-            )
+            ),
+            scheduled_ns=scheduled,
         )
 
 
@@ -129,6 +142,9 @@ class LoadMetrics:
     wall_time_s: float | None = None
     attempts: dict[str, int] = field(default_factory=dict)  # aiperf: attempts per client
     chosen_attempt: dict[str, int | None] = field(default_factory=dict)  # aiperf
+    # Open loop: start − scheduled time of the requests that had a schedule (requests, p50,
+    # p99, max in ms); None when no request had one. Large values mean the client fell behind.
+    dispatch_lag_ms: dict[str, float] | None = None
 
 
 @dataclass

@@ -226,6 +226,11 @@ def test_open_loop_constant_schedule_is_honoured(server, tmp_path):
     assert sorted(lags)[len(lags) // 2] < 20_000_000
     assert summary.offered_rate == 100.0 and summary.lag_p99_ms is not None
     assert [r["client"] for r in recs[:4]] == [0, 1, 0, 1]
+    from ftctl.results import parse_result_dir
+
+    parsed = parse_result_dir(tmp_path).overall.dispatch_lag_ms  # what `ftctl parse` reports
+    assert parsed["requests"] == 20
+    assert parsed["max"] == pytest.approx(max(lags) / 1e6)
 
 
 def test_open_loop_poisson_schedule_is_seeded(server, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ftctl.reports.tables import render_text
 from ftctl.results import parse_result_dir
 from ftctl.results.legacy import attempt_succeeded, read_client_file, record_succeeded
 
@@ -288,3 +289,33 @@ def test_parallel_reading_gives_the_same_result(tmp_path, monkeypatch):
     serial = parse_result_dir(path).to_json()
     monkeypatch.setattr(legacy, "PARALLEL_MIN_BYTES", 0)  # force the process pool
     assert parse_result_dir(path).to_json() == serial
+
+
+def test_open_loop_dispatch_lag_is_start_minus_schedule(tmp_path, monkeypatch):
+    import ftctl.results.fast
+
+    directory = write_legacy_test(tmp_path / "open-decode_worker")
+    # Client 0 was scheduled; its request i started i ms late (0..N-1). Client 1 was not.
+    path = directory / "client_0.log.txt"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for lateness_ms, line in enumerate(lines):
+        line["scheduled_ns"] = line["start_ns"] - lateness_ms * 1_000_000
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    expected_ms = [float(i) for i in range(len(lines))]
+
+    fast = parse_result_dir(directory)
+    monkeypatch.setattr(ftctl.results.fast, "legacy_columns", lambda raw: None)
+    slow = parse_result_dir(directory)
+    for result in (fast, slow):
+        lag = result.overall.dispatch_lag_ms
+        assert lag["requests"] == len(lines)
+        assert lag["p50"] == pytest.approx(percentile(expected_ms, 50))
+        assert lag["p99"] == pytest.approx(percentile(expected_ms, 99))
+        assert lag["max"] == len(lines) - 1
+    assert "Open loop: " in render_text([fast], "fancy")
+
+
+def test_closed_loop_has_no_dispatch_lag(tmp_path):
+    result = parse_result_dir(write_legacy_test(tmp_path / "closed-decode_worker"))
+    assert result.overall.dispatch_lag_ms is None
+    assert "Open loop" not in render_text([result], "fancy")
