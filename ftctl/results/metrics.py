@@ -9,12 +9,36 @@ from ftctl.results.model import LATENCY_STATS, LoadMetrics, PhaseStats, Recovery
 _NS = 1_000_000_000
 
 
+def unknown_end(table: RequestTable) -> np.ndarray:
+    """Failed requests whose end time is not known.
+
+    aiperf 0.13 stamps a request that failed with an HTTP error with ``request_end_ns ==
+    request_start_ns`` (seen in every such record of its real output), so a zero-duration
+    failure tells when it was sent, not when it failed.
+    """
+    return ~table.ok & (table.end_ns == table.start_ns)
+
+
+def latest_end(table: RequestTable) -> np.ndarray:
+    """End times, with an unknown end replaced by the latest plausible one for classification:
+    start + the longest successful request of the table (start itself when none succeeded).
+    """
+    unknown = unknown_end(table)
+    if not unknown.any():
+        return table.end_ns
+    ok = table.ok
+    bound = int((table.end_ns[ok] - table.start_ns[ok]).max()) if ok.any() else 0
+    return np.where(unknown, table.start_ns + bound, table.end_ns)
+
+
 def phase_masks(table: RequestTable, t_f_ns: int | None) -> dict[str, np.ndarray]:
     """Boolean masks of the phases of every request relative to the fault time T_f.
 
     before: ended before T_f; during: started before T_f and ended at or after it; after:
     started at or after T_f. The upstream two-way split: upstream_before = ended ≤ T_f,
     upstream_after = the rest. Without a fault every request is "before" (the fault never came).
+    A failure whose end is unknown (see ``unknown_end``) counts as ended at ``latest_end``: one
+    sent shortly before T_f was in flight at T_f as far as anyone can tell.
     """
     n = len(table)
     everything = np.ones(n, bool)
@@ -28,9 +52,10 @@ def phase_masks(table: RequestTable, t_f_ns: int | None) -> dict[str, np.ndarray
             "upstream_before": everything,
             "upstream_after": nothing,
         }
-    before = table.end_ns < t_f_ns
+    end_ns = latest_end(table)
+    before = end_ns < t_f_ns
     after = table.start_ns >= t_f_ns
-    upstream_before = table.end_ns <= t_f_ns
+    upstream_before = end_ns <= t_f_ns
     return {
         "before": before,
         "during": ~before & ~after,
@@ -91,14 +116,17 @@ def recovery(table: RequestTable, t_f_ns: int, window_s: float = 10.0) -> Recove
     started in [R, R + W] succeeded, W = ``window_s`` shortened to the last request start.
     recovery_time_s = R − T_f. No failure ending at or after T_f → 0 s and no visible impact;
     no such R → not recovered (None). A failure is observed at its end time:
-    time_to_first_error_s = first such end − T_f, outage_s = last − first.
+    time_to_first_error_s = first such end − T_f, outage_s = last − first. A failure whose end
+    is unknown counts when its latest plausible end is at or after T_f, observed at
+    max(start, T_f) (an in-flight request fails when the fault hits).
     """
     window_ns = int(window_s * _NS)
-    failed_late = ~table.ok & (table.end_ns >= t_f_ns)
+    failed_late = ~table.ok & (latest_end(table) >= t_f_ns)
     failed_after = int(failed_late.sum())
     if failed_after == 0:
         return Recovery(0.0, None, None, 0, window_s, recovered=True, no_visible_impact=True)
-    fail_end = table.end_ns[failed_late]
+    observed = np.where(unknown_end(table), np.maximum(table.start_ns, t_f_ns), table.end_ns)
+    fail_end = observed[failed_late]
     first_error = int(fail_end.min())
     outage_s = (int(fail_end.max()) - first_error) / _NS
 

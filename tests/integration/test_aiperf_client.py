@@ -199,9 +199,11 @@ def test_fault_window_failures_carry_epoch_ns_inside_the_window(server, tokenize
     assert len(recs) - len(failed) >= 5
     for r in failed:
         meta = r["metadata"]
-        # Sent no later than the window closed, answered no earlier than it opened.
-        assert meta["request_start_ns"] < window["until"]
-        assert meta["request_end_ns"] >= window["from"]
+        # aiperf stamps an HTTP error's end as its start (ftctl's parser knows: see
+        # results.metrics.unknown_end), so only the send time can be checked: no later than the
+        # window closed, and no earlier than it opened less a loopback transit.
+        assert meta["request_end_ns"] == meta["request_start_ns"]
+        assert window["from"] - 50_000_000 <= meta["request_start_ns"] < window["until"]
         assert r["error"]["code"] == 503
     assert len(load.attempts()[0]) == 1  # a partial outage is not rerun
 
