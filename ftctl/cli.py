@@ -194,19 +194,15 @@ def run(
     """Deploy, load, inject faults, verify, collect, check: the exit code is the verdict."""
     if client_type not in (None, "aiperf", "legacy"):
         raise typer.BadParameter("--client-type must be aiperf or legacy")
-    if dry_run:
-        from ftctl.scenario.listing import plan_command
-
-        _emit(
-            plan_command(
-                scenarios,
-                keyword=keyword,
-                include_custom_build=include_custom_build,
-                platform=platform,
-                as_json=as_json,
-                failures_file=failures_file,
-                thresholds_file=thresholds_file,
-            )
+    if dry_run:  # exactly what `ftctl plan` shows
+        plan(
+            scenarios,
+            keyword=keyword,
+            include_custom_build=include_custom_build,
+            platform=platform,
+            as_json=as_json,
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
         )
         return
     if storage_class:

@@ -20,19 +20,14 @@ _CLIENT_DIR = re.compile(r"^client_(\d+)$")
 _ATTEMPT_DIR = re.compile(r"^attempt_(\d+)$")
 
 
-def numbered_dirs(path: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
-    """Sub-directories of ``path`` whose name matches ``pattern``, in numeric order."""
-    return numbered_entries(path, pattern, dirs=True)
-
-
 def client_dirs(path: Path) -> list[tuple[int, Path]]:
     """``client_N`` directories of ``path`` in numeric order."""
-    return numbered_dirs(path, _CLIENT_DIR)
+    return numbered_entries(path, _CLIENT_DIR, dirs=True)
 
 
 def attempt_dirs(client_dir: Path) -> list[tuple[int, Path]]:
     """``attempt_M`` directories of a client in numeric order."""
-    return numbered_dirs(client_dir, _ATTEMPT_DIR)
+    return numbered_entries(client_dir, _ATTEMPT_DIR, dirs=True)
 
 
 def _load_json(path: Path) -> Any:
