@@ -120,6 +120,21 @@ class _Progress:
         step = min(10, int(frac * 10 + 1e-9))
         if step < self.next_step:
             return
+        self._line(step, ok, failed, in_flight, rate, lat_sum)
+
+    def finish(self, ok: int, failed: int, rate: float, lat_sum: float) -> None:
+        """The load ran to its end: always close with the 100 % line.
+
+        The duration clock starts when the first worker is seen sending (polled), so the
+        elapsed fraction can fall short of 1 at the end; completion, not the clock, decides.
+        """
+        if self.next_step <= 10:
+            self._line(10, ok, failed, 0, rate, lat_sum)
+
+    def _line(
+        self, step: int, ok: int, failed: int, in_flight: int, rate: float, lat_sum: float
+    ) -> None:
+        done = ok + failed
         self.next_step = step + 1
         mean = f"{lat_sum / done * 1000:.1f} ms" if done else "n/a"
         count = f"{done}/{self.total}" if self.total else f"{done}"
@@ -196,7 +211,10 @@ def load_command(
                     load.wait(5)
             st = load.stats()
             tracker.started()
-            tracker.update(st.ok, st.failed, 0, load.progress().rate, st.latency_sum)
+            if interrupted:
+                tracker.update(st.ok, st.failed, 0, load.progress().rate, st.latency_sum)
+            else:
+                tracker.finish(st.ok, st.failed, load.progress().rate, st.latency_sum)
         except BaseException:
             load.kill()
             raise

@@ -9,6 +9,7 @@ import pytest
 
 from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
 from ftctl.clients.prom import MetricsServer, render_prometheus
+from ftctl.clients.standalone import _Progress, build_spec
 from tests.conftest import run_cli
 from tests.fake_llm import FakeLLM
 
@@ -108,6 +109,35 @@ def test_duration_run_reports_progress_to_100_percent(server, tmp_path):
                   "--output-dir", str(tmp_path), "--format", "json")  # fmt: skip
     assert "100%" in res.stderr
     assert json.loads(res.stdout)["requests"] >= 3
+
+
+def _duration_spec(duration: float):
+    return build_spec(
+        clients=1, requests_per_client=None, duration=duration, concurrency=1, rate=None,
+        arrival="closed", streaming=False, input_tokens=1, output_tokens=1, retries=0,
+        retry_delay=0.0, timeout=1.0, endpoint="chat", seed=0,
+    )  # fmt: skip
+
+
+def test_finished_duration_run_closes_with_100_percent_however_late_the_clock_started():
+    # The duration clock starts when the first worker is seen sending; at the end it may
+    # show far less than the whole duration. Completion alone must print the 100 % line.
+    lines: list[str] = []
+    tracker = _Progress(_duration_spec(3600.0), lines.append)
+    tracker.started()
+    tracker.update(5, 1, 0, 2.0, 0.6)
+    assert not any("100%" in line for line in lines)
+    tracker.finish(5, 1, 2.0, 0.6)
+    assert lines[-1].startswith("ftctl load: 100% 6 requests, 1 errors")
+
+
+def test_finish_does_not_repeat_a_100_percent_line_already_printed():
+    lines: list[str] = []
+    tracker = _Progress(_duration_spec(1e-9), lines.append)
+    tracker.started()
+    tracker.update(3, 0, 0, 1.0, 0.3)
+    tracker.finish(3, 0, 1.0, 0.3)
+    assert [line for line in lines if "100%" in line] == [lines[-1]] and len(lines) == 1
 
 
 def test_metrics_port_is_announced_on_loopback(server, tmp_path):
