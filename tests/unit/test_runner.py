@@ -184,8 +184,12 @@ def test_fault_fires_on_schedule_and_records_the_delay(tmp_path):
     events = _events(outcome.result_dir)
     load_start = next(e for e in events if e["kind"] == "load_start")["t_ns"]
     fault = next(e for e in events if e["kind"] == "fault_injected")
-    assert fault["injection_delay_s"] is not None and fault["injection_delay_s"] >= 0
-    assert (fault["t_ns"] - load_start) / 1e9 == pytest.approx(0.5, abs=0.25)
+    # The schedule is load start + 0.5 s: the fault never fires early, and the delay it
+    # records is exactly how late it fired (how late depends on the machine's load, so no
+    # upper bound is asserted).
+    since_start_s = (fault["t_ns"] - load_start) / 1e9
+    assert since_start_s >= 0.5
+    assert fault["injection_delay_s"] == pytest.approx(since_start_s - 0.5, abs=1e-6)
     kinds = [e["kind"] for e in events]
     assert kinds.index("deploy_start") < kinds.index("ready") < kinds.index("load_start")
     assert kinds[-1] == "teardown"
