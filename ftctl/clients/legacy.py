@@ -253,7 +253,8 @@ class ClientRun:
         maker: PayloadMaker,
         sched: int | None,
         body: bytes | None = None,
-    ) -> None:
+    ) -> int:
+        """Run one logical request (all its attempts); return its start (perf ns)."""
         spec = self.spec
         if body is None:
             body, _osl = maker.make()
@@ -285,6 +286,7 @@ class ClientRun:
             self.stats.in_flight -= 1
             if attempts:
                 self._record(client, index, attempts, start, sched)
+        return start
 
     def _record(
         self, client: int, index: int, attempts: list[Attempt], start: int, sched: int | None
@@ -383,7 +385,11 @@ class ClientRun:
                         return
                     if not self._more(index):
                         return
-                await self._request(session, timeout, client, index, maker, None)
+                start = await self._request(session, timeout, client, index, maker, None)
+                if interval_ns:
+                    # Count the next slot from the real start too: a pause that overslept
+                    # must not bring the next request closer than 1/rate.
+                    next_slot[0] = max(next_slot[0], start + interval_ns)
 
         await asyncio.gather(*(worker() for _ in range(max(1, self.spec.concurrency))))
 

@@ -209,7 +209,7 @@ def test_closed_loop_rate_limit_spaces_requests_of_a_client(server, tmp_path):
     _run(_spec(requests_per_client=4, request_rate=20.0), [server.url], tmp_path)
     starts = [r["start_ns"] for r in _records(tmp_path)]
     gaps = [(b - a) / 1e9 for a, b in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.05 * 0.95  # at most 20 req/s: never closer than 50 ms
+    assert min(gaps) >= 0.05  # at most 20 req/s: never closer than 50 ms, however late a pause
 
 
 def test_open_loop_constant_schedule_is_honoured(server, tmp_path):
@@ -221,9 +221,7 @@ def test_open_loop_constant_schedule_is_honoured(server, tmp_path):
     gaps = [b - a for a, b in zip(sched, sched[1:], strict=False)]
     assert all(abs(g - 10_000_000) <= 1000 for g in gaps)  # the schedule itself: exactly 1/rate
     lags = [r["start_ns"] - r["scheduled_ns"] for r in recs]
-    assert min(lags) >= 0
-    # Tolerance for a loaded 2-core machine; the benchmark reports the real figures.
-    assert sorted(lags)[len(lags) // 2] < 20_000_000
+    assert min(lags) >= 0  # how late depends on the machine: bench/client_bench.py measures it
     assert summary.offered_rate == 100.0 and summary.lag_p99_ms is not None
     assert [r["client"] for r in recs[:4]] == [0, 1, 0, 1]
     from ftctl.results import parse_result_dir
