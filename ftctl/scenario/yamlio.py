@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,12 @@ class Document:
 def _check_duplicate_keys(doc_file: str, node: yaml.Node) -> None:
     """YAML silently keeps the last of duplicate keys; a typo-prone trap, so refuse them."""
     stack = [node]
+    visited: set[int] = set()  # an alias is the same node object: walk it once
     while stack:
         n = stack.pop()
+        if id(n) in visited:
+            continue
+        visited.add(id(n))
         if isinstance(n, yaml.MappingNode):
             seen: set[str] = set()
             for k, v in n.value:
@@ -104,8 +109,76 @@ def _check_duplicate_keys(doc_file: str, node: yaml.Node) -> None:
             stack.extend(n.value)
 
 
+# Bounds on what a YAML document may expand to. A scenario is a few hundred nodes; these
+# limits sit far above any real document and far below what would hang or crash.
+MAX_DEPTH = 100  # libyaml's composer recurses in C: deep nesting would overflow its stack
+MAX_EXPANDED_NODES = 200_000  # aliases repeat whole subtrees: a "billion laughs" bomb
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+
+_OPEN_EVENTS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSE_EVENTS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _check_bounds(text: str, file: str) -> None:
+    """Refuse too-deep nesting and alias bombs from the event stream, before composing.
+
+    The event parser keeps its own stack (no recursion), and the walk stops at the first
+    bound crossed, so a hostile document costs little. Syntax errors are left to the loader.
+    """
+    # Per open collection: how many nodes it holds once every alias is expanded.
+    sizes: list[int] = [0]
+    anchored: dict[str, int] = {}
+    anchors_open: list[str | None] = []
+    first_alias = None
+    events = yaml.parse(text, Loader=_Loader)
+    try:
+        for event in events:
+            if isinstance(event, _OPEN_EVENTS):
+                if len(sizes) > MAX_DEPTH:
+                    mark = event.start_mark
+                    raise ScenarioError(
+                        f"nesting deeper than {MAX_DEPTH} levels",
+                        file=file,
+                        line=mark.line + 1,
+                        column=mark.column + 1,
+                    )
+                sizes.append(1)
+                anchors_open.append(event.anchor)
+            elif isinstance(event, _CLOSE_EVENTS):
+                size = sizes.pop()
+                anchor = anchors_open.pop()
+                if anchor is not None:
+                    anchored[anchor] = size
+                sizes[-1] += size
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor is not None:
+                    anchored[event.anchor] = 1
+                sizes[-1] += 1
+            elif isinstance(event, yaml.AliasEvent):
+                first_alias = first_alias or event.start_mark
+                sizes[-1] += anchored.get(event.anchor, 1)
+            if sum(sizes) > MAX_EXPANDED_NODES:
+                mark = first_alias or event.start_mark
+                raise ScenarioError(
+                    f"document expands to more than {MAX_EXPANDED_NODES:,} nodes "
+                    "(aliases repeating large anchors?)",
+                    file=file,
+                    line=mark.line + 1,
+                    column=mark.column + 1,
+                )
+    except yaml.YAMLError:
+        return  # the loader reports syntax errors with their position
+    finally:
+        events.close()
+
+
 def parse_text(text: str, file: str) -> Document:
     """Parse one YAML document safely; syntax errors become ScenarioError with line/column."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise ScenarioError(
+            f"document larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB", file=file
+        )
+    _check_bounds(text, file)
     loader = _Loader(text)
     try:
         try:
@@ -151,11 +224,36 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def _read_regular_file(path: Path) -> str:
+    """The file's text; FIFOs, devices and oversized files are refused without blocking."""
+    # O_NONBLOCK: opening a FIFO with no writer must not hang; fstat then tells what it is.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ScenarioError("not a regular file (a FIFO or device?), expected a YAML file",
+                                file=display_path(path))  # fmt: skip
+        if st.st_size > MAX_DOCUMENT_BYTES:
+            raise ScenarioError(
+                f"file larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB",
+                file=display_path(path),
+            )
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            data = fh.read(MAX_DOCUMENT_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return data.decode("utf-8")
+
+
 def read_document(path: Path) -> Document:
     """Read and parse ``path``; unreadable, empty or non-mapping files are ScenarioErrors."""
     file = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_regular_file(path)
     except FileNotFoundError:
         raise ScenarioError("no such file", file=file) from None
     except IsADirectoryError:
