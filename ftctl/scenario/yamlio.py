@@ -130,6 +130,7 @@ def _check_bounds(text: str, file: str) -> None:
     anchored: dict[str, int] = {}
     anchors_open: list[str | None] = []
     first_alias = None
+    total = 0  # nodes seen so far, every alias counted at its anchor's expanded size
     events = yaml.parse(text, Loader=_Loader)
     try:
         for event in events:
@@ -143,6 +144,7 @@ def _check_bounds(text: str, file: str) -> None:
                         column=mark.column + 1,
                     )
                 sizes.append(1)
+                total += 1
                 anchors_open.append(event.anchor)
             elif isinstance(event, _CLOSE_EVENTS):
                 size = sizes.pop()
@@ -154,10 +156,13 @@ def _check_bounds(text: str, file: str) -> None:
                 if event.anchor is not None:
                     anchored[event.anchor] = 1
                 sizes[-1] += 1
+                total += 1
             elif isinstance(event, yaml.AliasEvent):
                 first_alias = first_alias or event.start_mark
-                sizes[-1] += anchored.get(event.anchor, 1)
-            if sum(sizes) > MAX_EXPANDED_NODES:
+                expanded = anchored.get(event.anchor, 1)
+                sizes[-1] += expanded
+                total += expanded
+            if total > MAX_EXPANDED_NODES:
                 mark = first_alias or event.start_mark
                 raise ScenarioError(
                     f"document expands to more than {MAX_EXPANDED_NODES:,} nodes "
