@@ -217,7 +217,7 @@ def run(
     from ftctl.reports.json_report import run_to_json
     from ftctl.reports.progress import ProgressPrinter
     from ftctl.reports.summary import render_run
-    from ftctl.runner import RunOptions, run_scenarios
+    from ftctl.runner import RunOptions, run_scenarios, write_run_report
 
     platform_options = {
         key: value
@@ -263,7 +263,7 @@ def run(
 
         write_junit(outcome, junit)
     report = run_to_json(outcome)
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    write_run_report(report, output_dir)
     _emit(json.dumps(report, indent=2, default=str) if as_json else render_run(outcome))
     raise typer.Exit(int(outcome.status))
 
@@ -397,7 +397,10 @@ def main() -> None:
     except FtctlError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        sys.stderr.write(f"ftctl: error: {exc.message}\n")
+        for line in exc.lines():
+            sys.stderr.write(f"ftctl: error: {line}\n")
+        if exc.summary:
+            sys.stderr.write(f"ftctl: {exc.summary}\n")
         sys.exit(int(exc.exit_code))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 
 
@@ -23,6 +25,7 @@ class FtctlError(Exception):
     """
 
     exit_code: ExitStatus = ExitStatus.INVALID
+    summary: str | None = None  # a closing line after several errors ("3 errors in 2 files")
 
     def __init__(self, message: str, *, exit_code: ExitStatus | None = None) -> None:
         super().__init__(message)
@@ -32,6 +35,10 @@ class FtctlError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def lines(self) -> list[str]:
+        """What the CLI prints, one ``ftctl: error:`` line each."""
+        return self.message.splitlines() or [self.message]
 
 
 class UsageError(FtctlError):
@@ -65,6 +72,63 @@ class ScenarioError(FtctlError):
             where += ": "
         what = f"{field}: " if field else ""
         super().__init__(f"{where}{what}{message}")
+
+
+class ScenarioErrors(FtctlError):
+    """Every error found in a set of documents, sorted by file, line and column (exit 2).
+
+    A user fixes a file in one pass only if they see all of its problems at once.
+    """
+
+    exit_code = ExitStatus.INVALID
+
+    def __init__(self, errors: list[ScenarioError]) -> None:
+        unique: dict[str, ScenarioError] = {}
+        for err in errors:
+            unique.setdefault(err.message, err)
+        self.errors = sorted(
+            unique.values(), key=lambda e: (e.file or "", e.line or 0, e.column or 0, e.message)
+        )
+        files = len({e.file for e in self.errors})
+        count = len(self.errors)
+        self.summary = f"{count} error{'s' * (count != 1)} in {files} file{'s' * (files != 1)}"
+        super().__init__("\n".join(e.message for e in self.errors))
+
+    def lines(self) -> list[str]:
+        return [e.message for e in self.errors]
+
+
+def raise_all(errors: list[FtctlError]) -> None:
+    """Raise nothing, the one error, or every ScenarioError together."""
+    if not errors:
+        return
+    scenario = [e for e in errors if isinstance(e, ScenarioError)]
+    for err in errors:
+        if isinstance(err, ScenarioErrors):
+            scenario.extend(err.errors)
+        elif not isinstance(err, ScenarioError):
+            raise err
+    if len(scenario) == 1:
+        raise scenario[0]
+    raise ScenarioErrors(scenario)
+
+
+class ErrorCollector:
+    """Gathers document errors so independent parts are all checked before raising."""
+
+    def __init__(self) -> None:
+        self.errors: list[FtctlError] = []
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Run a block; a ScenarioError(s) it raises is kept, anything else propagates."""
+        try:
+            yield
+        except (ScenarioError, ScenarioErrors) as exc:
+            self.errors.append(exc)
+
+    def raise_if_any(self) -> None:
+        raise_all(self.errors)
 
 
 class ParseError(FtctlError):

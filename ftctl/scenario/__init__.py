@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftctl.errors import ScenarioError, UsageError
+from ftctl.errors import ErrorCollector, ScenarioError, UsageError
 from ftctl.scenario.catalogs import (
     failures_from_document,
     load_catalogs,
@@ -42,22 +42,28 @@ def scenario_documents(paths: list[Path]) -> list[Document]:
         ScenarioError: unreadable file, a file of another kind, a folder without scenarios.
     """
     docs: list[Document] = []
+    found = ErrorCollector()
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            found = 0
+            found_here = 0
             for file in _yaml_files(path):
-                doc = read_document(file)
-                # Folders mix scenarios with catalogs and DGD manifests: take only scenarios.
-                if doc.data.get("kind") == "Scenario":
-                    docs.append(doc)
-                    found += 1
-            if not found:
-                raise ScenarioError("no Scenario documents in this folder", file=display_path(path))
+                with found.attempt():
+                    doc = read_document(file)
+                    # Folders mix scenarios with catalogs and DGD manifests: take only scenarios.
+                    if doc.data.get("kind") == "Scenario":
+                        docs.append(doc)
+                        found_here += 1
+            if not found_here and not found.errors:
+                found.errors.append(
+                    ScenarioError("no Scenario documents in this folder", file=display_path(path))
+                )
         else:
-            doc = read_document(path)
-            check_kind(doc, ("Scenario",))
-            docs.append(doc)
+            with found.attempt():
+                doc = read_document(path)
+                check_kind(doc, ("Scenario",))
+                docs.append(doc)
+    found.raise_if_any()
     return docs
 
 
@@ -91,8 +97,14 @@ def load_tests(
     catalogs = load_catalogs(failures_file, thresholds_file)
     tests: list[TestCase] = []
     seen: dict[str, str] = {}
+    found = ErrorCollector()
+    expanded = []
     for doc in scenario_documents(paths):
-        for test in tests_from_document(doc, catalogs, platform=platform):
+        with found.attempt():
+            expanded.append((doc, tests_from_document(doc, catalogs, platform=platform)))
+    found.raise_if_any()
+    for doc, doc_tests in expanded:
+        for test in doc_tests:
             if test.name in seen:
                 raise doc.error(
                     ["metadata", "name"],
@@ -108,32 +120,39 @@ def load_tests(
 
 
 def validate_files(paths: list[Path]) -> list[str]:
-    """Validate documents of any kind; ``OK <file> (<kind>)`` per file, or raise the first error.
+    """Validate documents of any kind; ``OK <file> (<kind>)`` per file, or raise every error.
 
     A FailureCatalog or Thresholds among ``paths`` is used for the Scenarios given with it.
 
     Raises:
-        ScenarioError: file:line:col: field: message (exit 2).
+        ScenarioError | ScenarioErrors: file:line:col: field: message (exit 2).
     """
     from ftctl.scenario.loader import tests_from_document
 
     if not paths:
         raise UsageError("validate: give at least one file")
     docs = []
+    found = ErrorCollector()
     for path in paths:
-        if Path(path).is_dir():
-            raise ScenarioError("is a directory; validate takes files", file=display_path(path))
-        doc = read_document(Path(path))
-        docs.append((doc, check_kind(doc, KINDS)))
+        with found.attempt():
+            if Path(path).is_dir():
+                raise ScenarioError("is a directory; validate takes files", file=display_path(path))
+            doc = read_document(Path(path))
+            docs.append((doc, check_kind(doc, KINDS)))
     catalogs = load_catalogs()
     for doc, kind in docs:
-        if kind == "FailureCatalog":
-            catalogs.failures = failures_from_document(doc)
-        elif kind == "Thresholds":
-            catalogs.profiles, catalogs.rules = thresholds_from_document(doc)
+        with found.attempt():
+            if kind == "FailureCatalog":
+                catalogs.failures = failures_from_document(doc)
+            elif kind == "Thresholds":
+                catalogs.profiles, catalogs.rules = thresholds_from_document(doc)
+    # Scenarios are checked against the catalogs given with them: only once those hold.
+    found.raise_if_any()
     lines = []
     for doc, kind in docs:
-        if kind == "Scenario":
-            tests_from_document(doc, catalogs)
-        lines.append(f"OK {doc.file} ({kind})")
+        with found.attempt():
+            if kind == "Scenario":
+                tests_from_document(doc, catalogs)
+            lines.append(f"OK {doc.file} ({kind})")
+    found.raise_if_any()
     return lines

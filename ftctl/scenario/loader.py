@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ftctl.errors import ScenarioError
+from ftctl.errors import ErrorCollector
 from ftctl.scenario.catalogs import profile_checks, select_profile
-from ftctl.scenario.durations import parse_duration
+from ftctl.scenario.durations import duration_at
 from ftctl.scenario.model import (
     ROLES,
     Catalogs,
@@ -34,13 +35,9 @@ FAULT_KINDS = ("terminate_process", "delete_pod")
 # Upstream legacy-client defaults differ from aiperf's (REFERENCE §3).
 LEGACY_DEFAULTS = {"requests_per_client": 100, "retries": 1, "request_rate": 1.0}
 TEMPLATE_FIELDS = ("name", "backend", "topology", "tp", "dp", "failure")
-
-
-def _dur(doc: Document, path: list, value: Any) -> float:
-    try:
-        return parse_duration(value)
-    except ScenarioError as exc:
-        raise doc.error(path, exc.message) from None
+# A test name becomes a folder under --output-dir: one path component, never hidden or "..".
+TEST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+TEST_NAME_MAX = 200
 
 
 def _tokens(value: Any, default: TokenDist) -> TokenDist:
@@ -73,7 +70,7 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
         elif legacy and key in LEGACY_DEFAULTS:
             kw[key] = LEGACY_DEFAULTS[key]
     if "duration" in spec:
-        kw["duration"] = _dur(doc, [*path, "duration"], spec["duration"])
+        kw["duration"] = duration_at(doc, [*path, "duration"], spec["duration"])
         kw["requests_per_client"] = None
         if kw["duration"] <= 0:
             raise doc.error([*path, "duration"], "must be greater than 0")
@@ -83,7 +80,7 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
         kw["requests_per_client"] = LEGACY_DEFAULTS["requests_per_client"]
     for key in ("retry_delay", "timeout"):
         if key in spec:
-            kw[key] = _dur(doc, [*path, key], spec[key])
+            kw[key] = duration_at(doc, [*path, key], spec[key])
     if kw.get("timeout", 1.0) <= 0:
         raise doc.error([*path, "timeout"], "must be greater than 0")
     kw["input_tokens"] = _tokens(spec.get("input_tokens"), base.input_tokens)
@@ -99,14 +96,22 @@ def _loads(doc: Document) -> tuple[LoadSpec, ...]:
     if "load" in data and "loads" in data:
         raise doc.error(["loads"], "use either load: or loads:, not both", key=True)
     if "loads" in data:
-        return tuple(
-            build_load(doc, ["loads", name], name, spec) for name, spec in data["loads"].items()
-        )
+        found = ErrorCollector()
+        loads = []
+        for name, spec in data["loads"].items():
+            with found.attempt():
+                loads.append(build_load(doc, ["loads", name], name, spec))
+        found.raise_if_any()
+        return tuple(loads)
     return (build_load(doc, ["load"], "default", data.get("load") or {}),)
 
 
 def _template(doc: Document, path: list, text: str, allowed: tuple[str, ...], **values) -> str:
-    for _, field, _, _ in string.Formatter().parse(text):
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(text)]
+    except ValueError as exc:
+        raise doc.error(path, f"bad template: {exc} (write {{{{ for a literal brace)") from None
+    for field in fields:
         if field is not None and field not in allowed:
             hint = did_you_mean(field, list(allowed))
             raise doc.error(
@@ -195,7 +200,7 @@ def _deployment(doc: Document, cell: _Cell, base_dir: Path, platform: str) -> De
         local=LocalOptions(
             migration_limit=local.get("migration_limit", 0),
             speedup_ratio=float(local.get("speedup_ratio", 1.0)),
-            restart_delay=_dur(
+            restart_delay=duration_at(
                 doc, ["deployment", "local", "restart_delay"], local["restart_delay"]
             )
             if "restart_delay" in local
@@ -311,7 +316,7 @@ def _shorthand_events(
             _check_pods(doc, path[:-1], ev.pods, ev.services, dep)
             events.append(ev)
         if "stop_load_after" in item:
-            after = _dur(doc, [*path[:-1], "stop_load_after"], item["stop_load_after"])
+            after = duration_at(doc, [*path[:-1], "stop_load_after"], item["stop_load_after"])
             events += [Event(kind="wait", duration=after), Event(kind="stop_load", load="default")]
             now += after
     events.append(Event(kind="wait_for_load_completion", load="default"))
@@ -355,7 +360,7 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
         }
         for key in ("duration", "timeout"):
             if key in spec:
-                kw[key] = _dur(doc, [*path, key], spec[key])
+                kw[key] = duration_at(doc, [*path, key], spec[key])
         if kind in FAULT_KINDS:
             _check_pods(doc, path, kw["pods"], services, dep)
         if kind == "start_load":
@@ -406,7 +411,7 @@ def _checks(
                 service = _resolve_services(doc, [*path, "service"], [service], dep)[0]
             mx = spec.get("max")
             if mx is not None and spec["kind"] in ("recovery_time", "latency"):
-                mx = _dur(doc, [*path, "max"], mx)
+                mx = duration_at(doc, [*path, "max"], mx)
             elif isinstance(mx, str):
                 raise doc.error([*path, "max"], f"{mx!r} is not a number")
             checks.append(
@@ -482,27 +487,36 @@ def tests_from_document(
     dep_spec = data["deployment"]
     matrix = data.get("matrix")
     tags = tuple(meta.get("tags", ()))
+    # Independent parts are all checked, so one pass shows every problem of the document.
+    found = ErrorCollector()
     if "failures" in data and "events" in data:
-        raise doc.error(
-            ["events"], "use either failures: (shorthand) or events:, not both", key=True
+        found.errors.append(
+            doc.error(["events"], "use either failures: (shorthand) or events:, not both", key=True)
         )
     if matrix and "failure" in matrix and ("failures" in data or "events" in data):
         key = "failures" if "failures" in data else "events"
-        raise doc.error(
-            [key], "matrix.failure already chooses the failure; remove this key", key=True
+        found.errors.append(
+            doc.error(
+                [key], "matrix.failure already chooses the failure; remove this key", key=True
+            )
         )
-    loads = _loads(doc)
-    recovery_window = _dur(doc, ["recovery_window"], data.get("recovery_window", 10.0))
-    if recovery_window <= 0:
-        raise doc.error(["recovery_window"], "must be greater than 0")
+    loads: tuple[LoadSpec, ...] = ()
+    with found.attempt():
+        loads = _loads(doc)
+    recovery_window = 10.0
+    with found.attempt():
+        recovery_window = duration_at(doc, ["recovery_window"], data.get("recovery_window", 10.0))
+        if recovery_window <= 0:
+            raise doc.error(["recovery_window"], "must be greater than 0")
 
     # Shorthand failures (same for every cell): validated once against the catalog.
     shorthand: list[tuple[FailureType, float, dict, list]] = []
     for i, item in enumerate(data.get("failures") or []):
-        f = _failure(doc, ["failures", i, "type"], item["type"], catalogs)
-        at = _dur(doc, ["failures", i, "at"], item.get("at", DEFAULT_AT))
-        if f.action != "none":
-            shorthand.append((f, at, item, ["failures", i, "type"]))
+        with found.attempt():
+            f = _failure(doc, ["failures", i, "type"], item["type"], catalogs)
+            at = duration_at(doc, ["failures", i, "at"], item.get("at", DEFAULT_AT))
+            if f.action != "none":
+                shorthand.append((f, at, item, ["failures", i, "type"]))
 
     matrix = matrix or {}
     cells = [
@@ -511,62 +525,69 @@ def tests_from_document(
         for t in matrix.get("topology", [dep_spec.get("topology", "agg")])
         for p in matrix.get("parallel", [{}])
     ]
-    matrix_at = _dur(doc, ["matrix", "at"], matrix.get("at", DEFAULT_AT))
+    matrix_at = DEFAULT_AT
+    with found.attempt():
+        matrix_at = duration_at(doc, ["matrix", "at"], matrix.get("at", DEFAULT_AT))
     mf = matrix.get("failure")
     listed: list[tuple[FailureType, list]] = []
     if isinstance(mf, list):
         for i, name in enumerate(mf):
-            listed.append(
-                (_failure(doc, ["matrix", "failure", i], name, catalogs), ["matrix", "failure", i])
-            )
+            with found.attempt():
+                path = ["matrix", "failure", i]
+                listed.append((_failure(doc, path, name, catalogs), path))
+    # What follows is built from the parts above: it can only be checked once they hold.
+    found.raise_if_any()
 
     tests: list[TestCase] = []
     for cell in cells:
-        dep = _deployment(doc, cell, base_dir, platform)
-        # (failure or None, shorthand items, skip reason)
-        plans: list[tuple[FailureType | None, list, str | None]] = []
-        if mf == "all":
-            for f in sorted(catalogs.failures.values(), key=lambda x: x.order):
-                if f.in_all and not _inapplicable(f, cell) and not _platform_skip(f, platform):
-                    plans.append((None if f.action == "none" else f, [], None))
-        elif listed:
-            for f, path in listed:
-                if _inapplicable(f, cell):
-                    continue  # the matrix drops what cannot exist for this backend/topology
-                item = (f, matrix_at, {}, path)
-                plans.append(
-                    (
-                        None if f.action == "none" else f,
-                        [item] if f.action != "none" else [],
-                        _platform_skip(f, platform),
+        with found.attempt():
+            dep = _deployment(doc, cell, base_dir, platform)
+            # (failure or None, shorthand items, skip reason)
+            plans: list[tuple[FailureType | None, list, str | None]] = []
+            if mf == "all":
+                for f in sorted(catalogs.failures.values(), key=lambda x: x.order):
+                    if f.in_all and not _inapplicable(f, cell) and not _platform_skip(f, platform):
+                        plans.append((None if f.action == "none" else f, [], None))
+            elif listed:
+                for f, path in listed:
+                    if _inapplicable(f, cell):
+                        continue  # the matrix drops what cannot exist for this backend/topology
+                    item = (f, matrix_at, {}, path)
+                    plans.append(
+                        (
+                            None if f.action == "none" else f,
+                            [item] if f.action != "none" else [],
+                            _platform_skip(f, platform),
+                        )
                     )
-                )
-        else:
-            for f, _, _, path in shorthand:
-                why = _inapplicable(f, cell)
-                if why:
-                    raise doc.error(path, why)
-            skip = next((s for f, *_ in shorthand if (s := _platform_skip(f, platform))), None)
-            plans.append((shorthand[0][0] if shorthand else None, shorthand, skip))
-        for failure, items, skip in plans:
-            if mf == "all" and failure is not None:
-                items = [(failure, matrix_at, {}, ["matrix", "failure"])]
-            tests.append(
-                _test_case(
-                    doc,
-                    catalogs,
-                    cell,
-                    dep,
-                    loads,
-                    failure,
-                    items,
-                    skip,
-                    platform,
-                    tags,
-                    recovery_window,
-                    bool(data.get("matrix")),
-                )
-            )
+            else:
+                for f, _, _, path in shorthand:
+                    why = _inapplicable(f, cell)
+                    if why:
+                        raise doc.error(path, why)
+                skip = next((s for f, *_ in shorthand if (s := _platform_skip(f, platform))), None)
+                plans.append((shorthand[0][0] if shorthand else None, shorthand, skip))
+            for failure, items, skip in plans:
+                if mf == "all" and failure is not None:
+                    items = [(failure, matrix_at, {}, ["matrix", "failure"])]
+                with found.attempt():
+                    tests.append(
+                        _test_case(
+                            doc,
+                            catalogs,
+                            cell,
+                            dep,
+                            loads,
+                            failure,
+                            items,
+                            skip,
+                            platform,
+                            tags,
+                            recovery_window,
+                            bool(data.get("matrix")),
+                        )
+                    )
+    found.raise_if_any()
     return tests
 
 
@@ -614,6 +635,12 @@ def _test_case(
             )
     else:
         name = f"{meta['name']}-{label}"
+    if not TEST_NAME.fullmatch(name) or len(name) > TEST_NAME_MAX:
+        raise doc.error(
+            ["metadata", "test_name" if "test_name" in meta else "name"],
+            f"test name {name!r} is not a safe folder name: letters, digits and _ . + = -"
+            f" only, not starting with '.' or '-', at most {TEST_NAME_MAX} characters",
+        )
     if "events" in data:
         events = _explicit_events(doc, dep, loads, catalogs)
         ev_failures = [e.failure for e in events if e.failure]

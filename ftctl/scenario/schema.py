@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ftctl.errors import raise_all
 from ftctl.scenario.yamlio import Document, did_you_mean
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -31,51 +32,51 @@ def _validator(kind: str):
     return Draft202012Validator(schema)
 
 
-def _message(err) -> tuple[str, list, bool]:
-    """(message, path, point-at-key) for one jsonschema error."""
+def _messages(err) -> list[tuple[str, list, bool]]:
+    """(message, path, point-at-key) for one jsonschema error (several for unknown keys)."""
     path = list(err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
     instance = err.instance
     if "x-error" in schema:
-        return f"{instance!r} is not {schema['x-error']}", path, False
+        return [(f"{instance!r} is not {schema['x-error']}", path, False)]
     if err.validator == "additionalProperties" and isinstance(instance, dict):
         allowed = list(schema.get("properties", {}))
         extra = [k for k in instance if k not in allowed]
         if extra and allowed:
-            key = extra[0]
-            hint = did_you_mean(key, allowed)
-            return f"unknown key '{key}'{hint}", [*path, key], True
+            return [
+                (f"unknown key '{key}'{did_you_mean(key, allowed)}", [*path, key], True)
+                for key in extra
+            ]
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
-        return "missing required field", [*path, missing], False
+        return [("missing required field", [*path, missing], False)]
     if err.validator == "enum":
         choices = [str(c) for c in err.validator_value]
         hint = did_you_mean(str(instance), choices)
-        return f"{instance!r} is not one of {', '.join(choices)}{hint}", path, False
+        return [(f"{instance!r} is not one of {', '.join(choices)}{hint}", path, False)]
     if err.validator == "const":
-        return f"{instance!r} is not supported, expected {err.validator_value!r}", path, False
+        return [(f"{instance!r} is not supported, expected {err.validator_value!r}", path, False)]
     if err.validator == "propertyNames":
-        return f"invalid name {instance!r}", path, True
-    return err.message, path, False
+        return [(f"invalid name {instance!r}", path, True)]
+    return [(err.message, path, False)]
 
 
 def validate_schema(doc: Document, kind: str) -> None:
-    """Validate ``doc`` against the schema of ``kind``; raise the first error in document order.
+    """Validate ``doc`` against the schema of ``kind``; raise every error, in document order.
 
     Raises:
-        ScenarioError: with file:line:col: field.path: message.
+        ScenarioError: one error, file:line:col: field.path: message.
+        ScenarioErrors: several, sorted by line and column.
     """
-    errors = list(_validator(kind).iter_errors(doc.data))
-    if not errors:
-        return
-    found = []
-    for err in errors:
-        message, path, key = _message(err)
-        line, col = doc.locate(path, key=key)
-        found.append((line, col, len(path), message, path, key))
-    # The first problem in reading order is the one a user fixes first.
-    line, col, _, message, path, key = min(found, key=lambda f: (f[0], f[1], -f[2]))
-    raise doc.error(path, message, key=key)
+    found: dict[tuple, tuple] = {}
+    for err in _validator(kind).iter_errors(doc.data):
+        for message, path, key in _messages(err):
+            line, col = doc.locate(path, key=key)
+            # One problem per place: a missing field of a parent can locate on the parent.
+            here = (line, col, tuple(path), key)
+            if here not in found:
+                found[here] = (path, message, key)
+    raise_all([doc.error(path, message, key=key) for path, message, key in found.values()])
 
 
 def check_kind(doc: Document, expected: tuple[str, ...]) -> str:
