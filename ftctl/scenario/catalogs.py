@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from ftctl.scenario.durations import parse_duration
+from ftctl.scenario.durations import duration_at
 from ftctl.scenario.model import Catalogs, Check, FailureType, ThresholdProfile
 from ftctl.scenario.schema import check_kind, validate_schema
 from ftctl.scenario.yamlio import Document, did_you_mean, read_document
@@ -41,7 +41,11 @@ def failures_from_document(doc: Document) -> dict[str, FailureType]:
             platforms=tuple(entry.get("platforms", ("kubernetes", "local"))),
             order=i,
             in_all=entry.get("in_all", True),
-            timeout=parse_duration(timeout) if timeout is not None else None,
+            timeout=(
+                duration_at(doc, ["failures", i, "timeout"], timeout)
+                if timeout is not None
+                else None
+            ),
             max_model_len=entry.get("max_model_len"),
             overflow_multiplier=float(entry.get("overflow_multiplier", 2.0)),
         )
@@ -61,7 +65,11 @@ def thresholds_from_document(
             name=name,
             success_rate_min=spec.get("success_rate", {}).get("min"),
             failed_requests_max=spec.get("failed_requests", {}).get("max"),
-            recovery_time_max=parse_duration(rec) if rec is not None else None,
+            recovery_time_max=(
+                duration_at(doc, ["profiles", name, "recovery_time", "max"], rec)
+                if rec is not None
+                else None
+            ),
             load=spec.get("load"),
         )
     rules: list[tuple[dict, str]] = []

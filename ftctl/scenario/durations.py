@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 from ftctl.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from ftctl.scenario.yamlio import Document
+
+# Longer than any soak test, and far below what sleeps and timers overflow on.
+MAX_DURATION = 366 * 24 * 3600.0
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
@@ -40,7 +47,20 @@ def parse_duration(value, *, where: str = "") -> float:
             f"{prefix}{value!r} is not a valid duration "
             "(a number of seconds >= 0 or a string like 250ms, 30s, 5m, 1h)"
         )
+    if seconds > MAX_DURATION:
+        prefix = f"{where}: " if where else ""
+        raise ScenarioError(
+            f"{prefix}{value!r} is longer than the limit of 366 days ({MAX_DURATION:.0f} s)"
+        )
     return seconds
+
+
+def duration_at(doc: Document, path: list, value: Any) -> float:
+    """``parse_duration`` of the value at ``path`` of ``doc``; the error names file, line, field."""
+    try:
+        return parse_duration(value)
+    except ScenarioError as exc:
+        raise doc.error(path, exc.message) from None
 
 
 def format_duration(seconds: float) -> str:

@@ -7,6 +7,7 @@ import re
 from ftctl.errors import UsageError
 
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
+MAX_NESTING = 100  # parentheses and "not" recurse: far above any real -k, far below the stack
 
 
 def _tokens(expr: str) -> list[str]:
@@ -26,9 +27,16 @@ class _Parser:
 
     def __init__(self, expr: str, name: str) -> None:
         self.expr, self.toks, self.i, self.name = expr, _tokens(expr), 0, name.lower()
+        self.depth = 0
 
     def fail(self, what: str) -> UsageError:
-        return UsageError(f"-k {self.expr!r}: {what}")
+        shown = self.expr if len(self.expr) <= 80 else self.expr[:77] + "..."
+        return UsageError(f"-k {shown!r}: {what}")
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"nested deeper than {MAX_NESTING} levels")
 
     def peek(self) -> str | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -67,15 +75,20 @@ class _Parser:
     def not_expr(self) -> bool:
         if self.peek() == "not":
             self.take()
-            return not self.not_expr()
+            self.enter()
+            value = not self.not_expr()
+            self.depth -= 1
+            return value
         return self.atom()
 
     def atom(self) -> bool:
         tok = self.take()
         if tok == "(":
+            self.enter()
             value = self.or_expr()
             if self.take() != ")":
                 raise self.fail("expected ')'")
+            self.depth -= 1
             return value
         if tok in (")", "and", "or"):
             raise self.fail(f"unexpected {tok!r}")

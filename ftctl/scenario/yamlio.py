@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ftctl.errors import ScenarioError
+from ftctl.errors import ScenarioError, raise_all
 
 # The C loader is several times faster on the big matrix files; both are "safe".
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -83,12 +84,28 @@ class Document:
         )
 
 
-def _check_duplicate_keys(doc_file: str, node: yaml.Node) -> None:
-    """YAML silently keeps the last of duplicate keys; a typo-prone trap, so refuse them."""
-    stack = [node]
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+def _finite(text: str) -> bool:
+    """Whether a YAML float scalar is a finite number (``.nan``, ``.inf``, ``1e999`` are not)."""
+    try:
+        return math.isfinite(float(text.replace("_", "")))
+    except ValueError:
+        return not text.strip().lower().lstrip("+-").startswith((".nan", ".inf"))
+
+
+def _check_nodes(doc_file: str, node: yaml.Node) -> None:
+    """Refuse duplicate keys and non-finite numbers, all at once.
+
+    YAML silently keeps the last of duplicate keys, a typo-prone trap; NaN and infinity pass
+    every ``minimum``/``maximum`` comparison and then poison rates and durations.
+    """
+    errors: list[ScenarioError] = []
+    stack: list[tuple[yaml.Node, tuple]] = [(node, ())]
     visited: set[int] = set()  # an alias is the same node object: walk it once
     while stack:
-        n = stack.pop()
+        n, path = stack.pop()
         if id(n) in visited:
             continue
         visited.add(id(n))
@@ -97,16 +114,26 @@ def _check_duplicate_keys(doc_file: str, node: yaml.Node) -> None:
             for k, v in n.value:
                 if isinstance(k, yaml.ScalarNode):
                     if k.value in seen:
-                        raise ScenarioError(
-                            f"duplicate key '{k.value}'",
-                            file=doc_file,
-                            line=k.start_mark.line + 1,
-                            column=k.start_mark.column + 1,
+                        errors.append(
+                            _node_error(doc_file, k, (*path, k.value), f"duplicate key '{k.value}'")
                         )
                     seen.add(k.value)
-                stack.append(v)
+                stack.append((v, (*path, k.value if isinstance(k, yaml.ScalarNode) else "?")))
         elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
+            stack.extend((item, (*path, i)) for i, item in enumerate(n.value))
+        elif n.tag == _FLOAT_TAG and not _finite(n.value):
+            errors.append(_node_error(doc_file, n, path, f"{n.value!r} is not a finite number"))
+    raise_all(errors)
+
+
+def _node_error(doc_file: str, node: yaml.Node, path: tuple, message: str) -> ScenarioError:
+    return ScenarioError(
+        message,
+        file=doc_file,
+        line=node.start_mark.line + 1,
+        column=node.start_mark.column + 1,
+        field=format_path(path) or None,
+    )
 
 
 # Bounds on what a YAML document may expand to. A scenario is a few hundred nodes; these
@@ -216,7 +243,7 @@ def parse_text(text: str, file: str) -> Document:
     finally:
         loader.dispose()
     if node is not None:
-        _check_duplicate_keys(file, node)
+        _check_nodes(file, node)
     return Document(file=file, data=data, node=node)
 
 

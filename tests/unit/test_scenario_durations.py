@@ -46,7 +46,17 @@ def test_error_names_where_it_happened():
 @given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["ms", "s", "m", "h"]))
 def test_integer_with_unit_scales_by_the_unit(n, unit):
     factor = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    assert parse_duration(f"{n}{unit}") == pytest.approx(n * factor)
+    if n * factor > 366 * 24 * 3600:
+        with pytest.raises(ScenarioError, match="longer than the limit of 366 days"):
+            parse_duration(f"{n}{unit}")
+    else:
+        assert parse_duration(f"{n}{unit}") == pytest.approx(n * factor)
+
+
+def test_a_year_and_a_day_is_the_longest_duration():
+    assert parse_duration("8784h") == 8784 * 3600
+    with pytest.raises(ScenarioError, match=r"'8785h' is longer than the limit"):
+        parse_duration("8785h")
 
 
 @given(st.integers(min_value=0, max_value=10**6))
