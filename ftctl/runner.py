@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import shutil
 import signal
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 from ftctl import __version__
 from ftctl import events as ev
 from ftctl.checks import CheckResult, evaluate, summarize_faults, verdict, worst
-from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError
+from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError, UsageError
 from ftctl.platforms.base import FaultRecord, Platform, Pod
 from ftctl.scenario.model import Event, LoadSpec, TestCase
 
@@ -497,7 +498,7 @@ def _write_run_json(test: TestCase, result_dir: Path, platform: str, options: Ru
             "platform_options": {k: str(v) for k, v in options.platform_options.items()},
         },
     }
-    (result_dir / "run.json").write_text(json.dumps(payload, indent=2, default=_json_default))
+    (result_dir / RUN_FILE).write_text(json.dumps(payload, indent=2, default=_json_default))
 
 
 def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelled: bool) -> None:
@@ -538,6 +539,64 @@ def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelle
 
 
 PREVIOUS_DIR = ".previous"
+RUN_FILE = "run.json"  # ftctl's marker: a directory holding it was written by a run
+RUN_SCHEMA = "ftctl.run/v1"
+RUN_REPORT_FILE = "report.json"  # the run's aggregate report at the output root
+RUN_REPORT_SCHEMA = "ftctl.run-report/v1"
+
+
+def _has_schema(path: Path, schema: str) -> bool:
+    """Whether ``path`` is a regular JSON file whose ``schema`` is ``schema``."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        with path.open("rb") as fh:
+            data = json.loads(fh.read(64 * 1024 * 1024))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == schema
+
+
+def written_by_ftctl(folder: Path) -> bool:
+    """Whether ``folder`` is a result directory of an ftctl run (it holds ftctl's run.json)."""
+    return _has_schema(folder / RUN_FILE, RUN_SCHEMA)
+
+
+def _foreign(path: Path) -> str | None:
+    """Why ftctl must not move or delete ``path``, or None when it may (or nothing is there)."""
+    if path.is_symlink():
+        return f"{path} is a symbolic link, not a result directory of ftctl"
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        return f"{path} exists and is not a directory"
+    try:
+        empty = not any(path.iterdir())
+    except OSError as exc:
+        return f"{path} cannot be read: {exc.strerror}"
+    if empty or written_by_ftctl(path):
+        return None
+    return f"{path} exists and was not written by ftctl (no {RUN_FILE})"
+
+
+def check_result_paths(paths: list[Path], output_dir: Path) -> None:
+    """Refuse, before anything runs, to reuse a path ftctl did not create; every one named.
+
+    Raises:
+        UsageError: one line per refused path (exit 2); nothing was moved.
+    """
+    problems = []
+    for path in paths:
+        for candidate in (path, path.parent / PREVIOUS_DIR / path.name):
+            why = _foreign(candidate)
+            if why and why not in problems:
+                problems.append(why)
+    report = output_dir / RUN_REPORT_FILE
+    if (report.exists() or report.is_symlink()) and not _has_schema(report, RUN_REPORT_SCHEMA):
+        problems.append(f"{report} exists and is not a run report of ftctl")
+    if problems:
+        problems.append("nothing was moved: remove these or choose another output directory")
+        raise UsageError("\n".join(problems))
 
 
 def set_aside_previous(path: Path) -> Path | None:
@@ -545,18 +604,41 @@ def set_aside_previous(path: Path) -> Path | None:
 
     Appending a new run to an old directory would mix two runs' requests and faults. One
     earlier run per test is kept (an older one there is replaced); ``parse`` skips dot folders.
+    Only what ftctl wrote is moved or replaced.
+
+    Raises:
+        UsageError: ``path`` or the copy kept aside is not ftctl's (nothing is moved).
     """
-    try:
-        if not path.is_dir() or not any(path.iterdir()):
-            return None
-    except OSError:
-        return None
     destination = path.parent / PREVIOUS_DIR / path.name
+    for candidate in (path, destination):
+        why = _foreign(candidate)
+        if why:
+            raise UsageError(why)
+    if not path.is_dir() or not any(path.iterdir()):
+        return None
     if destination.exists():
         shutil.rmtree(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     path.rename(destination)
     return destination
+
+
+def write_run_report(report: dict, output_dir: Path) -> Path:
+    """Write the aggregate report at the output root atomically, keeping the previous aside.
+
+    Raises:
+        UsageError: a ``report.json`` there that ftctl did not write (it is left alone).
+    """
+    path = output_dir / RUN_REPORT_FILE
+    if path.exists() or path.is_symlink():
+        if not _has_schema(path, RUN_REPORT_SCHEMA):
+            raise UsageError(f"{path} exists and is not a run report of ftctl; not replaced")
+        (output_dir / PREVIOUS_DIR).mkdir(exist_ok=True)
+        path.replace(output_dir / PREVIOUS_DIR / RUN_REPORT_FILE)
+    tmp = path.with_name(f".{RUN_REPORT_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    tmp.replace(path)
+    return path
 
 
 def run_test(
@@ -574,7 +656,10 @@ def run_test(
     if test.skip_reason:
         return TestOutcome(test.name, result_dir, ExitStatus.OK, skipped=test.skip_reason)
     load_dirs = [options.output_dir / spec.result_dir for spec in test.loads if spec.result_dir]
-    set_aside = [set_aside_previous(path) for path in (result_dir, *load_dirs)]
+    try:
+        set_aside = [set_aside_previous(path) for path in (result_dir, *load_dirs)]
+    except UsageError as exc:
+        return TestOutcome(test.name, result_dir, exc.exit_code, error=exc.message)
     result_dir.mkdir(parents=True, exist_ok=True)
     outcome = TestOutcome(test.name, result_dir, ExitStatus.OK)
 
@@ -591,7 +676,11 @@ def run_test(
     run: TestRun | None = None
     interrupted = False
     try:
-        _write_run_json(test, result_dir, platform_name, options)
+        # Every directory this test writes carries the marker from the start, so an
+        # interrupted run's folders are still recognised as ftctl's by the next run.
+        for folder in (result_dir, *load_dirs):
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_run_json(test, folder, platform_name, options)
         platform = factory(platform_name)
         run = TestRun(test, platform, result_dir, options, observer)
         run.execute()
@@ -662,6 +751,13 @@ def run_tests(
 ) -> RunOutcome:
     """Run every test (``repeat`` times) one after another; Ctrl-C stops after cleanup."""
     outcomes: list[TestOutcome] = []
+    planned = []
+    for test in tests:
+        for repeat in range(options.repeat):
+            name = test.name if options.repeat == 1 else f"{test.name}-repeat-{repeat}"
+            planned.append(options.output_dir / name)
+        planned += [options.output_dir / spec.result_dir for spec in test.loads if spec.result_dir]
+    check_result_paths(planned, options.output_dir)
     options.output_dir.mkdir(parents=True, exist_ok=True)
     with _sigterm_as_interrupt():
         for test in tests:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ftctl.errors import ExitStatus, PlatformError
+from ftctl.errors import ExitStatus, PlatformError, UsageError
 from ftctl.platforms.base import FaultRecord, Pod
 from ftctl.runner import RunOptions, run_test
 from ftctl.scenario.model import (
@@ -234,3 +234,49 @@ def test_a_second_run_into_the_same_directory_does_not_mix_with_the_first(tmp_pa
     kept = tmp_path / ".previous" / first.result_dir.name
     assert parse_result_dir(kept).overall.requests == 20
     assert find_test_dirs(tmp_path) == [second.result_dir]
+
+
+def _foreign_folder(path: Path) -> dict[str, bytes]:
+    path.mkdir(parents=True)
+    (path / "notes.txt").write_text("mine, not ftctl's\n")
+    return {p.name: p.read_bytes() for p in path.iterdir()}
+
+
+def test_a_folder_ftctl_did_not_write_is_refused_and_left_in_place(tmp_path):
+    from ftctl.runner import run_tests
+
+    test = _test_case((Check(kind="fault_verified"),))
+    before = _foreign_folder(tmp_path / test.name)
+    platform = ServerPlatform()
+    with pytest.raises(UsageError, match="was not written by ftctl") as err:
+        run_tests([test], RunOptions(output_dir=tmp_path), platform_factory=lambda n: platform)
+    assert str(tmp_path / test.name) in err.value.message
+    assert {p.name: p.read_bytes() for p in (tmp_path / test.name).iterdir()} == before
+    assert not (tmp_path / ".previous").exists()
+    assert platform.server is None  # refused before anything was deployed
+
+
+def test_a_foreign_folder_where_the_previous_run_would_be_kept_is_not_replaced(tmp_path):
+    first = _run(tmp_path, ServerPlatform(), (Check(kind="fault_verified"),), requests=5)
+    kept = tmp_path / ".previous" / first.result_dir.name
+    before = _foreign_folder(kept)
+    second = _run(tmp_path, ServerPlatform(), (Check(kind="fault_verified"),), requests=5)
+    assert second.status == ExitStatus.INVALID and "was not written by ftctl" in second.error
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before
+    assert (first.result_dir / "run.json").is_file()  # the first run was not moved either
+
+
+def test_the_run_report_keeps_the_previous_one_and_never_replaces_a_foreign_file(tmp_path):
+    from ftctl.runner import write_run_report
+
+    first = write_run_report({"schema": "ftctl.run-report/v1", "n": 1}, tmp_path)
+    write_run_report({"schema": "ftctl.run-report/v1", "n": 2}, tmp_path)
+    assert json.loads(first.read_text())["n"] == 2
+    assert json.loads((tmp_path / ".previous" / "report.json").read_text())["n"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".previous", "report.json"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.json").write_text('{"mine": true}')
+    with pytest.raises(UsageError, match="not a run report of ftctl"):
+        write_run_report({"schema": "ftctl.run-report/v1"}, other)
+    assert (other / "report.json").read_text() == '{"mine": true}'
