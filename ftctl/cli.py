@@ -6,6 +6,7 @@ commands that need them so that ``--help``, ``--version``, ``validate`` and ``li
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -43,6 +44,15 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["debug"] = debug or bool(os.environ.get("FTCTL_DEBUG"))
+
+
+def _finite_positive(value: float | None) -> float | None:
+    """A click callback: NaN, infinity and values <= 0 are usage errors (exit 2)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a finite number greater than 0")
+    if value is not None and value > 366 * 24 * 3600:
+        raise typer.BadParameter(f"{value} is longer than the limit of 366 days (31622400 s)")
+    return value
 
 
 def _emit(text: str) -> None:
@@ -141,7 +151,10 @@ def parse(
     ] = None,
     info: Annotated[bool, typer.Option("--info", help="Describe without parsing.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json|csv")] = "fancy",
-    sla: Annotated[float | None, typer.Option("--sla", help="Latency SLA in seconds.")] = None,
+    sla: Annotated[
+        float | None,
+        typer.Option("--sla", help="Latency SLA in seconds.", callback=_finite_positive),
+    ] = None,
 ) -> None:
     """Parse result directories (ftctl, upstream legacy or aiperf) into tables."""
     from ftctl.results.command import parse_command
@@ -188,7 +201,12 @@ def run(
     thresholds_file: Annotated[Path | None, typer.Option("--thresholds")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     ready_timeout: Annotated[
-        float, typer.Option("--ready-timeout", help="Seconds to wait for the graph to be ready.")
+        float,
+        typer.Option(
+            "--ready-timeout",
+            help="Seconds to wait for the graph to be ready.",
+            callback=_finite_positive,
+        ),
     ] = 600.0,
 ) -> None:
     """Deploy, load, inject faults, verify, collect, check: the exit code is the verdict."""
