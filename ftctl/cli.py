@@ -55,6 +55,13 @@ def _finite_positive(value: float | None) -> float | None:
     return value
 
 
+def _finite_non_negative(value: float | None) -> float | None:
+    """A click callback: NaN, infinity and negative values are usage errors (exit 2)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value} is not a finite number >= 0")
+    return value
+
+
 def _emit(text: str) -> None:
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -200,6 +207,15 @@ def run(
     failures_file: Annotated[Path | None, typer.Option("--failures")] = None,
     thresholds_file: Annotated[Path | None, typer.Option("--thresholds")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    scrape_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--scrape-interval",
+            help="Seconds between /metrics scrapes of every pod (0: off; default: the "
+            "scenario's observe.interval, else 1).",
+            callback=_finite_non_negative,
+        ),
+    ] = None,
     ready_timeout: Annotated[
         float,
         typer.Option(
@@ -257,6 +273,7 @@ def run(
         platform_options=platform_options,
         seed=seed,
         ready_timeout=ready_timeout,
+        scrape_interval=scrape_interval,
     )
     try:
         outcome = run_scenarios(

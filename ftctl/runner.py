@@ -29,6 +29,7 @@ from ftctl import __version__
 from ftctl import events as ev
 from ftctl.checks import CheckResult, evaluate, summarize_faults, verdict, worst
 from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError, UsageError
+from ftctl.observe import Scraper
 from ftctl.platforms.base import FaultRecord, Platform, Pod
 from ftctl.scenario.model import Event, LoadSpec, TestCase
 
@@ -50,6 +51,7 @@ class RunOptions:
     verify_timeout: float = DEFAULT_VERIFY_TIMEOUT_S
     platform_options: dict[str, Any] = field(default_factory=dict)  # namespace, kubeconfig, …
     seed: int | None = None
+    scrape_interval: float | None = None  # overrides each scenario's observe.interval (0: off)
 
 
 @dataclass
@@ -213,6 +215,7 @@ class TestRun:
         self.cancelled = False
         self.startup_s: float | None = None
         self.load_start_ns: int | None = None
+        self.scraper: Scraper | None = None
         self.events = ev.EventLog(result_dir)
         self.log = _TestLog(result_dir / "test.log.txt", test.name)
 
@@ -259,6 +262,20 @@ class TestRun:
         self.startup_s = (t1 - t0) / 1e9
         self._event(ev.READY, t1, startup_s=self.startup_s)
         self.log.info("Deployment fault-tolerance-test is ready")
+        self._start_scraper()
+
+    def _start_scraper(self) -> None:
+        interval = self.options.scrape_interval
+        if interval is None:
+            interval = self.test.observe.interval
+        if interval > 0:
+            self.scraper = Scraper(
+                self.platform.scrape_targets,
+                self.result_dir,
+                interval=interval,
+                resources=self.test.observe.resources,
+            ).start()
+            self.log.info(f"Scraping /metrics of every pod every {interval:g}s")
 
     def _run_event(self, index: int, event: Event) -> None:
         started = time.time_ns()
@@ -451,6 +468,15 @@ class TestRun:
                 except Exception as exc:
                     self.log.error(f"fault verification: {exc}")
             self._verifiers.shutdown(wait=False, cancel_futures=True)
+            if self.scraper is not None:
+                try:
+                    self.scraper.stop()
+                    self.log.info(
+                        f"Scraped /metrics {self.scraper.scrapes} times "
+                        f"({self.scraper.failed} failed)"
+                    )
+                except Exception as exc:
+                    self.log.error(f"stopping the scraper: {exc}")
             try:
                 self.platform.collect_logs(self.result_dir)
             except Exception as exc:

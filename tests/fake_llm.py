@@ -19,6 +19,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -100,6 +101,11 @@ class FakeLLM:
             raise errors[0]
         return self
 
+    def fetch_metrics(self, timeout: float) -> bytes:
+        """GET /metrics over loopback, as a platform's scrape target does."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as response:
+            return response.read()
+
     def stop(self) -> None:
         if self._loop and self._thread and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._release.set)  # hung handlers end now
@@ -119,6 +125,7 @@ class FakeLLM:
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -130,6 +137,16 @@ class FakeLLM:
         return web.json_response(
             {"object": "list", "data": [{"id": self.behavior.model, "object": "model"}]}
         )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        # A Prometheus text exposition of what was served, for scraper tests.
+        by_status: dict[int, int] = {}
+        for s in list(self.served):
+            by_status[s.status] = by_status.get(s.status, 0) + 1
+        lines = ["# TYPE fake_requests_total counter"]
+        lines += [f'fake_requests_total{{status="{k}"}} {v}' for k, v in sorted(by_status.items())]
+        lines += ["# TYPE fake_up gauge", "fake_up 1", ""]
+        return web.Response(text="\n".join(lines), content_type="text/plain")
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "healthy"})

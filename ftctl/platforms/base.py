@@ -5,6 +5,7 @@ Everything above it — runner, clients, parsers, checks, reports — is platfor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +52,16 @@ class FaultRecord:
         return (self.pod_recovered_ns - self.t_ns) / 1e9
 
 
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One pod's Prometheus endpoint, as the platform reaches it (loopback or port-forward)."""
+
+    service: str
+    pod: str
+    fetch: Callable[[float], bytes]  # GET /metrics with a timeout in seconds; raises on failure
+    pid: int | None = None  # root of the pod's process tree, where this machine can see it
+
+
 class Platform(Protocol):
     """What the runner needs of a platform. All methods block; all raise PlatformError."""
 
@@ -87,6 +98,9 @@ class Platform(Protocol):
 
     def rolling_upgrade(self, services: list[str], timeout: float) -> None:
         """Restart the replicas of ``services`` one by one, waiting for each to be ready."""
+
+    def scrape_targets(self) -> list[ScrapeTarget]:
+        """The /metrics endpoint of every running pod of every service, now."""
 
     def collect_logs(self, dest: Path) -> None:
         """Write ``<Service>/<pod>.log`` / ``.previous.log`` / ``.metrics.log`` / ``.yaml``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import re
 import secrets
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from ftctl.errors import PlatformError
-from ftctl.platforms.base import FaultRecord, Pod
+from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
 from ftctl.platforms.kube.client import (
     DEFAULT_NAMESPACE,
     DGD_GROUP,
@@ -593,6 +594,22 @@ class KubernetesPlatform:
             if status_of(exc) in (400, 404):
                 return ""
             raise
+
+    def scrape_targets(self) -> list[ScrapeTarget]:
+        """Every current pod's /metrics, fetched through a port-forward of the API server."""
+        targets = []
+        for pod in self.pods():
+            port = FRONTEND_PORT if pod.role == "frontend" else WORKER_METRICS_PORT
+            targets.append(
+                ScrapeTarget(pod.service, pod.name, functools.partial(self._fetch, pod.name, port))
+            )
+        return targets
+
+    def _fetch(self, pod: str, port: int, timeout: float) -> bytes:
+        text = http_get_via_forward(
+            self.configuration, self.namespace, pod, port, "/metrics", timeout=timeout
+        )
+        return text.encode("utf-8")
 
     def _write_pod_files(self, folder: Path, name: str, service: str, suffix: str = "") -> None:
         pod = self._read_pod(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ftctl.errors import PlatformError
-from ftctl.platforms.base import FaultRecord, Pod
+from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
 from ftctl.platforms.proxy import TcpProxy
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor, proc_cmdline
 from ftctl.scenario.model import Deployment, Service, TestCase
@@ -81,6 +82,13 @@ def _http_get(port: int, path: str, timeout: float = _HTTP_TIMEOUT_S) -> tuple[i
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def _fetch_metrics(port: int, timeout: float) -> bytes:
+    status, body = _http_get(port, "/metrics", timeout=timeout)
+    if status != 200:
+        raise OSError(f"/metrics answered {status}")
+    return body
 
 
 def _get_json(port: int, path: str) -> dict | None:
@@ -665,6 +673,21 @@ class LocalPlatform:
                             f"ready within {timeout:.0f}s; last log lines:\n{_tail(new.log_path)}"
                         )
                     time.sleep(_POLL_S)
+
+    def scrape_targets(self) -> list[ScrapeTarget]:
+        """Every running replica's /metrics: the frontend's HTTP port, a worker's system port."""
+        sup = self.supervisor
+        if sup is None:
+            return []
+        targets = []
+        for r in sup.replicas():
+            ports = self._replica_ports(r)
+            port = ports.get("http") or ports.get("system")
+            if port and not r.deleted:
+                targets.append(
+                    ScrapeTarget(r.service, r.name, functools.partial(_fetch_metrics, port), r.pid)
+                )
+        return targets
 
     def _scrape_metrics(self, r: Replica, suffix: str = "") -> None:
         ports = self._replica_ports(r)

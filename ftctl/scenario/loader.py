@@ -20,6 +20,7 @@ from ftctl.scenario.model import (
     FailureType,
     LoadSpec,
     LocalOptions,
+    Observe,
     Service,
     ServiceOverride,
     Source,
@@ -509,6 +510,14 @@ def tests_from_document(
         if recovery_window <= 0:
             raise doc.error(["recovery_window"], "must be greater than 0")
 
+    observe = Observe()
+    with found.attempt():
+        spec = data.get("observe") or {}
+        observe = Observe(
+            interval=duration_at(doc, ["observe", "interval"], spec.get("interval", 1.0)),
+            resources=spec.get("resources", True),
+        )
+
     # Shorthand failures (same for every cell): validated once against the catalog.
     shorthand: list[tuple[FailureType, float, dict, list]] = []
     for i, item in enumerate(data.get("failures") or []):
@@ -585,6 +594,7 @@ def tests_from_document(
                             tags,
                             recovery_window,
                             bool(data.get("matrix")),
+                            observe,
                         )
                     )
     found.raise_if_any()
@@ -604,6 +614,7 @@ def _test_case(
     tags,
     recovery_window,
     has_matrix,
+    observe,
 ) -> TestCase:
     data, meta = doc.data, doc.data["metadata"]
     names = [f.name for f, *_ in items] if items else ["none"]
@@ -681,4 +692,5 @@ def _test_case(
         recovery_window=recovery_window,
         reports=tuple(data.get("reports", ("summary", "timeline"))),
         skip_reason=skip,
+        observe=observe,
     )

@@ -224,6 +224,14 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Observe:
+    """Server-side observation: how often every pod's /metrics is scraped (0: never)."""
+
+    interval: float = 1.0
+    resources: bool = True  # sample CPU and RSS of each pod's processes where visible
+
+
+@dataclass(frozen=True)
 class TestCase:
     """One expanded, runnable test: a scenario × matrix cell × failure."""
 
@@ -242,6 +250,7 @@ class TestCase:
     recovery_window: float = 10.0
     reports: tuple[str, ...] = ("summary", "timeline")
     skip_reason: str | None = None  # set when the failure cannot apply here
+    observe: Observe = Observe()
 
     __test__ = False  # not a pytest class
 

@@ -9,13 +9,14 @@ reports can be checked against the server's own record of what it answered.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from ftctl.errors import ExitStatus, PlatformError, UsageError
-from ftctl.platforms.base import FaultRecord, Pod
+from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
 from ftctl.runner import RunOptions, run_test
 from ftctl.scenario.model import (
     Check,
@@ -83,6 +84,11 @@ class ServerPlatform:
 
     def wait_for_recovery(self, timeout):
         pass
+
+    def scrape_targets(self):
+        if self.server is None:
+            return []
+        return [ScrapeTarget("Worker", "Worker-abcde", self.server.fetch_metrics, os.getpid())]
 
     def wait_for_log_pattern(self, service, pattern, timeout):
         return time.time_ns()
@@ -280,3 +286,27 @@ def test_the_run_report_keeps_the_previous_one_and_never_replaces_a_foreign_file
     with pytest.raises(UsageError, match="not a run report of ftctl"):
         write_run_report({"schema": "ftctl.run-report/v1"}, other)
     assert (other / "report.json").read_text() == '{"mine": true}'
+
+
+def test_every_pod_is_scraped_between_ready_and_teardown(tmp_path):
+    platform = ServerPlatform()
+    outcome = _run(tmp_path, platform, (Check(kind="fault_verified"),), requests=10)
+    events = {e["kind"]: e["t_ns"] for e in _events(outcome.result_dir)}
+    path = outcome.result_dir / "Worker" / "Worker-abcde.metrics.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines and all(line["ok"] for line in lines)
+    assert events["ready"] <= lines[0]["t_ns"] and lines[-1]["t_ns"] <= events["teardown"]
+    served = sum(1 for s in platform.server.served if s.path.endswith("completions"))
+    assert 0 <= lines[-1]["samples"].get('fake_requests_total{status="200"}', 0) <= served
+    resources = (outcome.result_dir / "Worker" / "Worker-abcde.resources.jsonl").read_text()
+    assert len(resources.splitlines()) == len(lines)
+
+
+def test_a_zero_scrape_interval_scrapes_nothing(tmp_path):
+    options = RunOptions(output_dir=tmp_path, verify_timeout=10, scrape_interval=0)
+    test = _test_case((Check(kind="fault_verified"),), requests=5)
+    outcome = run_test(
+        test, options, result_dir=tmp_path / test.name, platform_factory=lambda n: ServerPlatform()
+    )
+    assert outcome.status == ExitStatus.OK
+    assert not list(outcome.result_dir.glob("*/*.metrics.jsonl"))

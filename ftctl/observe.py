@@ -1,0 +1,166 @@
+"""Server-side observation during a run: every pod's /metrics and its process resources.
+
+From deploy-ready to teardown a background thread scrapes each pod the platform names, at a
+fixed interval, and appends one JSON line per scrape to ``<Service>/<pod>.metrics.jsonl``
+(and, where the pod's processes are visible here, ``.resources.jsonl``). A dead pod is a
+failed scrape line, never an exception; a replacement pod has a new name, hence its own file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ftctl.layout import METRICS_SUFFIX, RESOURCES_SUFFIX, pod_file
+from ftctl.platforms.base import ScrapeTarget
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 1.0
+_MAX_WORKERS = 8  # pods scraped in parallel, so one slow pod does not delay the others
+
+
+def parse_exposition(text: str) -> dict[str, float | None]:
+    """``{'name{label="v",...}': value}`` of a Prometheus text exposition.
+
+    Parsed by prometheus-client; ``_created`` samples (creation timestamps, not measurements)
+    are left out, and NaN or infinity is kept as None (JSON has neither).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, float | None] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            key = sample.name
+            if sample.labels:
+                inner = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                key = f"{key}{{{inner}}}"
+            value = float(sample.value)
+            samples[key] = value if math.isfinite(value) else None
+    return samples
+
+
+def sample_resources(pid: int) -> dict[str, Any]:
+    """CPU seconds, RSS and process count of the process tree rooted at ``pid``."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error as exc:
+        return {"ok": False, "error": f"process {pid}: {type(exc).__name__}"}
+    cpu_s, rss, alive = 0.0, 0, 0
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                times = proc.cpu_times()
+                cpu_s += times.user + times.system
+                rss += proc.memory_info().rss
+            alive += 1
+        except psutil.Error:
+            continue  # exited between the listing and the read
+    if not alive:
+        return {"ok": False, "error": f"process {pid}: gone"}
+    return {"ok": True, "cpu_s": round(cpu_s, 3), "rss_bytes": rss, "processes": alive}
+
+
+class Scraper:
+    """Scrapes the platform's targets every ``interval`` seconds until ``stop()``."""
+
+    def __init__(
+        self,
+        targets: Callable[[], list[ScrapeTarget]],
+        result_dir: Path,
+        *,
+        interval: float = DEFAULT_INTERVAL_S,
+        resources: bool = True,
+    ) -> None:
+        self._targets = targets
+        self._result_dir = Path(result_dir)
+        self.interval = interval
+        self._resources = resources
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._files: dict[Path, IO[bytes]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="scrape")
+        self.scrapes = 0
+        self.failed = 0
+
+    def start(self) -> Scraper:
+        self._thread = threading.Thread(target=self._loop, name="ftctl-scraper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after the scrape in progress; close the files. Idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 10)
+            self._thread = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+
+    def _loop(self) -> None:
+        start = time.monotonic()
+        tick = 0
+        while not self._stop.is_set():
+            try:
+                self.scrape_once()
+            except Exception as exc:  # the observer must never take the run down
+                log.warning("scrape: %s", exc)
+            # Fixed ticks from the start: a slow scrape skips ticks instead of drifting.
+            tick = max(tick + 1, int((time.monotonic() - start) / self.interval) + 1)
+            self._stop.wait(max(0.0, start + tick * self.interval - time.monotonic()))
+
+    def scrape_once(self) -> None:
+        """Scrape every current target once, in parallel, and append the lines."""
+        targets = self._targets()
+        timeout = max(0.5, min(self.interval * 0.9, 5.0))
+        results = list(self._pool.map(lambda t: self._scrape(t, timeout), targets))
+        for target, (metrics_line, resources_line) in zip(targets, results, strict=True):
+            self._append(target, METRICS_SUFFIX, metrics_line)
+            if resources_line is not None:
+                self._append(target, RESOURCES_SUFFIX, resources_line)
+
+    def _scrape(self, target: ScrapeTarget, timeout: float) -> tuple[dict, dict | None]:
+        t_ns = time.time_ns()
+        started = time.perf_counter()
+        try:
+            text = target.fetch(timeout).decode("utf-8", errors="replace")
+            samples = parse_exposition(text)
+            metrics = {
+                "t_ns": t_ns,
+                "ok": True,
+                "scrape_ms": round((time.perf_counter() - started) * 1000, 2),
+                "samples": samples,
+            }
+        except Exception as exc:  # refused, reset, timeout, not an exposition: a failed scrape
+            metrics = {"t_ns": t_ns, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        resources = None
+        if self._resources and target.pid is not None:
+            resources = {"t_ns": time.time_ns(), **sample_resources(target.pid)}
+        return metrics, resources
+
+    def _append(self, target: ScrapeTarget, suffix: str, line: dict) -> None:
+        path = pod_file(self._result_dir, target.service, target.pod, suffix)
+        fh = self._files.get(path)
+        if fh is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self._files[path] = path.open("ab")
+        fh.write(orjson.dumps(line) + b"\n")
+        fh.flush()
+        if suffix == METRICS_SUFFIX:
+            self.scrapes += 1
+            self.failed += not line["ok"]
