@@ -4,6 +4,11 @@ From deploy-ready to teardown a background thread scrapes each pod the platform 
 fixed interval, and appends one JSON line per scrape to ``<Service>/<pod>.metrics.jsonl``
 (and, where the pod's processes are visible here, ``.resources.jsonl``). A dead pod is a
 failed scrape line, never an exception; a replacement pod has a new name, hence its own file.
+
+A Dynamo frontend exposes ~700 samples (~80 KB) per scrape, so lines are deltas: a series is
+named once (``keys``: ``[[id, 'name{labels}'], ...]``), then each line carries only the values
+that changed (``values``: ``[[id, value], ...]``) and the series that vanished (``gone``).
+``ftctl.results.server.read_scrapes`` turns the lines back into full snapshots.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ class Scraper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._files: dict[Path, IO[bytes]] = {}
+        self._series: dict[Path, _SeriesState] = {}
         self._pool = ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="scrape")
         self.scrapes = 0
         self.failed = 0
@@ -159,8 +165,40 @@ class Scraper:
         if fh is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fh = self._files[path] = path.open("ab")
+        if "samples" in line:
+            line = self._series.setdefault(path, _SeriesState()).delta(line)
         fh.write(orjson.dumps(line) + b"\n")
         fh.flush()
         if suffix == METRICS_SUFFIX:
             self.scrapes += 1
             self.failed += not line["ok"]
+
+
+class _SeriesState:
+    """What one metrics file has said so far: series ids and their last values."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.last: dict[int, float | None] = {}
+
+    def delta(self, line: dict) -> dict:
+        samples: dict[str, float | None] = line.pop("samples")
+        new_keys, values, seen = [], [], set()
+        for key, value in samples.items():
+            sid = self.ids.get(key)
+            if sid is None:
+                sid = self.ids[key] = len(self.ids)
+                new_keys.append([sid, key])
+            seen.add(sid)
+            if sid not in self.last or self.last[sid] != value:
+                values.append([sid, value])
+                self.last[sid] = value
+        gone = [sid for sid in self.last if sid not in seen]
+        for sid in gone:
+            del self.last[sid]
+        out = {**line, "values": values}
+        if new_keys:
+            out["keys"] = new_keys
+        if gone:
+            out["gone"] = gone
+        return out

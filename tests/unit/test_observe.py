@@ -14,6 +14,7 @@ import pytest
 
 from ftctl.observe import Scraper, parse_exposition, sample_resources
 from ftctl.platforms.base import ScrapeTarget
+from ftctl.results.server import read_scrapes, read_server_series
 from tests.fake_llm import FakeLLM
 
 
@@ -53,11 +54,11 @@ def test_each_scrape_is_one_line_with_the_servers_counters(server, tmp_path):
             scraper.scrape_once()
     finally:
         scraper.stop()
-    lines = _lines(tmp_path / "Frontend" / "Frontend-0.metrics.jsonl")
-    assert [line["ok"] for line in lines] == [True, True, True]
-    assert [line["samples"]['fake_requests_total{status="200"}'] for line in lines] == [1, 2, 3]
-    assert all(line["samples"]["fake_up"] == 1 for line in lines)
-    stamps = [line["t_ns"] for line in lines]
+    scrapes = read_scrapes(tmp_path / "Frontend" / "Frontend-0.metrics.jsonl")
+    assert [s.ok for s in scrapes] == [True, True, True]
+    assert [s.samples['fake_requests_total{status="200"}'] for s in scrapes] == [1, 2, 3]
+    assert all(s.samples["fake_up"] == 1 for s in scrapes)
+    stamps = [s.t_ns for s in scrapes]
     assert stamps == sorted(stamps) and abs(stamps[0] - time.time_ns()) < 60e9  # epoch ns
     assert not (tmp_path / "Frontend" / "Frontend-0.resources.jsonl").exists()
 
@@ -68,10 +69,10 @@ def test_a_dead_pod_is_a_failed_scrape_not_a_crash(server, tmp_path):
     scraper = Scraper(lambda: [alive, dead], tmp_path, resources=False)
     scraper.scrape_once()
     scraper.stop()
-    (ok,) = _lines(tmp_path / "Worker" / "Worker-0.metrics.jsonl")
-    (failed,) = _lines(tmp_path / "Worker" / "Worker-1.metrics.jsonl")
-    assert ok["ok"] is True
-    assert failed["ok"] is False and "refused" in failed["error"].lower()
+    (ok,) = read_scrapes(tmp_path / "Worker" / "Worker-0.metrics.jsonl")
+    (failed,) = read_scrapes(tmp_path / "Worker" / "Worker-1.metrics.jsonl")
+    assert ok.ok is True and ok.samples["fake_up"] == 1
+    assert failed.ok is False and "refused" in failed.error.lower()
     assert (scraper.scrapes, scraper.failed) == (2, 1)
 
 
@@ -97,8 +98,8 @@ def test_not_an_exposition_is_a_failed_scrape(tmp_path):
     scraper = Scraper(lambda: [target], tmp_path, resources=False)
     scraper.scrape_once()
     scraper.stop()
-    (line,) = _lines(tmp_path / "Worker" / "Worker-0.metrics.jsonl")
-    assert line["ok"] is False and line["error"]
+    (scrape,) = read_scrapes(tmp_path / "Worker" / "Worker-0.metrics.jsonl")
+    assert scrape.ok is False and scrape.error
 
 
 def test_exposition_keeps_buckets_drops_created_and_nan():
@@ -153,10 +154,44 @@ def test_the_thread_scrapes_until_stopped_and_writes_resources(server, tmp_path)
     while scraper.scrapes < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     scraper.stop()
-    metrics = _lines(tmp_path / "Frontend" / "Frontend-0.metrics.jsonl")
+    metrics = read_scrapes(tmp_path / "Frontend" / "Frontend-0.metrics.jsonl")
     resources = _lines(tmp_path / "Frontend" / "Frontend-0.resources.jsonl")
     assert len(metrics) == scraper.scrapes >= 3
     assert len(resources) == len(metrics) and all(r["ok"] for r in resources)
     count = scraper.scrapes
     time.sleep(0.2)
     assert scraper.scrapes == count  # stopped means stopped
+
+
+def test_lines_carry_only_what_changed_and_read_back_whole(tmp_path):
+    expositions = iter(
+        [
+            b"a 1\nb 2\nc 3\n",
+            b"a 1\nb 5\nc 3\n",  # only b changed
+            b"a 1\nb 5\n",  # c vanished (a worker's series dropped by the frontend)
+            b"a 1\nb 5\nc 7\n",  # and came back
+        ]
+    )
+    target = ScrapeTarget("Frontend", "Frontend-0", lambda timeout: next(expositions))
+    scraper = Scraper(lambda: [target], tmp_path, resources=False)
+    for _ in range(4):
+        scraper.scrape_once()
+    scraper.stop()
+    path = tmp_path / "Frontend" / "Frontend-0.metrics.jsonl"
+    raw = _lines(path)
+    assert [len(line["values"]) for line in raw] == [3, 1, 0, 1]
+    assert "keys" in raw[0] and all("keys" not in line for line in raw[1:])
+    assert raw[2]["gone"] == [2]
+    assert [s.samples for s in read_scrapes(path)] == [
+        {"a": 1, "b": 2, "c": 3},
+        {"a": 1, "b": 5, "c": 3},
+        {"a": 1, "b": 5},
+        {"a": 1, "b": 5, "c": 7},
+    ]
+    (pod,) = read_server_series(tmp_path)
+    assert (pod.service, pod.pod, len(pod.scrapes), pod.resources) == (
+        "Frontend",
+        "Frontend-0",
+        4,
+        [],
+    )

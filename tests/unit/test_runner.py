@@ -293,11 +293,13 @@ def test_every_pod_is_scraped_between_ready_and_teardown(tmp_path):
     outcome = _run(tmp_path, platform, (Check(kind="fault_verified"),), requests=10)
     events = {e["kind"]: e["t_ns"] for e in _events(outcome.result_dir)}
     path = outcome.result_dir / "Worker" / "Worker-abcde.metrics.jsonl"
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines and all(line["ok"] for line in lines)
-    assert events["ready"] <= lines[0]["t_ns"] and lines[-1]["t_ns"] <= events["teardown"]
+    from ftctl.results.server import read_scrapes
+
+    lines = read_scrapes(path)
+    assert lines and all(line.ok for line in lines)
+    assert events["ready"] <= lines[0].t_ns and lines[-1].t_ns <= events["teardown"]
     served = sum(1 for s in platform.server.served if s.path.endswith("completions"))
-    assert 0 <= lines[-1]["samples"].get('fake_requests_total{status="200"}', 0) <= served
+    assert 0 <= lines[-1].samples.get('fake_requests_total{status="200"}', 0) <= served
     resources = (outcome.result_dir / "Worker" / "Worker-abcde.resources.jsonl").read_text()
     assert len(resources.splitlines()) == len(lines)
 
