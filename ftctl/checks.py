@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ftctl.checks_server import SERVER_KINDS, ServerContext, evaluate_server
 from ftctl.errors import ExitStatus
 from ftctl.scenario.model import Check
 
@@ -34,7 +35,9 @@ class CheckResult:
         """A short readable name, e.g. ``success_rate[after]>=0.9``."""
         c = self.check
         parts = [c.kind]
-        if c.kind in ("success_rate", "latency"):
+        if c.metric:
+            parts.append(f":{c.agg or 'max'}({c.metric})")
+        if c.kind in ("success_rate", "latency", "metric"):
             parts.append(f"[{c.phase}]")
         if c.stat:
             parts.append(f".{c.stat}")
@@ -44,8 +47,10 @@ class CheckResult:
             parts.append(f">={c.min:g}")
         if c.max is not None:
             parts.append(f"<={c.max:g}")
-        if c.service:
+        if c.service and c.pattern:
             parts.append(f"({c.service}: {c.pattern})")
+        elif c.service:
+            parts.append(f"({c.service})")
         return "".join(parts)
 
 
@@ -116,6 +121,7 @@ def evaluate(
     faults: FaultSummary,
     expects_fault: bool,
     result_dir: Path,
+    events: list[dict[str, Any]] | None = None,
 ) -> list[CheckResult]:
     """Evaluate ``checks`` against parsed metrics.
 
@@ -126,10 +132,17 @@ def evaluate(
         was_cancelled: whether a load was cut short (stopped or timed out).
         faults: stage-1 evidence from events.jsonl.
         expects_fault: the test injects a process/pod fault.
-        result_dir: where service logs live (``<Service>/<pod>.log``).
+        result_dir: where service logs and series live (``<Service>/<pod>.log``, ``.metrics.jsonl``).
+        events: events.jsonl records (fault times and targets for server-side checks).
     """
     results: list[CheckResult] = []
+    server: ServerContext | None = None
     for check in checks:
+        if check.kind in SERVER_KINDS:
+            if server is None:
+                server = ServerContext.read(result_dir, events or [], overall)
+            results.append(CheckResult(check, *evaluate_server(check, server)))
+            continue
         metrics = overall if check.load is None else loads.get(check.load)
         if metrics is None and check.kind not in (
             "fault_verified",

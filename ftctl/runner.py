@@ -560,6 +560,7 @@ def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelle
         faults=faults,
         expects_fault=expects_fault,
         result_dir=outcome.result_dir,
+        events=events,
     )
     outcome.status = verdict(outcome.checks)
 

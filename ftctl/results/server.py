@@ -81,3 +81,90 @@ def read_server_series(result_dir: Path) -> list[PodSeries]:
             else:
                 series.resources = _json_lines(path)
     return [pods[k] for k in sorted(pods)]
+
+
+# -- series arithmetic for checks and reports ---------------------------------------------------
+
+Point = tuple[int, float]  # (t_ns, value)
+
+
+def _labels_of(key: str) -> tuple[str, dict[str, str]]:
+    name, brace, rest = key.partition("{")
+    if not brace:
+        return name, {}
+    labels = {}
+    for part in _split_labels(rest.rstrip("}")):
+        k, _, v = part.partition("=")
+        labels[k] = v.strip('"')
+    return name, labels
+
+
+def _split_labels(text: str) -> list[str]:
+    # Label values may hold commas inside quotes; split only outside them.
+    parts, current, quoted = [], [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if current:
+        parts.append("".join(current))
+    return parts
+
+
+def matches(key: str, name: str, labels: dict[str, str] | None = None) -> bool:
+    """Whether sample ``key`` is metric ``name`` carrying every label of ``labels``."""
+    if not key.startswith(name) or (len(key) > len(name) and key[len(name)] != "{"):
+        return False
+    if not labels:
+        return True
+    have = _labels_of(key)[1]
+    return all(have.get(k) == str(v) for k, v in labels.items())
+
+
+def pod_points(pod: PodSeries, name: str, labels: dict[str, str] | None = None) -> list[Point]:
+    """(t_ns, sum of the matching samples) for each answered scrape that exposes the metric."""
+    points = []
+    for scrape in pod.scrapes:
+        if not scrape.ok:
+            continue
+        values = [
+            v for k, v in scrape.samples.items() if v is not None and matches(k, name, labels)
+        ]
+        if values:
+            points.append((scrape.t_ns, float(sum(values))))
+    return points
+
+
+def increase(points: list[Point]) -> float:
+    """A counter's increase over ``points``; a drop is a reset (a restart), counted from 0."""
+    total = 0.0
+    for (_, a), (_, b) in zip(points, points[1:], strict=False):
+        total += b - a if b >= a else b
+    return total
+
+
+def window(points: list[Point], start_ns: int | None, end_ns: int | None) -> list[Point]:
+    """The points with start <= t < end (None: unbounded)."""
+    return [
+        p
+        for p in points
+        if (start_ns is None or p[0] >= start_ns) and (end_ns is None or p[0] < end_ns)
+    ]
+
+
+def slope_per_minute(points: list[Point]) -> float | None:
+    """Least-squares slope of ``points`` in value units per minute (None below 2 points)."""
+    if len(points) < 2:
+        return None
+    t0 = points[0][0]
+    xs = [(t - t0) / 60e9 for t, _ in points]
+    ys = [v for _, v in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mean_x) ** 2 for x in xs)
+    if var == 0:
+        return None
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var

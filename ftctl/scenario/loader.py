@@ -36,6 +36,13 @@ FAULT_KINDS = ("terminate_process", "delete_pod")
 # Upstream legacy-client defaults differ from aiperf's (REFERENCE §3).
 LEGACY_DEFAULTS = {"requests_per_client": 100, "retries": 1, "request_rate": 1.0}
 TEMPLATE_FIELDS = ("name", "backend", "topology", "tp", "dp", "failure")
+SERVER_CHECKS = ("worker_removed_after_fault", "queue_drains_after_fault", "no_throughput_collapse")
+DURATION_CHECKS = (
+    "recovery_time",
+    "latency",
+    "worker_removed_after_fault",
+    "queue_drains_after_fault",
+)
 # A test name becomes a folder under --output-dir: one path component, never hidden or "..".
 TEST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 TEST_NAME_MAX = 200
@@ -410,8 +417,11 @@ def _checks(
             service = spec.get("service")
             if service is not None:
                 service = _resolve_services(doc, [*path, "service"], [service], dep)[0]
+            elif spec["kind"] in SERVER_CHECKS:
+                # The frontend is where routing, queues and throughput are seen.
+                service = next((s.name for s in dep.services if s.role == "frontend"), None)
             mx = spec.get("max")
-            if mx is not None and spec["kind"] in ("recovery_time", "latency"):
+            if mx is not None and spec["kind"] in DURATION_CHECKS:
                 mx = duration_at(doc, [*path, "max"], mx)
             elif isinstance(mx, str):
                 raise doc.error([*path, "max"], f"{mx!r} is not a number")
@@ -426,6 +436,10 @@ def _checks(
                     stat=spec.get("stat"),
                     service=service,
                     pattern=spec.get("pattern"),
+                    metric=spec.get("name"),
+                    labels=tuple(sorted((k, str(v)) for k, v in spec.get("labels", {}).items())),
+                    agg=spec.get("agg"),
+                    min_samples=spec.get("min_samples", 2),
                 )
             )
     else:

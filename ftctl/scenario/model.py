@@ -192,6 +192,12 @@ class Check:
         "service_log_contains",
         "service_log_not_contains",
         "fault_verified",
+        "metric",
+        "worker_removed_after_fault",
+        "queue_drains_after_fault",
+        "no_throughput_collapse",
+        "memory_growth",
+        "no_engine_restart",
     ]
     load: str | None = None
     min: float | None = None
@@ -202,6 +208,10 @@ class Check:
     service: str | None = None
     pattern: str | None = None
     source: str = "scenario"  # scenario | profile:<name> | stage1
+    metric: str | None = None  # server-side checks: the Prometheus metric
+    labels: tuple[tuple[str, str], ...] = ()  # ... restricted to samples with these labels
+    agg: str | None = None  # max | min | mean | last | increase | rate
+    min_samples: int = 2  # fewer scrapes in the window: inconclusive, never a pass
 
 
 @dataclass(frozen=True)
