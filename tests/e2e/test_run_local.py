@@ -259,3 +259,73 @@ def test_sigint_at_random_moments_cleans_up_and_exits_130(tmp_path):
             )
             assert parsed.returncode in (0, 2), parsed.stderr
             assert "Traceback" not in parsed.stderr
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_server_metrics_scenario_judges_real_series_pass_fail_and_inconclusive(tmp_path):
+    from ftctl import events as ev
+    from ftctl.checks import FaultSummary, evaluate, verdict
+    from ftctl.errors import ExitStatus
+    from ftctl.results import parse_result_dir
+    from ftctl.results.server import read_server_series
+    from ftctl.scenario.model import Check
+
+    out = tmp_path / "out"
+    proc = _run(REPO / "scenario_files/local/agg-server-metrics.yaml", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = _report(out)
+    assert {c["kind"]: c["status"] for c in report["checks"]} == {
+        "fault_verified": "passed",
+        "success_rate": "passed",
+        "worker_removed_after_fault": "passed",
+        "queue_drains_after_fault": "passed",
+        "no_throughput_collapse": "passed",
+        "metric": "passed",
+        "no_engine_restart": "passed",
+    }
+    result_dir = out / report["test"]
+    events, _ = ev.read_events(result_dir / ev.EVENTS_FILE)
+    fault = next(e for e in events if e["kind"] == "fault_injected")
+    pods = {p.pod: p for p in read_server_series(result_dir)}
+    # The killed worker's own scrapes fail while it is down; the other worker never fails.
+    killed = pods[fault["pod"]]
+    assert any(not s.ok and s.t_ns > fault["t_ns"] for s in killed.scrapes)
+    others = [p for p in pods.values() if p.service == "VllmDecodeWorker" and p is not killed]
+    assert others and all(s.ok for s in others[0].scrapes)
+    # The frontend's counter of served requests only grows, and every pod sampled resources.
+    (frontend,) = [p for p in pods.values() if p.service == "Frontend"]
+    served = [
+        sum(v for k, v in s.samples.items() if k.startswith("dynamo_frontend_requests_total"))
+        for s in frontend.scrapes
+        if s.ok
+    ]
+    assert served == sorted(served) and served[-1] > served[0]
+    assert all(p.resources for p in pods.values())
+    # The same real series, judged by a check that must fail and one that cannot be judged.
+    overall = parse_result_dir(result_dir).overall
+    failing = Check(
+        kind="metric",
+        service="Frontend",
+        metric="dynamo_frontend_requests_total",
+        agg="increase",
+        phase="after",
+        max=1,
+    )
+    missing = Check(kind="metric", service="Frontend", metric="no_such_series", max=1)
+
+    def judged(*checks):
+        return evaluate(
+            checks,
+            loads={},
+            overall=overall,
+            was_cancelled=False,
+            faults=FaultSummary(),
+            expects_fault=True,
+            result_dir=result_dir,
+            events=events,
+        )
+
+    assert verdict(judged(failing)) == ExitStatus.CHECK_FAILED
+    assert verdict(judged(missing)) == ExitStatus.INCONCLUSIVE
