@@ -30,29 +30,93 @@ from ftctl.platforms.base import ScrapeTarget
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 1.0
-_MAX_WORKERS = 8  # pods scraped in parallel, so one slow pod does not delay the others
+_MAX_WORKERS = 4  # pods scraped in parallel, so one slow pod does not delay the others
 
 
-def parse_exposition(text: str) -> dict[str, float | None]:
+def parse_exposition(text: str, cache: dict[str, str] | None = None) -> dict[str, float | None]:
     """``{'name{label="v",...}': value}`` of a Prometheus text exposition.
 
     Parsed by prometheus-client; ``_created`` samples (creation timestamps, not measurements)
     are left out, and NaN or infinity is kept as None (JSON has neither).
+
+    With ``cache`` (kept between scrapes of one pod), a series prometheus-client has already
+    parsed is recognised by its exact text (``name{labels}``) and only its value is converted:
+    the pure-Python parser costs ~30 us a sample, a frontend has ~700, most change each scrape.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
+    known = cache if cache is not None else {}
     samples: dict[str, float | None] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith("_created"):
+    fresh: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        if "_created" in line and _metric_name(line).endswith("_created"):
+            continue
+        brace = line.rfind("}")
+        series, value_text = (
+            (line[: brace + 1], line[brace + 1 :]) if brace != -1 else line.partition(" ")[::2]
+        )
+        key = known.get(series)
+        if key is not None:
+            try:
+                value = float(value_text)  # "+Inf", "NaN" included; a timestamp is not
+            except ValueError:
+                fresh.append(line)
                 continue
-            key = sample.name
-            if sample.labels:
-                inner = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                key = f"{key}{{{inner}}}"
-            value = float(sample.value)
             samples[key] = value if math.isfinite(value) else None
+            seen.add(series)
+        else:
+            fresh.append(line)
+    if fresh:
+        parsed = [
+            sample
+            for family in text_string_to_metric_families("\n".join(fresh) + "\n")
+            for sample in family.samples
+        ]
+        if len(parsed) != len(fresh):  # not one sample per line: parse the text whole
+            return _parse_whole(text)
+        for line, sample in zip(fresh, parsed, strict=True):
+            key, value = _entry(sample)
+            samples[key] = value
+            brace = line.rfind("}")
+            series = line[: brace + 1] if brace != -1 else line.partition(" ")[0]
+            known[series] = key
+            seen.add(series)
+    if cache is not None and len(cache) > len(seen):  # forget what the pod no longer exposes
+        for series in set(cache) - seen:
+            del cache[series]
     return samples
+
+
+def _metric_name(line: str) -> str:
+    end = len(line)
+    for sep in ("{", " "):
+        i = line.find(sep)
+        if i != -1:
+            end = min(end, i)
+    return line[:end]
+
+
+def _entry(sample) -> tuple[str, float | None]:
+    key = sample.name
+    if sample.labels:
+        inner = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+        key = f"{key}{{{inner}}}"
+    value = float(sample.value)
+    return key, value if math.isfinite(value) else None
+
+
+def _parse_whole(text: str) -> dict[str, float | None]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return dict(
+        _entry(sample)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    )
 
 
 def sample_resources(pid: int) -> dict[str, Any]:
@@ -98,6 +162,7 @@ class Scraper:
         self._thread: threading.Thread | None = None
         self._files: dict[Path, IO[bytes]] = {}
         self._series: dict[Path, _SeriesState] = {}
+        self._line_cache: dict[tuple[str, str], dict[str, str]] = {}
         self._pool = ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="scrape")
         self.scrapes = 0
         self.failed = 0
@@ -145,7 +210,8 @@ class Scraper:
         started = time.perf_counter()
         try:
             text = target.fetch(timeout).decode("utf-8", errors="replace")
-            samples = parse_exposition(text)
+            cache = self._line_cache.setdefault((target.service, target.pod), {})
+            samples = parse_exposition(text, cache)
             metrics = {
                 "t_ns": t_ns,
                 "ok": True,

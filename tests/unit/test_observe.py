@@ -195,3 +195,17 @@ def test_lines_carry_only_what_changed_and_read_back_whole(tmp_path):
         4,
         [],
     )
+
+
+def test_parsing_only_changed_lines_gives_what_a_whole_parse_gives():
+    real = (
+        Path(__file__).resolve().parents[2] / "bench/data/dynamo-frontend-metrics.txt"
+    ).read_text()
+    lines = [line for line in real.splitlines() if line and not line.startswith("#")]
+    # Every third value changes between scrapes, and one series vanishes.
+    changed = [line if i % 3 else line.rsplit(" ", 1)[0] + " 7" for i, line in enumerate(lines[1:])]
+    cache: dict = {}
+    assert parse_exposition(real, cache) == parse_exposition(real)
+    second = "\n".join(changed) + "\n"
+    assert parse_exposition(second, cache) == parse_exposition(second)
+    assert len(cache) == len(changed)  # the vanished line is forgotten
