@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ftctl.results.files import numbered_entries
+from ftctl.results.files import numbered_entries, read_regular
 
 SUMMARY_FILE = "profile_export_aiperf.json"
 RECORDS_FILE = "profile_export.jsonl"
@@ -32,7 +32,7 @@ def attempt_dirs(client_dir: Path) -> list[tuple[int, Path]]:
 
 def _load_json(path: Path) -> Any:
     try:
-        return orjson.loads(path.read_bytes())
+        return orjson.loads(read_regular(path))
     except (OSError, ValueError):
         return None
 
@@ -107,7 +107,7 @@ def _jsonl_counts(path: Path) -> tuple[int, int] | None:
     from ftctl.results.fast import aiperf_columns
 
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except OSError:
         return None
     columns = aiperf_columns(raw)
@@ -236,7 +236,7 @@ def read_records(path: Path, client: int, warnings: list[str]):
     from ftctl.results.model import RequestTable
 
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -315,6 +315,7 @@ def _choose_and_read(client: int, client_dir: Path, warnings: list[str]):
     if not attempts:
         choice.warnings.append(f"{client_dir}: no attempt_* directory")
         return choice, None
+    latest: list[str] = []  # why the latest attempt was unreadable, if no attempt is
     for number, path in reversed(attempts):
         local: list[str] = []
         table = read_records(path / RECORDS_FILE, client, local)
@@ -324,6 +325,8 @@ def _choose_and_read(client: int, client_dir: Path, warnings: list[str]):
         else:
             table = None
             counts = summary_counts(_load_json(path / SUMMARY_FILE))
+        if number == attempts[-1][0]:
+            latest = local
         if counts and (counts[0] or counts[1]):
             warnings.extend(local)
             choice.attempt, choice.attempt_dir = number, path
@@ -336,6 +339,7 @@ def _choose_and_read(client: int, client_dir: Path, warnings: list[str]):
             return choice, table
     number, path = attempts[-1]
     choice.attempt, choice.attempt_dir = number, path
+    warnings.extend(latest)
     choice.warnings.append(f"{client_dir}: no attempt has readable results")
     return choice, None
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ftctl.results.files import numbered_entries
+from ftctl.results.files import numbered_entries, read_regular
 from ftctl.results.model import RequestTable
 
 CLIENT_FILE = re.compile(r"^client_(\d+)\.log\.txt$")
@@ -128,7 +128,7 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
 
     warn = _Warn(path, warnings)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except OSError as exc:
         warnings.append(f"{path}: cannot read ({exc.strerror})")
         return RequestTable.empty(), False

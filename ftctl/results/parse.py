@@ -10,6 +10,7 @@ from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFI
 from ftctl.events import read_events as _read_events
 from ftctl.results import aiperf, upstream
 from ftctl.results.detect import detect_kind, load_dirs
+from ftctl.results.files import is_regular
 from ftctl.results.legacy import read_legacy_dir, valid_ns
 from ftctl.results.metrics import load_metrics
 from ftctl.results.model import (
@@ -73,7 +74,11 @@ def split_name(directory_name: str) -> tuple[str, str | None, str | None]:
 
 def _events(test_dir: Path, result: TestResult) -> None:
     """Fault times, startup and pod recovery from ftctl's events.jsonl (epoch ns)."""
-    events, warnings = _read_events(test_dir / EVENTS_FILE)
+    path = test_dir / EVENTS_FILE
+    if not is_regular(path):  # a FIFO would block the read forever
+        result.warnings.append(f"{path}: not a regular file; skipped")
+        return
+    events, warnings = _read_events(path)
     result.warnings.extend(warnings)
     events = [e for e in events if valid_ns(e["t_ns"])]
     first: dict[str, int] = {}
