@@ -51,6 +51,12 @@ def _emit(text: str) -> None:
         sys.stdout.flush()
 
 
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(f"ftctl: warning: {line}\n")
+    sys.stderr.flush()
+
+
 @app.command()
 def validate(
     files: Annotated[
@@ -146,7 +152,10 @@ def parse(
     """Parse result directories (ftctl, upstream legacy or aiperf) into tables."""
     from ftctl.results.command import parse_command
 
-    text, status = parse_command(dirs, force_parser=force_parser, info=info, fmt=fmt, sla=sla)
+    text, status, notes = parse_command(
+        dirs, force_parser=force_parser, info=info, fmt=fmt, sla=sla
+    )
+    _warn(notes)
     _emit(text)
     raise typer.Exit(int(status))
 
@@ -357,7 +366,9 @@ def report(
     """Markdown report (tables and checks) and a timeline plot of a result directory."""
     from ftctl.reports.compare import report_command
 
-    _emit(report_command(directory, plot=plot, markdown=markdown))
+    text, notes = report_command(directory, plot=plot, markdown=markdown)
+    _warn(notes)
+    _emit(text)
 
 
 @app.command()
@@ -369,7 +380,9 @@ def compare(
     """Deltas of recovery time, success rates and latencies between two runs."""
     from ftctl.reports.compare import compare_command
 
-    _emit(compare_command(dir_a, dir_b, fmt))
+    text, notes = compare_command(dir_a, dir_b, fmt)
+    _warn(notes)
+    _emit(text)
 
 
 @app.command()

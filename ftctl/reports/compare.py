@@ -20,6 +20,12 @@ def _parse_all(path: Path) -> dict[str, Any]:
     return {d.name: parse_result_dir(d) for d in dirs}
 
 
+def _notes(results: list[Any]) -> list[str]:
+    from ftctl.results.sanity import excluded_notes
+
+    return excluded_notes(results)
+
+
 def _metric_rows(result: Any) -> dict[str, float | None]:
     overall = result.overall
     rec = overall.recovery
@@ -37,6 +43,7 @@ def _metric_rows(result: Any) -> dict[str, float | None]:
         "throughput_rps": overall.throughput_rps,
         "startup_s": result.startup_s,
         "pod_recovery_s": result.pod_recovery_s,
+        "excluded_records": float(result.excluded_records),
     }
 
 
@@ -44,8 +51,11 @@ def _fmt(value: float | None) -> str:
     return "N/A" if value is None else f"{value:.4g}"
 
 
-def compare_command(dir_a: Path, dir_b: Path, fmt: str = "fancy") -> str:
-    """Side by side: per test present in both, each metric of A, of B, and B − A."""
+def compare_command(dir_a: Path, dir_b: Path, fmt: str = "fancy") -> tuple[str, list[str]]:
+    """Side by side: per test present in both, each metric of A, of B, and B − A.
+
+    Returns (text, notes): notes are the warnings for stderr (impossible records excluded).
+    """
     runs_a, runs_b = _parse_all(dir_a), _parse_all(dir_b)
     common = sorted(set(runs_a) & set(runs_b))
     if not common and len(runs_a) == 1 and len(runs_b) == 1:
@@ -77,13 +87,16 @@ def compare_command(dir_a: Path, dir_b: Path, fmt: str = "fancy") -> str:
     only = sorted(set(runs_a) ^ set(runs_b)) if common != [None] else []
     if only and fmt != "json":
         blocks.append("only in one run: " + ", ".join(only))
-    return "\n\n".join(blocks)
+    return "\n\n".join(blocks), _notes([*runs_a.values(), *runs_b.values()])
 
 
 def report_command(
     directory: Path, *, plot: Path | None = None, markdown: Path | None = None
-) -> str:
-    """Markdown report of a result dir (tables + checks from report.json) and an optional plot."""
+) -> tuple[str, list[str]]:
+    """Markdown report of a result dir (tables + checks from report.json) and an optional plot.
+
+    Returns (text, notes): notes are the warnings for stderr (impossible records excluded).
+    """
     from ftctl.reports.tables import render_text
 
     results = list(_parse_all(directory).values())
@@ -119,4 +132,4 @@ def report_command(
                 target = plot.with_name(f"{plot.stem}-{result.name}{plot.suffix}")
                 plot_timeline(result, target)
                 written.append(f"wrote {target}")
-    return "\n".join(written) if written else text
+    return ("\n".join(written) if written else text), _notes(results)
