@@ -364,8 +364,11 @@ def report(
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown.")] = None,
 ) -> None:
     """Markdown report (tables and checks) and a timeline plot of a result directory."""
+    from ftctl.errors import UsageError
     from ftctl.reports.compare import report_command
 
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: the timeline is a PNG; give a file name ending in .png")
     text, notes = report_command(directory, plot=plot, markdown=markdown)
     _warn(notes)
     _emit(text)
@@ -378,8 +381,11 @@ def compare(
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json")] = "fancy",
 ) -> None:
     """Deltas of recovery time, success rates and latencies between two runs."""
-    from ftctl.reports.compare import compare_command
+    from ftctl.errors import UsageError
+    from ftctl.reports.compare import FORMATS, compare_command
 
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     text, notes = compare_command(dir_a, dir_b, fmt)
     _warn(notes)
     _emit(text)
