@@ -68,6 +68,12 @@ def _emit(text: str) -> None:
         sys.stdout.flush()
 
 
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(f"ftctl: warning: {line}\n")
+    sys.stderr.flush()
+
+
 @app.command()
 def validate(
     files: Annotated[
@@ -166,7 +172,10 @@ def parse(
     """Parse result directories (ftctl, upstream legacy or aiperf) into tables."""
     from ftctl.results.command import parse_command
 
-    text, status = parse_command(dirs, force_parser=force_parser, info=info, fmt=fmt, sla=sla)
+    text, status, notes = parse_command(
+        dirs, force_parser=force_parser, info=info, fmt=fmt, sla=sla
+    )
+    _warn(notes)
     _emit(text)
     raise typer.Exit(int(status))
 
@@ -390,9 +399,14 @@ def report(
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown.")] = None,
 ) -> None:
     """Markdown report (tables and checks) and a timeline plot of a result directory."""
+    from ftctl.errors import UsageError
     from ftctl.reports.compare import report_command
 
-    _emit(report_command(directory, plot=plot, markdown=markdown))
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: the timeline is a PNG; give a file name ending in .png")
+    text, notes = report_command(directory, plot=plot, markdown=markdown)
+    _warn(notes)
+    _emit(text)
 
 
 @app.command()
@@ -402,9 +416,14 @@ def compare(
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json")] = "fancy",
 ) -> None:
     """Deltas of recovery time, success rates and latencies between two runs."""
-    from ftctl.reports.compare import compare_command
+    from ftctl.errors import UsageError
+    from ftctl.reports.compare import FORMATS, compare_command
 
-    _emit(compare_command(dir_a, dir_b, fmt))
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    text, notes = compare_command(dir_a, dir_b, fmt)
+    _warn(notes)
+    _emit(text)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ftctl.results.files import numbered_entries
+from ftctl.results.files import numbered_entries, read_regular
 
 SUMMARY_FILE = "profile_export_aiperf.json"
 RECORDS_FILE = "profile_export.jsonl"
@@ -32,7 +32,7 @@ def attempt_dirs(client_dir: Path) -> list[tuple[int, Path]]:
 
 def _load_json(path: Path) -> Any:
     try:
-        return orjson.loads(path.read_bytes())
+        return orjson.loads(read_regular(path))
     except (OSError, ValueError):
         return None
 
@@ -107,7 +107,7 @@ def _jsonl_counts(path: Path) -> tuple[int, int] | None:
     from ftctl.results.fast import aiperf_columns
 
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except OSError:
         return None
     columns = aiperf_columns(raw)
@@ -222,21 +222,25 @@ def summary_seconds(summary: dict[str, Any], name: str, stat: str) -> float | No
     return float(value) * factor
 
 
-def read_records(path: Path, client: int, warnings: list[str]):
+def read_records(
+    path: Path, client: int, warnings: list[str], span_ns: tuple[int, int] | None = None
+):
     """Per-request rows of ``profile_export.jsonl`` as a RequestTable; None when absent.
 
     start/end = metadata.request_start_ns / request_end_ns (epoch ns); ok = no ``error`` and
     not ``was_cancelled``; latency = metrics.request_latency (else end − start); TTFT and ITL
-    from metrics.time_to_first_token / inter_token_latency. Warmup records are left out.
+    from metrics.time_to_first_token / inter_token_latency. Warmup records are left out, and so
+    are impossible ones (``ftctl.results.sanity``; ``span_ns``: the run's span).
     """
     import numpy as np
 
     from ftctl.results.fast import aiperf_columns
     from ftctl.results.legacy import _Warn, checked_table, valid_ns
     from ftctl.results.model import RequestTable
+    from ftctl.results.sanity import screen
 
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -257,7 +261,7 @@ def read_records(path: Path, client: int, warnings: list[str]):
             warn,
         )
         warn.close()
-        return table
+        return screen(table, path, warnings, span_ns)
     starts: list[int] = []
     ends: list[int] = []
     oks: list[bool] = []
@@ -290,9 +294,6 @@ def read_records(path: Path, client: int, warnings: list[str]):
         metrics = record.get("metrics")
         if not isinstance(metrics, dict):
             metrics = {}
-        if end < start:
-            warnings.append(f"{path}:{index + 1}: end before start; latency clamped to 0")
-            end = start
         starts.append(start)
         ends.append(end)
         oks.append(not record.get("error") and not metadata.get("was_cancelled"))
@@ -305,26 +306,36 @@ def read_records(path: Path, client: int, warnings: list[str]):
         warnings.append(f"{path}: {bad - 5} more unreadable records")
     if any(length is not None for length in lengths):  # see record_succeeded
         oks = [ok and bool(length and length > 0) for ok, length in zip(oks, lengths, strict=True)]
-    return RequestTable.from_lists(client, starts, ends, oks, lats, ttfts, itls)
+    table = RequestTable.from_lists(client, starts, ends, oks, lats, ttfts, itls)
+    return screen(table, path, warnings, span_ns)
 
 
-def _choose_and_read(client: int, client_dir: Path, warnings: list[str]):
-    """choose_attempt's rule, reading each candidate's records once: (choice, table | None)."""
+def _choose_and_read(
+    client: int, client_dir: Path, warnings: list[str], span_ns: tuple[int, int] | None = None
+):
+    """choose_attempt's rule, reading each candidate's records once: (choice, table | None).
+
+    An attempt whose every record was impossible still had output: it is chosen, with no rows.
+    """
     attempts = attempt_dirs(client_dir)
     choice = AttemptChoice(client, client_dir, None, None, len(attempts))
     if not attempts:
         choice.warnings.append(f"{client_dir}: no attempt_* directory")
         return choice, None
+    latest: list[str] = []  # why the latest attempt was unreadable, if no attempt is
     for number, path in reversed(attempts):
         local: list[str] = []
-        table = read_records(path / RECORDS_FILE, client, local)
-        if table is not None and len(table):
+        table = read_records(path / RECORDS_FILE, client, local, span_ns)
+        had_records = table is not None and bool(len(table) or table.excluded)
+        if had_records:
             ok = int(table.ok.sum())
             counts: tuple[int, int] | None = (ok, len(table) - ok)
         else:
             table = None
             counts = summary_counts(_load_json(path / SUMMARY_FILE))
-        if counts and (counts[0] or counts[1]):
+        if number == attempts[-1][0]:
+            latest = local
+        if had_records or (counts and (counts[0] or counts[1])):
             warnings.extend(local)
             choice.attempt, choice.attempt_dir = number, path
             choice.ok, choice.failed = counts
@@ -336,13 +347,14 @@ def _choose_and_read(client: int, client_dir: Path, warnings: list[str]):
             return choice, table
     number, path = attempts[-1]
     choice.attempt, choice.attempt_dir = number, path
+    warnings.extend(latest)
     choice.warnings.append(f"{client_dir}: no attempt has readable results")
     return choice, None
 
 
-def _choose_and_read_one(client: int, client_dir: Path):
+def _choose_and_read_one(client: int, client_dir: Path, span_ns: tuple[int, int] | None):
     warnings: list[str] = []
-    choice, table = _choose_and_read(client, client_dir, warnings)
+    choice, table = _choose_and_read(client, client_dir, warnings, span_ns)
     return choice, table, warnings
 
 
@@ -365,7 +377,9 @@ class AiperfLoad:
     was_cancelled: bool
 
 
-def read_aiperf_dir(path: Path, warnings: list[str]) -> AiperfLoad:
+def read_aiperf_dir(
+    path: Path, warnings: list[str], span_ns: tuple[int, int] | None = None
+) -> AiperfLoad:
     """Every ``client_N`` of one load directory: pick each attempt, read records + summary."""
     from ftctl.results.model import RequestTable
 
@@ -377,7 +391,9 @@ def read_aiperf_dir(path: Path, warnings: list[str]) -> AiperfLoad:
 
     clients = client_dirs(path)
     sizes = [_records_size(client_dir) for _, client_dir in clients]
-    read = parallel_map(_choose_and_read_one, clients, sizes)
+    read = parallel_map(
+        _choose_and_read_one, [(client, d, span_ns) for client, d in clients], sizes
+    )
     for choice, table, read_warnings in read:
         warnings.extend(read_warnings)
         warnings.extend(choice.warnings)

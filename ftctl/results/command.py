@@ -12,7 +12,9 @@ Each test: ``name``, ``path``, ``kind`` ("legacy" | "aiperf"), ``warnings`` [str
 ``was_cancelled``, ``failure``, ``group``, ``pair_role`` ("overflow" | "recovery" | null),
 ``time_resolution_s`` (1.0 when times come from upstream ``time`` fields), ``has_test_log``,
 ``has_events``, ``utc_offset_s`` + ``utc_offset_source`` (upstream: host-local − UTC used to
-place test.log times), ``clients_with_records`` (aiperf), ``overall`` (all loads pooled) and ``loads``
+place test.log times), ``clients_with_records`` (aiperf), ``excluded_records`` (physically
+impossible records left out of every metric, see ftctl.results.sanity) + ``excluded`` [{path,
+count, reasons {reason: n}}] per file, ``overall`` (all loads pooled) and ``loads``
 {name: LoadMetrics}. LoadMetrics: ``name``, ``clients``, ``requests``, ``ok``, ``failed``,
 ``phases`` {before, during, after, overall, upstream_before, upstream_after: PhaseStats},
 ``recovery`` (null without a fault: ``recovery_time_s``, ``time_to_first_error_s``,
@@ -38,6 +40,7 @@ import orjson
 from ftctl.errors import ExitStatus, ParseError
 from ftctl.reports.tables import FORMATS, render_csv, render_text
 from ftctl.results.detect import PARSERS, describe, find_test_dirs
+from ftctl.results.sanity import excluded_notes
 
 SCHEMA = "ftctl.parse/v1"
 INFO_SCHEMA = "ftctl.parse-info/v1"
@@ -92,12 +95,13 @@ def parse_command(
     info: bool = False,
     fmt: str = "fancy",
     sla: float | None = None,
-) -> tuple[str, ExitStatus]:
-    """Parse (or with ``info`` describe) result directories; return (text, exit status).
+) -> tuple[str, ExitStatus, list[str]]:
+    """Parse (or with ``info`` describe) result directories; return (text, status, notes).
 
     Exit 0 when parsed, even with failed requests; ParseError (exit 2) on unreadable or
     undetectable input. A root holding many test directories is parsed as a whole; a test
-    directory that cannot be detected among many is reported as a warning.
+    directory that cannot be detected among many is reported as a warning. ``notes``: the
+    warnings the user must see whatever the format (impossible records excluded).
     """
     from ftctl.results import parse_result_dir
 
@@ -109,7 +113,7 @@ def parse_command(
         raise ParseError(f"--sla {sla}: must be a positive number of seconds")
     paths = _collect([Path(d) for d in dirs], force_parser)
     if info:
-        return _info_text(paths, force_parser, fmt), ExitStatus.OK
+        return _info_text(paths, force_parser, fmt), ExitStatus.OK, []
     results = []
     skipped: list[str] = []
     for path in paths:
@@ -121,15 +125,16 @@ def parse_command(
             skipped.append(exc.message)
     if not results:
         raise ParseError("; ".join(skipped))
+    notes = excluded_notes(results)
     if fmt == "json":
         payload = {"schema": SCHEMA, "tests": [r.to_json() for r in results]}
         if skipped:
             payload["skipped"] = skipped
         text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-        return text.decode(), ExitStatus.OK
+        return text.decode(), ExitStatus.OK, notes
     if fmt == "csv":
-        return render_csv(results), ExitStatus.OK
+        return render_csv(results), ExitStatus.OK, notes
     text = render_text(results, fmt, sla)
     if skipped:
         text += "\n\n" + "\n".join(f"warning: skipped {s}" for s in skipped)
-    return text, ExitStatus.OK
+    return text, ExitStatus.OK, notes

@@ -143,12 +143,19 @@ def _itl(value: float | list[float] | None) -> float:
     if value is None:
         return _NAN
     if isinstance(value, list):
-        return sum(value) / len(value) if value else _NAN
+        if not value:
+            return _NAN
+        lowest = min(value)
+        return lowest if lowest < 0 else sum(value) / len(value)
     return float(value)
 
 
 def _itl_means(itls: list) -> list[float] | np.ndarray:
-    """Mean ITL per record; vectorised when every record carries a list (ftctl's client)."""
+    """Mean ITL per record; vectorised when every record carries a list (ftctl's client).
+
+    A record with a negative interval gets that (negative) value instead, as the line-by-line
+    reader does: the record is impossible and is screened out (``ftctl.results.sanity``).
+    """
     import itertools
 
     import numpy as np
@@ -159,11 +166,16 @@ def _itl_means(itls: list) -> list[float] | np.ndarray:
     flat = np.fromiter(itertools.chain.from_iterable(itls), np.float64, int(lengths.sum()))
     sums = np.zeros(lengths.size)
     nonempty = lengths > 0
+    lowest = None
     if flat.size:
         offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         sums[nonempty] = np.add.reduceat(flat, offsets[nonempty])
+        if (flat < 0).any():  # rare: only then find which records hold the negative interval
+            lowest = np.zeros(lengths.size)
+            lowest[nonempty] = np.minimum.reduceat(flat, offsets[nonempty])
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(nonempty, sums / np.maximum(lengths, 1), np.nan)
+        means = np.where(nonempty, sums / np.maximum(lengths, 1), np.nan)
+    return means if lowest is None else np.where(lowest < 0, lowest, means)
 
 
 def legacy_columns(raw: bytes) -> dict[str, list] | None:

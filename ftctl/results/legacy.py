@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
-from ftctl.results.files import numbered_entries
+from ftctl.results.files import numbered_entries, read_regular
 from ftctl.results.model import RequestTable
+from ftctl.results.sanity import screen
 
 CLIENT_FILE = re.compile(r"^client_(\d+)\.log\.txt$")
 _NS = 1_000_000_000
@@ -92,9 +93,13 @@ def _float(value: Any) -> float:
 
 
 def _itl(value: Any) -> float:
+    """Mean inter-token latency; a negative interval makes it negative (an impossible record)."""
     if isinstance(value, list):
         numbers = [float(v) for v in value if isinstance(v, int | float)]
-        return sum(numbers) / len(numbers) if numbers else float("nan")
+        if not numbers:
+            return float("nan")
+        lowest = min(numbers)
+        return lowest if lowest < 0 else sum(numbers) / len(numbers)
     return _float(value)
 
 
@@ -115,12 +120,15 @@ class _Warn:
             self.sink.append(f"{self.path}: {more} more warnings")
 
 
-def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[RequestTable, bool]:
+def read_client_file(
+    path: Path, client: int, warnings: list[str], span_ns: tuple[int, int] | None = None
+) -> tuple[RequestTable, bool]:
     """Read one client file into a RequestTable; return (table, times_from_upstream_fields).
 
     Lines that cannot be read (truncated last line, garbage, non-UTF-8) are skipped with a
     warning naming the file and line. Without ``start_ns``/``end_ns`` the times are derived from
     ``time`` (the end of the request, host-local, 1 s resolution) and ``total_time``.
+    Impossible records are left out (``ftctl.results.sanity``; ``span_ns``: the run's span).
     """
     import numpy as np
 
@@ -128,7 +136,7 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
 
     warn = _Warn(path, warnings)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except OSError as exc:
         warnings.append(f"{path}: cannot read ({exc.strerror})")
         return RequestTable.empty(), False
@@ -149,7 +157,7 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
         if columns["scheduled_ns"] is not None:
             table.scheduled_ns = np.array(columns["scheduled_ns"], np.int64)
         warn.close()
-        return table, False
+        return screen(table, path, warnings, span_ns), False
     lines = raw.split(b"\n")
     starts: list[int] = []
     ends: list[int] = []
@@ -205,9 +213,6 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
             end = int(end_s * _NS)
             start = end - int(total * _NS)
             latency = float(total)
-        if end < start:
-            warn(index + 1, "end before start (clock went backwards); latency clamped to 0")
-            end, latency = start, 0.0
         if last_end is not None and end < last_end - _NS and not reversed_reported:
             warn(index + 1, "ends more than 1 s before the previous line (clock out of order)")
             reversed_reported = True
@@ -229,23 +234,17 @@ def read_client_file(path: Path, client: int, warnings: list[str]) -> tuple[Requ
     table = RequestTable.from_lists(
         client, starts, ends, oks, lats, ttfts, itls, scheduled if has_schedule else None
     )
-    return table, derived
+    return screen(table, path, warnings, span_ns), derived
 
 
 def checked_table(path, client, start, end, ok, latency, ttft, itl, warn) -> RequestTable:
-    """A RequestTable from fast-path columns (line N = row N − 1), with the clock checks.
+    """A RequestTable from fast-path columns (line N = row N − 1), with the clock check.
 
-    end < start → warned and clamped; an end more than 1 s before the previous line's → warned
-    once; NaN latency → end − start.
+    An end more than 1 s before the previous line's → warned once; NaN latency → end − start.
+    Impossible rows (end before start, …) are kept here: the caller screens them out.
     """
     import numpy as np
 
-    backwards = np.flatnonzero(end < start)
-    for index in backwards[:MAX_WARNINGS_PER_FILE].tolist():
-        warn(index + 1, "end before start (clock went backwards); latency clamped to 0")
-    warn.count += max(0, backwards.size - MAX_WARNINGS_PER_FILE)
-    if backwards.size:
-        end = np.where(end < start, start, end)
     if end.size > 1:
         jumps = np.flatnonzero(end[1:] < end[:-1] - _NS)
         if jumps.size:
@@ -269,14 +268,16 @@ def checked_table(path, client, start, end, ok, latency, ttft, itl, warn) -> Req
     )
 
 
-def read_legacy_dir(path: Path, warnings: list[str]) -> tuple[RequestTable, int, bool]:
+def read_legacy_dir(
+    path: Path, warnings: list[str], span_ns: tuple[int, int] | None = None
+) -> tuple[RequestTable, int, bool]:
     """All client files of one load directory: (table, client count, times derived)."""
     tables: list[RequestTable] = []
     derived_any = False
     files = client_files(path)
     sizes = [_size(file) for _, file in files]
     for table, derived, file_warnings in parallel_map(
-        _read_one, [(file, client) for client, file in files], sizes
+        _read_one, [(file, client, span_ns) for client, file in files], sizes
     ):
         tables.append(table)
         derived_any |= derived
@@ -325,7 +326,9 @@ def _star(job):
     return function(*args)
 
 
-def _read_one(path: Path, client: int) -> tuple[RequestTable, bool, list[str]]:
+def _read_one(
+    path: Path, client: int, span_ns: tuple[int, int] | None
+) -> tuple[RequestTable, bool, list[str]]:
     warnings: list[str] = []
-    table, derived = read_client_file(path, client, warnings)
+    table, derived = read_client_file(path, client, warnings, span_ns)
     return table, derived, warnings

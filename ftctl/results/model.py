@@ -14,6 +14,21 @@ LATENCY_STATS = ("mean", "min", "max", "p50", "p90", "p95", "p99")
 
 
 @dataclass
+class Excluded:
+    """Physically impossible records left out of one file (rule: ``ftctl.results.sanity``)."""
+
+    path: str
+    count: int
+    reasons: dict[str, int]  # reason → records; each record counted under its first reason
+
+    def message(self) -> str:
+        """``FILE: 3 impossible records excluded (end before start: 2, negative latency: 1)``."""
+        noun = "record" if self.count == 1 else "records"
+        why = ", ".join(f"{reason}: {n}" for reason, n in self.reasons.items())
+        return f"{self.path}: {self.count} impossible {noun} excluded ({why})"
+
+
+@dataclass
 class RequestTable:
     """One row per logical request (retries folded in), as parallel numpy arrays.
 
@@ -29,6 +44,8 @@ class RequestTable:
     itl_s: np.ndarray  # float64, NaN when not streamed
     # int64 open-loop schedule (ftctl's client), -1 where a request had none; None: no schedule
     scheduled_ns: np.ndarray | None = None
+    # What the reader left out as impossible (not rows of the table), per file.
+    excluded: list[Excluded] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.ok.shape[0])
@@ -73,14 +90,25 @@ class RequestTable:
             scheduled_ns=None if scheduled_ns is None else np.array(scheduled_ns, np.int64),
         )
 
+    def select(self, keep: np.ndarray) -> RequestTable:
+        """The rows where the boolean mask ``keep`` is True (``excluded`` carried over)."""
+        return RequestTable(
+            *(getattr(self, name)[keep] for name in _COLUMNS),
+            scheduled_ns=None if self.scheduled_ns is None else self.scheduled_ns[keep],
+            excluded=list(self.excluded),
+        )
+
     @staticmethod
     def concat(tables: list[RequestTable]) -> RequestTable:
-        """All rows of ``tables`` in one table."""
+        """All rows of ``tables`` in one table (and everything they excluded)."""
         import numpy as np
 
+        excluded = [e for t in tables for e in t.excluded]
         tables = [t for t in tables if len(t)]
         if not tables:
-            return RequestTable.empty()
+            empty = RequestTable.empty()
+            empty.excluded = excluded
+            return empty
         scheduled = None
         if any(t.scheduled_ns is not None for t in tables):
             scheduled = np.concatenate(
@@ -90,12 +118,13 @@ class RequestTable:
                 ]
             )
         return RequestTable(
-            *(
-                np.concatenate([getattr(t, name) for t in tables])
-                for name in ("client", "start_ns", "end_ns", "ok", "latency_s", "ttft_s", "itl_s")
-            ),
+            *(np.concatenate([getattr(t, name) for t in tables]) for name in _COLUMNS),
             scheduled_ns=scheduled,
+            excluded=excluded,
         )
+
+
+_COLUMNS = ("client", "start_ns", "end_ns", "ok", "latency_s", "ttft_s", "itl_s")
 
 
 @dataclass
@@ -173,6 +202,8 @@ class TestResult:
     clients_with_records: int | None = None  # aiperf: clients with profile_export.jsonl
     has_test_log: bool = False
     has_events: bool = False
+    excluded_records: int = 0  # impossible records left out of every metric (sum of excluded)
+    excluded: list[Excluded] = field(default_factory=list)
     # Set by the reader, dropped from JSON: the request rows behind the metrics.
     requests: RequestTable | None = field(default=None, repr=False)
 
@@ -189,6 +220,8 @@ class TestResult:
                 value = asdict(value)
             elif f.name == "loads":
                 value = {k: asdict(v) for k, v in value.items()}
+            elif f.name == "excluded":
+                value = [asdict(e) for e in value]
             elif isinstance(value, Path):
                 value = str(value)
             data[f.name] = value

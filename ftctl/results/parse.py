@@ -10,10 +10,12 @@ from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFI
 from ftctl.events import read_events as _read_events
 from ftctl.results import aiperf, upstream
 from ftctl.results.detect import detect_kind, load_dirs
+from ftctl.results.files import is_regular
 from ftctl.results.legacy import read_legacy_dir, valid_ns
 from ftctl.results.metrics import load_metrics
 from ftctl.results.model import (
     LATENCY_STATS,
+    Excluded,
     LoadMetrics,
     PhaseStats,
     RequestTable,
@@ -71,11 +73,21 @@ def split_name(directory_name: str) -> tuple[str, str | None, str | None]:
     return name, None, role
 
 
-def _events(test_dir: Path, result: TestResult) -> None:
-    """Fault times, startup and pod recovery from ftctl's events.jsonl (epoch ns)."""
-    events, warnings = _read_events(test_dir / EVENTS_FILE)
+def _events(test_dir: Path, result: TestResult) -> tuple[int, int] | None:
+    """Fault times, startup and pod recovery from ftctl's events.jsonl (epoch ns).
+
+    Returns the span (first, last event) that places the run in time, None without events.
+    Two timelines are impossible and left out with a warning: ready before deploy start (no
+    startup time) and a pod recovered before the first fault (that recovery is ignored).
+    """
+    path = test_dir / EVENTS_FILE
+    if not is_regular(path):  # a FIFO would block the read forever
+        result.warnings.append(f"{path}: not a regular file; skipped")
+        return None
+    events, warnings = _read_events(path)
     result.warnings.extend(warnings)
     events = [e for e in events if valid_ns(e["t_ns"])]
+    reasons: dict[str, int] = {}
     first: dict[str, int] = {}
     for event in events:
         kind = event.get("kind")
@@ -86,7 +98,10 @@ def _events(test_dir: Path, result: TestResult) -> None:
     if result.fault_times_ns:
         result.fault_time_source = "events"
     if DEPLOY_START in first and READY in first:
-        result.startup_s = (first[READY] - first[DEPLOY_START]) / _NS
+        if first[READY] < first[DEPLOY_START]:
+            reasons["ready before deploy start"] = 1
+        else:
+            result.startup_s = (first[READY] - first[DEPLOY_START]) / _NS
     if result.fault_times_ns:
         t_f = result.fault_times_ns[0]
         recovered = [
@@ -94,8 +109,28 @@ def _events(test_dir: Path, result: TestResult) -> None:
             for e in events
             if e.get("kind") == FAULT_VERIFIED and valid_ns(e.get("pod_recovered_ns"))
         ]
+        early = sum(1 for r in recovered if r < t_f)
+        if early:
+            reasons["pod recovered before the fault"] = early
+        recovered = [r for r in recovered if r >= t_f]
         if recovered:
             result.pod_recovery_s = (min(recovered) - t_f) / _NS
+    if reasons:
+        excluded = Excluded(str(path), sum(reasons.values()), reasons)
+        result.excluded.append(excluded)
+        result.warnings.append(excluded.message())
+    if not events:
+        return None
+    times = [e["t_ns"] for e in events]
+    return min(times), max(times)
+
+
+def _log_span(test_log: upstream.TestLog) -> tuple[int, int] | None:
+    """Span of the test.log.txt markers (host-local seconds read as UTC) in ns."""
+    marks = [t for t in (test_log.deploy_start_s, test_log.ready_s, *test_log.fault_s) if t]
+    if not marks:
+        return None
+    return int(min(marks) * _NS), int(max(marks) * _NS)
 
 
 def _aiperf_offset_s(loads: list[aiperf.AiperfLoad]) -> float | None:
@@ -170,13 +205,13 @@ def parse_test_dir(
     result.group, result.failure, result.pair_role = group, failure, role
     result.has_events = (test_dir / EVENTS_FILE).exists()
     result.has_test_log = (test_dir / upstream.TEST_LOG).exists()
-    if result.has_events:
-        _events(test_dir, result)
+    span = _events(test_dir, result) if result.has_events else None
 
     test_log = None
     if not result.has_events and result.has_test_log:
         test_log = upstream.read_test_log(test_dir / upstream.TEST_LOG, result.warnings)
         result.startup_s = test_log.startup_s
+        span = _log_span(test_log)
 
     tables: dict[str, RequestTable] = {}
     clients: dict[str, int] = {}
@@ -185,13 +220,13 @@ def parse_test_dir(
     naive_local_times = False
     for name, directory in load_dirs(test_dir).items():
         if kind == "legacy":
-            table, count, derived = read_legacy_dir(directory, result.warnings)
+            table, count, derived = read_legacy_dir(directory, result.warnings, span)
             if count == 0 and name != "default":
                 continue
             naive_local_times |= derived
             tables[name], clients[name] = table, count
         else:
-            load = aiperf.read_aiperf_dir(directory, result.warnings)
+            load = aiperf.read_aiperf_dir(directory, result.warnings, span)
             if not load.choices and name != "default":
                 continue
             aiperf_loads[name] = load
@@ -256,6 +291,8 @@ def parse_test_dir(
             "counted overall but not placed before/during/after the fault"
         )
     result.requests = pooled
+    result.excluded.extend(pooled.excluded)
+    result.excluded_records = sum(e.count for e in result.excluded)
     if sum(clients.values()) == 0:
         raise ParseError(
             f"{test_dir}: no {kind} client results found"

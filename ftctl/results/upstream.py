@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ftctl.results.files import read_regular
 from ftctl.results.legacy import naive_epoch_s
 
 TEST_LOG = "test.log.txt"
@@ -48,7 +49,7 @@ def read_test_log(path: Path, warnings: list[str]) -> TestLog:
     """The deployment start, ready and fault-injection markers of ``test.log.txt``."""
     log = TestLog()
     try:
-        text = path.read_bytes().decode("utf-8", "replace")
+        text = read_regular(path).decode("utf-8", "replace")
     except OSError as exc:
         warnings.append(f"{path}: cannot read ({exc.strerror})")
         return log
@@ -92,7 +93,7 @@ def line_time_s(line: str) -> float | None:
 
 def _lines(path: Path) -> list[str]:
     try:
-        return path.read_bytes().decode("utf-8", "replace").splitlines()
+        return read_regular(path).decode("utf-8", "replace").splitlines()
     except OSError:
         return []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.conftest import run_cli
@@ -75,3 +76,67 @@ def test_report_writes_markdown_and_a_png(tmp_path):
 def test_compare_of_a_missing_directory_exits_2(tmp_path):
     result = run_cli("compare", str(tmp_path / "nope"), str(tmp_path / "nope2"), expect=2)
     assert "no result directory" in result.stderr
+
+
+def test_a_plot_that_is_not_a_png_exits_2_naming_the_option(tmp_path):
+    test_dir = _legacy_dir(tmp_path / "t-frontend", failures=2)
+    result = run_cli("report", str(test_dir), "--plot", str(tmp_path / "x.txt"), expect=2)
+    assert "--plot" in result.stderr and ".png" in result.stderr
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_compare_in_an_unknown_format_exits_2_naming_the_valid_ones(tmp_path):
+    a = _legacy_dir(tmp_path / "a" / "t-decode_worker", failures=1)
+    result = run_cli("compare", str(a), str(a), "--format", "xml", expect=2)
+    assert "--format 'xml'" in result.stderr
+    assert "fancy, markdown, json" in result.stderr
+    assert result.stdout == ""
+
+
+def test_report_never_overwrites_a_file_it_reads(tmp_path):
+    test_dir = _legacy_dir(tmp_path / "t-frontend", failures=2)
+    client = test_dir / "client_0.log.txt"
+    original = client.read_bytes()
+    link = tmp_path / "innocent.md"
+    link.symlink_to(client)
+    (test_dir / "Frontend").mkdir()
+    for target in (
+        client,
+        test_dir / "Frontend" / ".." / "client_0.log.txt",  # `..` resolved before comparing
+        link,  # a symlink outside whose destination is an input
+        test_dir / "events.jsonl",
+    ):
+        result = run_cli("report", str(test_dir), "--markdown", str(target), expect=2)
+        assert str(target) in result.stderr and "refusing to overwrite" in result.stderr
+    # the root as well as the test directory counts as read
+    result = run_cli("report", str(tmp_path), "--markdown", str(client), expect=2)
+    assert "refusing to overwrite" in result.stderr
+    assert client.read_bytes() == original
+
+
+def test_inside_a_result_directory_report_writes_only_md_and_png_files(tmp_path):
+    test_dir = _legacy_dir(tmp_path / "t-frontend", failures=2)
+    new_client = test_dir / "client_9.log.txt"
+    result = run_cli("report", str(test_dir), "--markdown", str(new_client), expect=2)
+    assert "only .md or .png" in result.stderr and not new_client.exists()
+    md, png = test_dir / "report.md", test_dir / "timeline.PNG"  # the suffix in any case
+    for _ in range(2):  # a second report replaces the first one's files
+        run_cli("report", str(test_dir), "--markdown", str(md), "--plot", str(png))
+    assert md.read_text().startswith("# ftctl report:")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unwritable_report_path_exits_2(tmp_path):
+    test_dir = _legacy_dir(tmp_path / "t-frontend", failures=2)
+    target = tmp_path / "missing" / "r.md"
+    result = run_cli("report", str(test_dir), "--markdown", str(target), expect=2)
+    assert f"{target}: cannot write" in result.stderr
+
+
+def test_a_malformed_report_json_keeps_what_it_can_and_never_crashes(tmp_path):
+    test_dir = _legacy_dir(tmp_path / "t-frontend", failures=2)
+    (test_dir / "report.json").write_text(json.dumps({"checks": [{"status": 1}, "x", None]}))
+    out = run_cli("report", str(test_dir)).stdout
+    assert "## Checks: t-frontend" in out and re.search(r"\|\s+1\s+\|", out)
+    (test_dir / "report.json").write_text(json.dumps({"checks": "all passed"}))
+    assert "## Checks" not in run_cli("report", str(test_dir)).stdout

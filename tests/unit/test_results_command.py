@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from ftctl.errors import ParseError
 from ftctl.results import find_test_dirs
 from ftctl.results.detect import detect_kind
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.unit.test_results_legacy import write_legacy_test
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "results"
@@ -141,3 +144,75 @@ def test_one_undetectable_test_among_many_is_a_warning(tmp_path):
 def test_forcing_a_parser_onto_a_directory_without_its_files_exits_2():
     result = run_cli("parse", str(DATA / "aiperf" / "ok"), "--force-parser", "legacy", expect=2)
     assert "no legacy client results" in result.stderr
+
+
+def test_a_client_index_too_big_for_the_table_exits_2_naming_the_file(tmp_path):
+    directory = write_legacy_test(tmp_path / "t-decode_worker")
+    huge = directory / f"client_{'9' * 26}.log.txt"
+    shutil.copy(directory / "client_0.log.txt", huge)
+    for argv in (["parse", str(directory)], ["parse", str(tmp_path), "--info"]):
+        result = run_cli(*argv, expect=2)
+        assert f"{huge}: index {'9' * 26} is too large" in result.stderr
+    huge.rename(directory / "client_2147483647.log.txt")  # the largest index that fits
+    assert run_cli("parse", str(directory), "--format", "json").stdout
+
+
+def _fifo_dirs(root: Path) -> list[Path]:
+    """A legacy and an aiperf test whose every other readable file is a FIFO."""
+    legacy = write_legacy_test(root / "legacy-decode_worker")
+    (legacy / "events.jsonl").unlink()
+    os.mkfifo(legacy / "events.jsonl")
+    os.mkfifo(legacy / "client_9.log.txt")
+    (legacy / "Frontend").mkdir()
+    os.mkfifo(legacy / "Frontend" / "pod-a.log")
+    os.mkfifo(legacy / "Frontend" / "pod-a.previous.log")
+    os.mkfifo(legacy / "report.json")
+    aiperf = root / "aiperf-decode_worker"
+    shutil.copytree(DATA / "aiperf" / "fault", aiperf)
+    (aiperf / "events.jsonl").unlink()
+    os.mkfifo(aiperf / "test.log.txt")
+    (aiperf / "Frontend").mkdir()
+    os.mkfifo(aiperf / "Frontend" / "pod-a.previous.log")
+    for name in ("profile_export.jsonl", "profile_export_aiperf.json"):
+        target = aiperf / "client_1" / "attempt_0" / name
+        target.unlink()
+        os.mkfifo(target)
+    return [legacy, aiperf]
+
+
+def test_fifos_in_a_result_directory_are_skipped_never_read(tmp_path):
+    legacy, aiperf = _fifo_dirs(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv in (
+        ["parse", str(tmp_path), "--format", "json"],
+        ["parse", str(tmp_path), "--info"],
+        ["report", str(tmp_path)],
+        ["compare", str(legacy), str(aiperf)],
+    ):
+        # A subprocess with a generous guard: a blocked read fails the test instead of hanging it.
+        done = subprocess.run(
+            [sys.executable, "-m", "ftctl", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+    data = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "ftctl", "parse", str(tmp_path), "--format", "json"],
+            capture_output=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        ).stdout
+    )
+    tests = {t["name"]: t for t in data["tests"]}
+    assert tests["legacy-decode_worker"]["overall"]["requests"] == 241  # client_9 not read
+    legacy_warnings = tests["legacy-decode_worker"]["warnings"]
+    assert f"{legacy / 'events.jsonl'}: not a regular file; skipped" in legacy_warnings
+    aiperf_warnings = tests["aiperf-decode_worker"]["warnings"]
+    records = aiperf / "client_1" / "attempt_0" / "profile_export.jsonl"
+    assert f"{records}: cannot read (not a regular file)" in aiperf_warnings
+    assert tests["aiperf-decode_worker"]["overall"]["requests"] == 60  # clients 0 and 2
