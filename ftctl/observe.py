@@ -133,7 +133,8 @@ def sample_resources(pid: int) -> dict[str, Any]:
         try:
             with proc.oneshot():
                 times = proc.cpu_times()
-                cpu_s += times.user + times.system
+                # Reaped children's time too, so the total does not drop when a child exits.
+                cpu_s += times.user + times.system + times.children_user + times.children_system
                 rss += proc.memory_info().rss
             alive += 1
         except psutil.Error:

@@ -235,6 +235,38 @@ def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str
     return line
 
 
+def _short_metric(name: str) -> str:
+    return name.removeprefix("dynamo_frontend_").removeprefix("dynamo_component_")
+
+
+def server_table(result: TestResult, fmt: str) -> str:
+    """One row per service: scrapes, key gauges before -> after the fault, RSS and CPU."""
+    rows = []
+    for svc in result.server:
+        gauges = []
+        for name, phases in svc.gauges.items():
+            before, after = phases.get("before"), phases.get("after")
+            if before and after:
+                gauges.append(
+                    f"{_short_metric(name)} {before['mean']:.2g} -> {after['mean']:.2g}"
+                    f" (max {after['max']:g})"
+                )
+            else:
+                gauges.append(f"{_short_metric(name)} mean {phases['overall']['mean']:.2g}")
+        rows.append(
+            [
+                svc.service,
+                svc.pods,
+                f"{svc.scrapes - svc.failed_scrapes}/{svc.scrapes}",
+                "; ".join(gauges) or None,
+                _fixed(svc.rss_max_mb),
+                _fixed(svc.cpu_s),
+            ]
+        )
+    headers = ["Service", "Pods", "Scrapes ok", "Mean before -> after fault", "RSS max MB", "CPU s"]
+    return _tabulate(rows, headers, fmt)
+
+
 def render_text(results: list[TestResult], fmt: str, sla: float | None = None) -> str:
     """Fancy or markdown text for every result: group/summary tables, then phases + recovery."""
     out: list[str] = []
@@ -257,6 +289,9 @@ def render_text(results: list[TestResult], fmt: str, sla: float | None = None) -
             out.append("All loads:")
             out.append(phase_table(result.overall, fmt))
             out.append(recovery_line(result))
+        if result.server:
+            out.append("Server side (scraped /metrics and processes):")
+            out.append(server_table(result, fmt))
         out.extend(f"warning: {w}" for w in result.warnings)
     return "\n\n".join(out)
 

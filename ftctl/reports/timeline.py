@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 
-def plot_timeline(result: Any, path: Path) -> Path:
+def plot_timeline(result: Any, path: Path, metrics: tuple[str, ...] = ()) -> Path:
     """Write a PNG of ``result`` (a TestResult with its request table) to ``path``.
 
     X: request start, seconds from the first request; Y: latency. Failed requests are red
-    crosses; each fault is a vertical line; the client-perceived recovery is shaded.
+    crosses; each fault is a vertical line; the client-perceived recovery is shaded. When the
+    run was scraped, aligned panels follow on the same time axis: requests/s ok and failed,
+    in-flight/queued per pod (plus each series named in ``metrics``), CPU and RSS per pod.
     """
     import matplotlib
 
@@ -18,8 +20,17 @@ def plot_timeline(result: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from ftctl.results.server import KEY_GAUGES, pod_points, read_server_series
+
     table = result.requests
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    pods = read_server_series(result.path) if result.path else []
+    panels = 1 + (1 if table is not None and len(table) else 0)
+    panels += (len(metrics) + 2) if pods else 0
+    fig, axes = plt.subplots(
+        panels, 1, figsize=(10, 3 + 2 * panels), dpi=100, sharex=True, squeeze=False
+    )
+    axes = list(axes[:, 0])
+    ax = axes[0]
     if table is None or len(table) == 0:
         ax.text(0.5, 0.5, "no requests", ha="center", va="center", transform=ax.transAxes)
         origin = 0
@@ -39,25 +50,90 @@ def plot_timeline(result: Any, path: Path) -> Path:
             marker="x",
             label=f"failed ({int((~ok).sum())})",
         )
+    if pods and (table is None or len(table) == 0):
+        origin = min((s.t_ns for p in pods for s in p.scrapes), default=0)
+    next_ax = 1
+    if table is not None and len(table):
+        rate_ax = axes[next_ax]
+        next_ax += 1
+        end_s = (table.end_ns - origin) / 1e9
+        edges = np.arange(0, max(1.0, float(np.nanmax(end_s))) + 1.0, 1.0)
+        for mask, color, label in ((ok, "tab:blue", "ok/s"), (~ok, "tab:red", "failed/s")):
+            counts, _ = np.histogram(end_s[mask], bins=edges)
+            rate_ax.step(edges[:-1], counts, where="post", color=color, label=label)
+        rate_ax.set_ylabel("requests/s")
+    if pods:
+        gauge_ax = axes[next_ax]
+        next_ax += 1
+        color = {pod.pod: f"C{i % 10}" for i, pod in enumerate(pods)}  # one colour per pod
+        styles = dict(zip(KEY_GAUGES, ("-", "--", "-"), strict=True))
+        for pod in pods:
+            for name in KEY_GAUGES:
+                points = pod_points(pod, name)
+                if points:
+                    xs = [(t - origin) / 1e9 for t, _ in points]
+                    short = name.removeprefix("dynamo_frontend_").removeprefix("dynamo_component_")
+                    gauge_ax.plot(
+                        xs,
+                        [v for _, v in points],
+                        styles[name],
+                        color=color[pod.pod],
+                        label=f"{pod.pod} {short}",
+                    )
+            failed = [(s.t_ns - origin) / 1e9 for s in pod.scrapes if not s.ok]
+            if failed:
+                gauge_ax.plot(failed, [0] * len(failed), "x", color="tab:red", markersize=4)
+        gauge_ax.set_ylabel("requests (server)")
+        for name in metrics:
+            metric_ax = axes[next_ax]
+            next_ax += 1
+            for pod in pods:
+                points = pod_points(pod, name)
+                if points:
+                    xs = [(t - origin) / 1e9 for t, _ in points]
+                    metric_ax.plot(xs, [v for _, v in points], color=color[pod.pod], label=pod.pod)
+            metric_ax.set_ylabel(name, fontsize="small")
+        res_ax = axes[next_ax]
+        cpu_ax = res_ax.twinx()
+        for pod in pods:
+            samples = [r for r in pod.resources if r.get("ok")]
+            if len(samples) < 2:
+                continue
+            xs = [(r["t_ns"] - origin) / 1e9 for r in samples]
+            res_ax.plot(
+                xs,
+                [r["rss_bytes"] / 1e6 for r in samples],
+                color=color[pod.pod],
+                label=f"{pod.pod} RSS",
+            )
+            cpu = [
+                max(0.0, (b["cpu_s"] - a["cpu_s"]) / ((b["t_ns"] - a["t_ns"]) / 1e9)) * 100
+                for a, b in zip(samples, samples[1:], strict=False)
+            ]
+            cpu_ax.plot(xs[1:], cpu, linestyle=":", linewidth=1, color=color[pod.pod])
+        res_ax.set_ylabel("RSS MB (solid)")
+        cpu_ax.set_ylabel("CPU % (dotted)")
     recovery = result.overall.recovery if result.overall is not None else None
     for index, t_ns in enumerate(result.fault_times_ns):
         t = (t_ns - origin) / 1e9
-        ax.axvline(
-            t, color="black", linestyle="--", linewidth=1, label="fault" if index == 0 else None
-        )
-        if index == 0 and recovery is not None and recovery.recovery_time_s:
-            ax.axvspan(
-                t,
-                t + recovery.recovery_time_s,
-                color="tab:orange",
-                alpha=0.2,
-                label=f"recovery {recovery.recovery_time_s:.2f} s",
-            )
-    ax.set_xlabel("request start (s)")
+        for i, panel in enumerate(axes):
+            label = "fault" if index == 0 and i == 0 else None
+            panel.axvline(t, color="black", linestyle="--", linewidth=1, label=label)
+            if index == 0 and recovery is not None and recovery.recovery_time_s:
+                panel.axvspan(
+                    t,
+                    t + recovery.recovery_time_s,
+                    color="tab:orange",
+                    alpha=0.2,
+                    label=f"recovery {recovery.recovery_time_s:.2f} s" if i == 0 else None,
+                )
+    axes[-1].set_xlabel("time since the first request (s)" if pods else "request start (s)")
     ax.set_ylabel("latency (s)")
     ax.set_title(result.name)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
+    for panel in axes:
+        panel.grid(True, alpha=0.3)
+        if panel.get_legend_handles_labels()[0]:
+            panel.legend(loc="upper right", fontsize="x-small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

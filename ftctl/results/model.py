@@ -177,6 +177,20 @@ class LoadMetrics:
 
 
 @dataclass
+class ServiceServer:
+    """What the scraper saw of one service (DESIGN.md §5, server side)."""
+
+    service: str
+    pods: int
+    scrapes: int
+    failed_scrapes: int
+    # metric -> phase (before / after / overall) -> {"mean": x, "max": y} over every pod's scrapes
+    gauges: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    rss_max_mb: float | None = None  # the largest pod's process tree at its peak
+    cpu_s: float | None = None  # CPU seconds the service's processes used while observed
+
+
+@dataclass
 class TestResult:
     """Everything ``ftctl parse`` knows about one test directory."""
 
@@ -204,6 +218,7 @@ class TestResult:
     has_events: bool = False
     excluded_records: int = 0  # impossible records left out of every metric (sum of excluded)
     excluded: list[Excluded] = field(default_factory=list)
+    server: list[ServiceServer] = field(default_factory=list)  # empty: nothing was scraped
     # Set by the reader, dropped from JSON: the request rows behind the metrics.
     requests: RequestTable | None = field(default=None, repr=False)
 
@@ -220,7 +235,7 @@ class TestResult:
                 value = asdict(value)
             elif f.name == "loads":
                 value = {k: asdict(v) for k, v in value.items()}
-            elif f.name == "excluded":
+            elif f.name in ("excluded", "server"):
                 value = [asdict(e) for e in value]
             elif isinstance(value, Path):
                 value = str(value)

@@ -8,6 +8,7 @@ from pathlib import Path
 from ftctl.errors import ParseError
 from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFIED, READY
 from ftctl.events import read_events as _read_events
+from ftctl.layout import METRICS_SUFFIX
 from ftctl.results import aiperf, upstream
 from ftctl.results.detect import detect_kind, load_dirs
 from ftctl.results.files import is_regular
@@ -21,6 +22,7 @@ from ftctl.results.model import (
     RequestTable,
     TestResult,
 )
+from ftctl.results.server import summarize_server
 
 _NS = 1_000_000_000
 
@@ -291,6 +293,8 @@ def parse_test_dir(
             "counted overall but not placed before/during/after the fault"
         )
     result.requests = pooled
+    if any(test_dir.glob(f"*/*{METRICS_SUFFIX}")):
+        result.server = summarize_server(test_dir, t_f)
     result.excluded.extend(pooled.excluded)
     result.excluded_records = sum(e.count for e in result.excluded)
     if sum(clients.values()) == 0:

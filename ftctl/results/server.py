@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from ftctl.layout import METRICS_SUFFIX, RESOURCES_SUFFIX
+from ftctl.results.model import ServiceServer
 
 
 @dataclass
@@ -168,3 +169,47 @@ def slope_per_minute(points: list[Point]) -> float | None:
     if var == 0:
         return None
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+
+
+# Gauges a user looks at first: in-flight and queued requests (ai-dynamo 1.6.1 names).
+KEY_GAUGES = (
+    "dynamo_frontend_inflight_requests",
+    "dynamo_frontend_queued_requests",
+    "dynamo_component_inflight_requests",
+)
+
+
+def summarize_server(result_dir: Path, fault_ns: int | None) -> list[ServiceServer]:
+    """Per service: scrapes, key gauges before/after the fault, peak RSS and CPU used."""
+    by_service: dict[str, list[PodSeries]] = {}
+    for pod in read_server_series(result_dir):
+        by_service.setdefault(pod.service, []).append(pod)
+    out = []
+    for service, pods in sorted(by_service.items()):
+        summary = ServiceServer(
+            service=service,
+            pods=len(pods),
+            scrapes=sum(len(p.scrapes) for p in pods),
+            failed_scrapes=sum(1 for p in pods for s in p.scrapes if not s.ok),
+        )
+        for name in KEY_GAUGES:
+            points = [pt for p in pods for pt in pod_points(p, name)]
+            if not points:
+                continue
+            phases = {"overall": points}
+            if fault_ns is not None:
+                phases["before"] = window(points, None, fault_ns)
+                phases["after"] = window(points, fault_ns, None)
+            summary.gauges[name] = {
+                phase: {"mean": sum(v for _, v in pts) / len(pts), "max": max(v for _, v in pts)}
+                for phase, pts in phases.items()
+                if pts
+            }
+        rss = [r["rss_bytes"] for p in pods for r in p.resources if r.get("ok")]
+        summary.rss_max_mb = max(rss) / 1e6 if rss else None
+        cpu = [
+            increase([(r["t_ns"], r["cpu_s"]) for r in p.resources if r.get("ok")]) for p in pods
+        ]
+        summary.cpu_s = sum(cpu) if any(p.resources for p in pods) else None
+        out.append(summary)
+    return out

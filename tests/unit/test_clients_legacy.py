@@ -190,10 +190,10 @@ def test_streaming_records_ttft_itl_and_consistent_timestamps(server, tmp_path):
         assert len(r["itl"]) == 7 and r["output_tokens"] == 8
         assert r["start_ns"] < r["end_ns"]
         assert abs((r["end_ns"] - r["start_ns"]) / 1e9 - r["total_time"]) < 1e-6
-        # Client and server clocks agree: the server saw the request inside the client span.
-        slack = 20_000_000  # clocks are read in two threads of a loaded 2-core machine
-        assert r["start_ns"] - slack <= served.received_ns <= served.finished_ns
-        assert served.finished_ns <= r["end_ns"] + slack
+        # One clock, causal order only: the client stamps its start before sending, the
+        # server stamps receipt before answering, the client stamps its end after the answer.
+        # (The server's own "finished" stamp may land after the client's end: not asserted.)
+        assert r["start_ns"] <= served.received_ns <= r["end_ns"]
     assert recs[0]["end_ns"] <= recs[1]["start_ns"]  # sequential client
 
 

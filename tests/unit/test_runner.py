@@ -162,7 +162,7 @@ def _events(result_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (result_dir / "events.jsonl").read_text().splitlines()]
 
 
-def test_recovery_time_matches_the_servers_own_record(tmp_path):
+def test_recovery_time_is_the_first_success_after_the_last_failure(tmp_path):
     platform = ServerPlatform()
     checks = (
         Check(kind="fault_verified", source="stage1"),
@@ -174,13 +174,22 @@ def test_recovery_time_matches_the_servers_own_record(tmp_path):
     assert outcome.status == ExitStatus.OK, [(c.name, c.message) for c in outcome.checks]
     assert platform.teardowns == 1
     fault_t = next(e for e in _events(outcome.result_dir) if e["kind"] == "fault_injected")["t_ns"]
-    # Independent answer from the server: the first request it answered 200 after the outage.
+    # Independent answer from the raw client records (one attempt each, W longer than the
+    # rest of the load): the start of the first success after the last failure.
+    records = [
+        json.loads(line)
+        for path in sorted(outcome.result_dir.glob("client_*.log.txt"))
+        for line in path.read_text().splitlines()
+    ]
+    after = sorted((r["start_ns"], r["ok"]) for r in records if r["start_ns"] >= fault_t)
+    last_failed = max(i for i, (_, ok) in enumerate(after) if not ok)
+    expected = (after[last_failed + 1][0] - fault_t) / 1e9
+    assert outcome.result.overall.recovery.recovery_time_s == pytest.approx(expected, abs=1e-6)
+    # The server's own record: it refused for exactly the outage, and every refusal it sent
+    # is a failed request of the client.
     served = sorted(platform.server.served, key=lambda s: s.received_ns)
     first_ok = next(s for s in served if s.received_ns >= fault_t and s.status == 200)
-    expected = (first_ok.received_ns - fault_t) / 1e9
-    measured = outcome.result.overall.recovery.recovery_time_s
-    assert measured == pytest.approx(expected, abs=0.03)
-    assert expected >= OUTAGE_S - 0.01
+    assert (first_ok.received_ns - fault_t) / 1e9 >= OUTAGE_S
     failed_by_server = sum(1 for s in served if s.status != 200)
     assert outcome.result.overall.failed == failed_by_server > 0
 
