@@ -396,6 +396,10 @@ def load(
 def report(
     directory: Annotated[Path, typer.Argument(help="A result directory (or a root of many).")],
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a timeline PNG.")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="Add a timeline panel of this scraped series (repeatable)."),
+    ] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown.")] = None,
 ) -> None:
     """Markdown report (tables and checks) and a timeline plot of a result directory."""
@@ -404,7 +408,9 @@ def report(
 
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: the timeline is a PNG; give a file name ending in .png")
-    text, notes = report_command(directory, plot=plot, markdown=markdown)
+    text, notes = report_command(
+        directory, plot=plot, markdown=markdown, metrics=tuple(metric or ())
+    )
     _warn(notes)
     _emit(text)
 

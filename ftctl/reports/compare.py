@@ -170,7 +170,11 @@ def _write(path: Path, write) -> None:
 
 
 def report_command(
-    directory: Path, *, plot: Path | None = None, markdown: Path | None = None
+    directory: Path,
+    *,
+    plot: Path | None = None,
+    markdown: Path | None = None,
+    metrics: tuple[str, ...] = (),
 ) -> tuple[str, list[str]]:
     """Markdown report of a result dir (tables + checks from report.json) and an optional plot.
 
@@ -204,6 +208,6 @@ def report_command(
         from ftctl.reports.timeline import plot_timeline
 
         for result, target in zip(results, plots, strict=True):
-            _write(target, lambda r=result, t=target: plot_timeline(r, t))
+            _write(target, lambda r=result, t=target: plot_timeline(r, t, metrics))
             written.append(f"wrote {target}")
     return ("\n".join(written) if written else text), _notes(results)

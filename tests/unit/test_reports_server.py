@@ -56,3 +56,9 @@ def test_timeline_adds_aligned_server_panels(result_dir, tmp_path):
     assert _png_height(plot_timeline(result, tmp_path / "a.png")) == 100 * (3 + 2 * 4)
     with_metric = plot_timeline(result, tmp_path / "b.png", metrics=("fake_up",))
     assert _png_height(with_metric) == 100 * (3 + 2 * 5)
+
+
+def test_report_metric_option_adds_a_panel(result_dir, tmp_path):
+    plot = tmp_path / "t.png"
+    run_cli("report", str(result_dir), "--plot", str(plot), "--metric", "fake_up")
+    assert _png_height(plot) == 100 * (3 + 2 * 5)
