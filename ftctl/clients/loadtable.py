@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ftctl.errors import ParseError
+from ftctl.results.outcome import record_succeeded
 
 RUN_FILE = "load.json"  # what `ftctl load` saves beside the JSONL (spec + summary)
 STATS = ("min", "max", "mean", "median", "p90", "p95", "p99")
@@ -55,11 +56,8 @@ def read_records(path: Path) -> Iterator[dict]:
 
 
 def record_ok(rec: dict) -> bool:
-    """ftctl's ``ok``, or for upstream records: the last attempt answered 200."""
-    if "ok" in rec:
-        return bool(rec["ok"])
-    results = rec.get("results") or []
-    return bool(results) and results[-1].get("status") == 200
+    """Whether the request succeeded, by the one rule ``ftctl parse`` uses too."""
+    return record_succeeded(rec)
 
 
 def record_error(rec: dict) -> str | None:

@@ -11,6 +11,7 @@ import orjson
 
 from ftctl.results.files import numbered_entries, read_regular
 from ftctl.results.model import RequestTable
+from ftctl.results.outcome import record_succeeded
 from ftctl.results.sanity import screen
 
 CLIENT_FILE = re.compile(r"^client_(\d+)\.log\.txt$")
@@ -43,47 +44,6 @@ def naive_epoch_s(text: str) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _content_ok(result: Any) -> bool:
-    """A complete, non-empty completion: a choice with text/content and a finish reason."""
-    if not isinstance(result, dict) or result.get("error"):
-        return False
-    choices = result.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return False
-    choice = choices[0]
-    message = choice.get("message")
-    text = message.get("content") if isinstance(message, dict) else choice.get("text")
-    if not isinstance(text, str) or not text:
-        return False
-    return "finish_reason" not in choice or choice.get("finish_reason") is not None
-
-
-def attempt_succeeded(attempt: Any) -> bool:
-    """One attempt succeeded: HTTP 200, no error, and a complete non-empty completion.
-
-    Never judged by text length (REFERENCE §9.4). Upstream examples omit ``result``; an attempt
-    without that key is judged by its status alone, one with ``result: null`` failed.
-    """
-    if not isinstance(attempt, dict) or attempt.get("error"):
-        return False
-    if attempt.get("status") != 200:
-        return False
-    if "result" not in attempt:
-        return True
-    return _content_ok(attempt["result"])
-
-
-def record_succeeded(record: dict[str, Any]) -> bool:
-    """A logical request succeeded: ``ok`` when written (ftctl), else any attempt succeeded."""
-    ok = record.get("ok")
-    if isinstance(ok, bool):
-        return ok
-    if record.get("error"):
-        return False
-    results = record.get("results")
-    return isinstance(results, list) and any(attempt_succeeded(a) for a in results)
 
 
 def _float(value: Any) -> float:

@@ -126,3 +126,38 @@ def test_open_loop_latency_is_also_measured_from_the_schedule(tmp_path):
     assert run.from_schedule["max"] == pytest.approx(0.15)
     assert run.from_schedule["min"] == pytest.approx(0.1)
     assert "Latency from schedule p99" in render_run(run, "fancy")
+
+
+def _attempt(status, content: str | None = "hello"):
+    result = None
+    if content is not None:
+        message = {"role": "assistant", "content": content}
+        result = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    return {"status": status, "result": result, "request_elapsed_time": 0.1, "url": "u", "pod": ""}
+
+
+def test_load_compare_and_parse_count_the_same_jsonl_alike(tmp_path):
+    import json
+
+    from tests.conftest import run_cli
+
+    folder = tmp_path / "demo-none"
+    folder.mkdir()
+    records = [
+        {"results": [_attempt(200)]},  # ok
+        {"results": [_attempt(503, None), _attempt(200)]},  # retried, then ok
+        {"results": [_attempt(200, "")]},  # 200 with an empty completion: failed
+        {"results": [_attempt(503, None)]},  # failed
+    ]
+    base = 1_800_000_000_000_000_000
+    lines = []
+    for i, rec in enumerate(records):
+        stamp = {"time": "2027-01-15T08:00:00", "start_ns": base + i * 10**9}
+        lines.append(json.dumps({**stamp, "end_ns": base + i * 10**9 + 10**8, **rec}))
+    (folder / "client_0.log.txt").write_text("\n".join(lines) + "\n")
+    compared = json.loads(run_cli("load", "--compare", str(folder), "--format", "json").stdout)
+    if isinstance(compared, list):  # several runs side by side; here one
+        (compared,) = compared
+    parsed = json.loads(run_cli("parse", str(folder), "--format", "json").stdout)["tests"][0]
+    assert (compared["requests"], compared["ok"]) == (4, 2)
+    assert (parsed["overall"]["requests"], parsed["overall"]["ok"]) == (4, 2)

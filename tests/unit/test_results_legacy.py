@@ -10,7 +10,8 @@ import pytest
 
 from ftctl.reports.tables import render_text
 from ftctl.results import parse_result_dir
-from ftctl.results.legacy import attempt_succeeded, read_client_file, record_succeeded
+from ftctl.results.legacy import read_client_file
+from ftctl.results.outcome import attempt_succeeded, record_succeeded
 
 BASE_NS = 1_700_000_000_000_000_000
 T_F_REL = 30.25  # the fault, seconds after BASE
