@@ -304,7 +304,7 @@ def load(
         typer.Option(help="A saved run dir to show side by side (repeat for more)."),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus text on 127.0.0.1:PORT.")
+        int | None, typer.Option(help="Serve Prometheus text on 127.0.0.1:PORT (0: any free).")
     ] = None,
 ) -> None:
     """Run the built-in load client against an endpoint and print the load-test table."""

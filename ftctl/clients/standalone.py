@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -17,6 +21,17 @@ from ftctl.scenario.model import LoadSpec, TokenDist
 
 FORMATS = ("fancy", "markdown", "json")
 ARRIVALS = ("closed", "constant", "poisson")
+# Seconds options (--duration, --timeout, --retry-delay): far enough past this the event
+# loop's timers overflow (--duration 1e300 killed every worker); a year is more than enough.
+MAX_SECONDS = 365 * 86400
+# --rate below this: 1/rate seconds between requests would pass MAX_SECONDS.
+MIN_RATE = 1e-6
+# Prompt words / max_tokens: the prompt is built in memory per request, and max_tokens must fit
+# the 64-bit JSON integers of the request body.
+MAX_TOKENS = 10_000_000
+# Worker processes: each is a Python interpreter with its own event loop.
+MAX_PROCESSES = 256
+_HOST = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def discover_model(base_url: str, timeout: float = 10.0) -> str:
@@ -57,18 +72,21 @@ def build_spec(
         raise UsageError("--concurrency: must be at least 1")
     if requests_per_client is not None and requests_per_client < 1:
         raise UsageError("--requests-per-client: must be at least 1")
-    if duration is not None and duration <= 0:
-        raise UsageError("--duration: must be positive")
+    if duration is not None:
+        _check_seconds("--duration", duration, zero_ok=False)
     if arrival not in ARRIVALS:
         raise UsageError(f"--arrival: expected one of {', '.join(ARRIVALS)}, got {arrival!r}")
+    if rate is not None and not (math.isfinite(rate) and MIN_RATE <= rate):
+        raise UsageError(f"--rate: expected a number of requests/s >= {MIN_RATE:g}, got {rate:g}")
     if arrival != "closed" and not rate:
         raise UsageError(f"--arrival {arrival}: needs --rate (total requests per second)")
-    if rate is not None and rate <= 0:
-        raise UsageError("--rate: must be positive")
     if retries < 0:
         raise UsageError("--retries: must be 0 or more")
-    if input_tokens < 1 or output_tokens < 1:
-        raise UsageError("--input-tokens/--output-tokens: must be at least 1")
+    _check_seconds("--retry-delay", retry_delay, zero_ok=True)
+    _check_seconds("--timeout", timeout, zero_ok=False)
+    for option, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens)):
+        if not 1 <= value <= MAX_TOKENS:
+            raise UsageError(f"{option}: expected 1 to {MAX_TOKENS}, got {value}")
     if duration is None and requests_per_client is None:
         requests_per_client = 10
     return LoadSpec(
@@ -89,6 +107,48 @@ def build_spec(
         endpoint=endpoint,
         seed=seed,
     )
+
+
+def _check_seconds(option: str, value: float, *, zero_ok: bool) -> None:
+    """A finite number of seconds in (0 or >0) .. MAX_SECONDS, else UsageError naming ``option``."""
+    low_ok = value >= 0 if zero_ok else value > 0
+    if not (math.isfinite(value) and low_ok and value <= MAX_SECONDS):
+        low = ">= 0" if zero_ok else "> 0"
+        raise UsageError(
+            f"{option}: expected seconds {low} and at most {MAX_SECONDS} (365 days), got {value:g}"
+        )
+
+
+def check_url(url: str) -> None:
+    """``http(s)://HOST[:PORT][/prefix]`` with a real host and port, else UsageError."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"URL {url!r}: expected http://HOST:PORT")
+    host = parts.hostname or ""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"URL {url!r}: {host!r} is not an IPv6 address") from None
+    elif not _HOST.fullmatch(host):
+        raise UsageError(f"URL {url!r}: no valid host; expected http://HOST:PORT")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"URL {url!r}: the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise UsageError(f"URL {url!r}: the port must be a number from 1 to 65535")
+    if parts.query or parts.fragment:
+        raise UsageError(f"URL {url!r}: no query or fragment expected (the API path is appended)")
+
+
+def _check_counts(metrics_port: int | None, processes: int | None) -> None:
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise UsageError(
+            f"--metrics-port: expected 0 to 65535 (0: any free port), got {metrics_port}"
+        )
+    if processes is not None and not 1 <= processes <= MAX_PROCESSES:
+        raise UsageError(f"--processes: expected 1 to {MAX_PROCESSES}, got {processes}")
 
 
 class _Progress:
@@ -161,16 +221,18 @@ def load_command(
     Returns the text to print and the exit status: CHECK_FAILED when a request of this run
     failed, INTERRUPTED after a Ctrl-C (the partial table is still returned), OK otherwise
     (a comparison of saved runs alone is OK).
-    """
-    from ftctl.clients.legacy import LegacyLoad
 
+    Raises:
+        UsageError: a bad option value (checked before anything is sent or written), or an
+            ``output_dir`` that already holds client logs.
+    """
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if not urls and not compare:
         raise UsageError("give a URL to load, or --compare DIR... to compare saved runs")
     for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"URL {url!r}: expected http://HOST:PORT")
+        check_url(url)
+    _check_counts(metrics_port, processes)
     for d in compare:
         if not Path(d).is_dir():
             raise UsageError(f"--compare {d}: not a directory")
@@ -178,6 +240,9 @@ def load_command(
     status = ExitStatus.OK
     if urls:
         assert spec is not None
+        # Imported after the cheap checks: aiohttp takes most of a bad command's run time.
+        from ftctl.clients.legacy import LegacyLoad
+
         name = model or discover_model(urls[0])
         out = output_dir or Path("ftctl-load") / datetime.now().strftime("%Y%m%d-%H%M%S")
         out.mkdir(parents=True, exist_ok=True)
@@ -188,9 +253,7 @@ def load_command(
         load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=processes)
         server = None
         if metrics_port is not None:
-            from ftctl.clients.prom import MetricsServer
-
-            server = MetricsServer(metrics_port, load.stats).start()
+            server = _metrics_server(metrics_port, load.stats).start()
             emit(f"ftctl load: metrics on http://127.0.0.1:{server.port}/metrics")
         interrupted = False
         try:
@@ -248,6 +311,18 @@ def load_command(
     if len(runs) == 1:
         return render_run(runs[0], fmt), status
     return render_compare(runs, fmt), status
+
+
+def _metrics_server(port: int, stats: Callable):
+    from ftctl.clients.prom import MetricsServer
+
+    try:
+        return MetricsServer(port, stats)
+    except OSError as exc:
+        raise UsageError(
+            f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; "
+            "choose another port (0: any free one)"
+        ) from exc
 
 
 def _spec_json(spec: LoadSpec) -> dict:
