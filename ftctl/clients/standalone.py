@@ -31,6 +31,9 @@ MIN_RATE = 1e-6
 MAX_TOKENS = 10_000_000
 # Worker processes: each is a Python interpreter with its own event loop.
 MAX_PROCESSES = 256
+# Descriptors a worker uses besides its clients' log files and sockets (interpreter, pipes,
+# event loop, DNS resolver).
+FD_MARGIN = 64
 _HOST = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -142,6 +145,45 @@ def check_url(url: str) -> None:
         raise UsageError(f"URL {url!r}: no query or fragment expected (the API path is appended)")
 
 
+def check_fd_limit(spec: LoadSpec, processes: int, n_urls: int = 1) -> None:
+    """Raise the open-file soft limit if a worker needs more; UsageError if the hard one is short.
+
+    A worker holds one log file per client and up to ``concurrency`` sockets per client and
+    frontend (idle keep-alive connections stay pooled per host), plus FD_MARGIN. Worker
+    processes inherit this process's limit.
+    """
+    import resource
+
+    per_client = 1 + spec.concurrency * max(1, n_urls)
+    per_process = -(-spec.clients // processes)
+    need = per_process * per_client + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    target = hard if hard != resource.RLIM_INFINITY else need
+    if need <= target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return
+        except (ValueError, OSError):
+            pass
+    limit = hard if hard != resource.RLIM_INFINITY else soft
+    fit = max(0, (limit - FD_MARGIN) // per_client)  # clients one worker can hold
+    if fit:
+        procs = -(-spec.clients // fit)
+        hint = (
+            f"use --processes {procs} or more, or fewer --clients"
+            if procs <= MAX_PROCESSES
+            else f"use at most {fit * MAX_PROCESSES} --clients (with --processes {MAX_PROCESSES})"
+        )
+    else:
+        hint = "use a lower --concurrency"
+    raise UsageError(
+        f"--clients {spec.clients}: {per_process} clients per worker process need about {need} "
+        f"open files, above this system's limit of {limit} (ulimit -n); {hint}"
+    )
+
+
 def _check_counts(metrics_port: int | None, processes: int | None) -> None:
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
         raise UsageError(
@@ -241,8 +283,10 @@ def load_command(
     if urls:
         assert spec is not None
         # Imported after the cheap checks: aiohttp takes most of a bad command's run time.
-        from ftctl.clients.legacy import LegacyLoad
+        from ftctl.clients.legacy import LegacyLoad, default_processes
 
+        n_procs = max(1, min(processes or default_processes(spec), spec.clients))
+        check_fd_limit(spec, n_procs, len(urls))
         name = model or discover_model(urls[0])
         out = output_dir or Path("ftctl-load") / datetime.now().strftime("%Y%m%d-%H%M%S")
         out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +294,7 @@ def load_command(
             raise UsageError(f"--output-dir {out}: already holds client logs; choose a new folder")
         emit = progress or (lambda _line: None)
         tracker = _Progress(spec, emit)
-        load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=processes)
+        load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=n_procs)
         server = None
         if metrics_port is not None:
             server = _metrics_server(metrics_port, load.stats).start()

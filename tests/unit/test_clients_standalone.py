@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -10,7 +14,7 @@ import pytest
 from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
 from ftctl.clients.prom import MetricsServer, render_prometheus
 from ftctl.clients.standalone import _Progress, build_spec
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.fake_llm import FakeLLM
 
 
@@ -144,3 +148,45 @@ def test_metrics_port_is_announced_on_loopback(server, tmp_path):
     res = run_cli("load", server.url, "--model", "m", "--requests-per-client", "1",
                   "--metrics-port", "0", "--output-dir", str(tmp_path))  # fmt: skip
     assert "metrics on http://127.0.0.1:" in res.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _load_with_fd_limit(soft: int, hard: int, *args: str) -> subprocess.CompletedProcess:
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return subprocess.run(
+        [sys.executable, "-m", "ftctl", "load", *args],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=limit,
+    )  # fmt: skip
+
+
+def test_clients_beyond_the_open_file_limit_are_refused_up_front_with_exit_2(tmp_path):
+    res = _load_with_fd_limit(
+        256, 256, f"http://127.0.0.1:{_closed_port()}", "--model", "m", "--clients", "1000",
+        "--processes", "1", "--output-dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "--clients 1000" in last and "limit of 256" in last and "--processes 11 or more" in last
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_open_file_soft_limit_is_raised_to_the_hard_one_when_that_suffices(server, tmp_path):
+    # 100 clients in one worker hold 100 log files and 100 sockets: far above a soft limit
+    # of 64, within the hard one of 1024.
+    res = _load_with_fd_limit(
+        64, 1024, server.url, "--model", "m", "--clients", "100", "--processes", "1",
+        "--requests-per-client", "1", "--output-tokens", "1", "--no-streaming",
+        "--output-dir", str(tmp_path / "run"), "--format", "json",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["ok"] == 100
