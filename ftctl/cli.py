@@ -297,7 +297,10 @@ def load(
     processes: Annotated[
         int | None, typer.Option(help="Worker processes (default: by client count).")
     ] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Where client logs go.")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where client logs go (default: a new ftctl-load/<time> folder)."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json")] = "fancy",
     compare: Annotated[
         list[Path] | None,

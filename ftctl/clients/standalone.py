@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import re
 import time
 import urllib.error
@@ -34,6 +35,12 @@ MAX_PROCESSES = 256
 # Descriptors a worker uses besides its clients' log files and sockets (interpreter, pipes,
 # event loop, DNS resolver).
 FD_MARGIN = 64
+# The default output folder: one fresh folder per run under this root.
+DEFAULT_ROOT = Path("ftctl-load")
+_STAMP = "%Y%m%d-%H%M%S"
+_MAX_SAME_SECOND = 1000
+# Files a load writes into its folder; an explicit --output-dir holding any is refused.
+_LOAD_FILES = ("client_*.log.txt", "load.json", "load_worker_*.stderr.log")
 _HOST = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -143,6 +150,61 @@ def check_url(url: str) -> None:
         raise UsageError(f"URL {url!r}: the port must be a number from 1 to 65535")
     if parts.query or parts.fragment:
         raise UsageError(f"URL {url!r}: no query or fragment expected (the API path is appended)")
+
+
+def new_run_dir(root: Path = DEFAULT_ROOT, now: datetime | None = None) -> Path:
+    """Create and return a fresh ``root/<YYYYmmdd-HHMMSS>[-N]`` folder for one run.
+
+    The folder is made with ``mkdir`` (never ``exist_ok``), so two runs started in the same
+    second (or at once) each get their own: the second finds the name taken and tries ``-2``.
+    """
+    stamp = (now or datetime.now()).strftime(_STAMP)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, _MAX_SAME_SECOND + 1):
+            path = root / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create a run folder under {root}: {exc.strerror or exc}; pass --output-dir"
+        ) from exc
+    raise UsageError(
+        f"{root}: {_MAX_SAME_SECOND} runs already started at {stamp}; pass --output-dir"
+    )
+
+
+def claim_output_dir(out: Path) -> None:
+    """Make ``out`` this run's own, or refuse (exit 2) if a previous load wrote there.
+
+    The claim is the exclusive creation of ``client_0.log.txt`` (the run writes it anyway), so
+    two runs given the same folder at once cannot both pass the check and mix their logs.
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output-dir {out}: not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--output-dir {out}: cannot create it: {exc.strerror or exc}") from exc
+    found = sorted({p.name for pattern in _LOAD_FILES for p in out.glob(pattern)})
+    if not found:
+        try:
+            os.close(os.open(out / "client_0.log.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return
+        except FileExistsError:
+            found = ["client_0.log.txt"]
+        except OSError as exc:
+            raise UsageError(
+                f"--output-dir {out}: cannot write there: {exc.strerror or exc}"
+            ) from exc
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    raise UsageError(
+        f"--output-dir {out}: already holds a previous load's files ({shown}); "
+        "choose a new folder, or omit --output-dir for a fresh one under ftctl-load/"
+    )
 
 
 def check_fd_limit(spec: LoadSpec, processes: int, n_urls: int = 1) -> None:
@@ -266,7 +328,7 @@ def load_command(
 
     Raises:
         UsageError: a bad option value (checked before anything is sent or written), or an
-            ``output_dir`` that already holds client logs.
+            ``output_dir`` that already holds a previous load's files.
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -288,16 +350,26 @@ def load_command(
         n_procs = max(1, min(processes or default_processes(spec), spec.clients))
         check_fd_limit(spec, n_procs, len(urls))
         name = model or discover_model(urls[0])
-        out = output_dir or Path("ftctl-load") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        out.mkdir(parents=True, exist_ok=True)
-        if any(out.glob("client_*.log.txt")):
-            raise UsageError(f"--output-dir {out}: already holds client logs; choose a new folder")
         emit = progress or (lambda _line: None)
-        tracker = _Progress(spec, emit)
-        load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=n_procs)
         server = None
         if metrics_port is not None:
-            server = _metrics_server(metrics_port, load.stats).start()
+            # Bound before the run folder exists: a busy port leaves nothing behind. It serves
+            # (and so calls `load`) only once started, after `load` exists.
+            server = _metrics_server(metrics_port, lambda: load.stats())
+        try:
+            if output_dir is None:
+                out = new_run_dir()
+            else:
+                out = output_dir
+                claim_output_dir(out)
+            load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=n_procs)
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
+        tracker = _Progress(spec, emit)
+        if server is not None:
+            server.start()
             emit(f"ftctl load: metrics on http://127.0.0.1:{server.port}/metrics")
         interrupted = False
         try:

@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from datetime import datetime
 
 import pytest
 
 from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
 from ftctl.clients.prom import MetricsServer, render_prometheus
-from ftctl.clients.standalone import _Progress, build_spec
+from ftctl.clients.standalone import _Progress, build_spec, claim_output_dir, new_run_dir
+from ftctl.errors import UsageError
 from tests.conftest import REPO, run_cli
 from tests.fake_llm import FakeLLM
 
@@ -154,6 +156,20 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_two_runs_started_in_the_same_second_get_distinct_folders(tmp_path):
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    first = new_run_dir(tmp_path / "ftctl-load", now)
+    second = new_run_dir(tmp_path / "ftctl-load", now)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert (first.name, second.name) == ("20260102-030405", "20260102-030405-2")
+
+
+def test_an_output_dir_claimed_by_one_run_is_refused_to_the_next(tmp_path):
+    claim_output_dir(tmp_path / "run")
+    with pytest.raises(UsageError, match=r"--output-dir .*run: already holds"):
+        claim_output_dir(tmp_path / "run")
 
 
 def _load_with_fd_limit(soft: int, hard: int, *args: str) -> subprocess.CompletedProcess:
