@@ -14,11 +14,15 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftctl.clients.base import LoadTarget
 from ftctl.clients.loadtable import RUN_FILE, read_run, render_compare, render_run
 from ftctl.errors import ClientError, ExitStatus, UsageError
 from ftctl.scenario.model import LoadSpec, TokenDist
+
+if TYPE_CHECKING:
+    from ftctl.clients.legacy import LegacyLoad
 
 FORMATS = ("fancy", "markdown", "json")
 ARRIVALS = ("closed", "constant", "poisson")
@@ -255,6 +259,34 @@ def _check_counts(metrics_port: int | None, processes: int | None) -> None:
         raise UsageError(f"--processes: expected 1 to {MAX_PROCESSES}, got {processes}")
 
 
+def check_sent(load: LegacyLoad, out: Path, urls: Sequence[str]) -> None:
+    """ClientError (exit 3) when the load could not run: a worker died, or nothing was sent.
+
+    Args:
+        load: the finished load (its summary, ``worker_errors`` and process count).
+        out: the run folder (named in the message: the logs are there).
+        urls: the targets (named when no connection could be made).
+    """
+    summary = load.summary
+    assert summary is not None
+    where = f"logs in {out}"
+    if load.worker_errors:
+        first = load.worker_errors[0]
+        raise ClientError(
+            f"{len(load.worker_errors)} of {load.processes} load worker processes died "
+            f"({first}); the load did not run as asked, {where}"
+        )
+    if summary.requests == 0:
+        hint = f" (is --duration {load.spec.duration:g} too short?)" if load.spec.duration else ""
+        raise ClientError(f"no request was sent{hint}; {where}")
+    if summary.ok == 0 and set(summary.errors) == {"connect"}:
+        raise ClientError(
+            f"no request could be sent: {summary.requests} of {summary.requests} requests "
+            f"failed to connect to {', '.join(urls)} (first: {summary.first_error}); "
+            f"is the server up? {where}"
+        )
+
+
 class _Progress:
     """Turns LoadProgress snapshots into a line at every 10 % (of requests, or of duration)."""
 
@@ -329,6 +361,8 @@ def load_command(
     Raises:
         UsageError: a bad option value (checked before anything is sent or written), or an
             ``output_dir`` that already holds a previous load's files.
+        ClientError: the load could not run: a worker process died, no request was sent, or
+            every request failed to connect (``load.json`` and the logs are still written).
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -413,6 +447,8 @@ def load_command(
                 indent=2,
             )
         )
+        if not interrupted:
+            check_sent(load, out, urls)
         run = read_run(out)
         run.name = str(out)
         runs.append(run)

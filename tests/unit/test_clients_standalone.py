@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from datetime import datetime
 
@@ -156,6 +159,61 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_load_exits_3_when_no_request_could_connect(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    res = run_cli("load", url, "--model", "m", "--requests-per-client", "2",
+                  "--output-dir", str(tmp_path / "run"), expect=3)  # fmt: skip
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("ftctl: error: no request could be sent: 2 of 2 requests failed")
+    assert url in last and str(tmp_path / "run") in last
+    assert json.loads((tmp_path / "run" / "load.json").read_text())["summary"]["failed"] == 2
+
+
+def _worker_pids() -> list[int]:
+    """Live legacy-client worker processes that are children of this test process."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()  # noqa: SIM115
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"ftctl.clients.legacy_worker" in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def test_load_exits_3_when_every_worker_process_died(server, tmp_path):
+    server.behavior.mode = "hang"  # the workers stay busy until they are killed
+    result = {}
+
+    def run() -> None:
+        result["res"] = run_cli(
+            "load", server.url, "--model", "m", "--clients", "2", "--processes", "2",
+            "--requests-per-client", "1", "--timeout", "120", "--output-dir", str(tmp_path),
+            expect=None,
+        )  # fmt: skip
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed: set[int] = set()
+    deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
+    while len(killed) < 2 and time.monotonic() < deadline:
+        for pid in set(_worker_pids()) - killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        time.sleep(0.05)
+    thread.join(60)
+    assert len(killed) == 2 and not thread.is_alive()
+    res = result["res"]
+    assert res.exit_code == 3, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "2 of 2 load worker processes died" in last and "status -9" in last
 
 
 def test_two_runs_started_in_the_same_second_get_distinct_folders(tmp_path):
