@@ -341,14 +341,17 @@ def load(
     processes: Annotated[
         int | None, typer.Option(help="Worker processes (default: by client count).")
     ] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Where client logs go.")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where client logs go (default: a new ftctl-load/<time> folder)."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="fancy|markdown|json")] = "fancy",
     compare: Annotated[
         list[Path] | None,
         typer.Option(help="A saved run dir to show side by side (repeat for more)."),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus text on 127.0.0.1:PORT.")
+        int | None, typer.Option(help="Serve Prometheus text on 127.0.0.1:PORT (0: any free).")
     ] = None,
 ) -> None:
     """Run the built-in load client against an endpoint and print the load-test table."""

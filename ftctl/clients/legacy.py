@@ -585,6 +585,8 @@ class LegacyLoad:
         self._history: list[tuple[float, int]] = []
         self._ready = threading.Event()
         self._killed = False
+        # Set by wait(): one line per worker that exited with an error (not killed by us).
+        self.worker_errors: list[str] = []
 
     def _configs(self) -> list[dict]:
         spec, n = self.spec, self.processes
@@ -725,11 +727,14 @@ class LegacyLoad:
             missing = len(self._summaries) - len(parts)
         if missing:
             summary.warnings.append(f"{missing} worker process(es) ended without a summary")
+        dead = []
         for p, proc in enumerate(self._procs):
             if proc.returncode and not self._killed:
-                summary.warnings.append(
+                dead.append(
                     f"worker {p} exited with status {proc.returncode}: {self._stderr_tail(p)}"
                 )
+        summary.warnings.extend(dead)
+        self.worker_errors = dead
         self.summary = summary
         self._tidy()
         return True

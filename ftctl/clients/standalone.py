@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
+import os
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftctl.clients.base import LoadTarget
 from ftctl.clients.loadtable import RUN_FILE, read_run, render_compare, render_run
 from ftctl.errors import ClientError, ExitStatus, UsageError
 from ftctl.scenario.model import LoadSpec, TokenDist
 
+if TYPE_CHECKING:
+    from ftctl.clients.legacy import LegacyLoad
+
 FORMATS = ("fancy", "markdown", "json")
 ARRIVALS = ("closed", "constant", "poisson")
+# Seconds options (--duration, --timeout, --retry-delay): far enough past this the event
+# loop's timers overflow (--duration 1e300 killed every worker); a year is more than enough.
+MAX_SECONDS = 365 * 86400
+# --rate below this: 1/rate seconds between requests would pass MAX_SECONDS.
+MIN_RATE = 1e-6
+# Prompt words / max_tokens: the prompt is built in memory per request, and max_tokens must fit
+# the 64-bit JSON integers of the request body.
+MAX_TOKENS = 10_000_000
+# Worker processes: each is a Python interpreter with its own event loop.
+MAX_PROCESSES = 256
+# Descriptors a worker uses besides its clients' log files and sockets (interpreter, pipes,
+# event loop, DNS resolver).
+FD_MARGIN = 64
+# The default output folder: one fresh folder per run under this root.
+DEFAULT_ROOT = Path("ftctl-load")
+_STAMP = "%Y%m%d-%H%M%S"
+_MAX_SAME_SECOND = 1000
+# Files a load writes into its folder; an explicit --output-dir holding any is refused.
+_LOAD_FILES = ("client_*.log.txt", "load.json", "load_worker_*.stderr.log")
+_HOST = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def discover_model(base_url: str, timeout: float = 10.0) -> str:
@@ -57,18 +86,21 @@ def build_spec(
         raise UsageError("--concurrency: must be at least 1")
     if requests_per_client is not None and requests_per_client < 1:
         raise UsageError("--requests-per-client: must be at least 1")
-    if duration is not None and duration <= 0:
-        raise UsageError("--duration: must be positive")
+    if duration is not None:
+        _check_seconds("--duration", duration, zero_ok=False)
     if arrival not in ARRIVALS:
         raise UsageError(f"--arrival: expected one of {', '.join(ARRIVALS)}, got {arrival!r}")
+    if rate is not None and not (math.isfinite(rate) and MIN_RATE <= rate):
+        raise UsageError(f"--rate: expected a number of requests/s >= {MIN_RATE:g}, got {rate:g}")
     if arrival != "closed" and not rate:
         raise UsageError(f"--arrival {arrival}: needs --rate (total requests per second)")
-    if rate is not None and rate <= 0:
-        raise UsageError("--rate: must be positive")
     if retries < 0:
         raise UsageError("--retries: must be 0 or more")
-    if input_tokens < 1 or output_tokens < 1:
-        raise UsageError("--input-tokens/--output-tokens: must be at least 1")
+    _check_seconds("--retry-delay", retry_delay, zero_ok=True)
+    _check_seconds("--timeout", timeout, zero_ok=False)
+    for option, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens)):
+        if not 1 <= value <= MAX_TOKENS:
+            raise UsageError(f"{option}: expected 1 to {MAX_TOKENS}, got {value}")
     if duration is None and requests_per_client is None:
         requests_per_client = 10
     return LoadSpec(
@@ -89,6 +121,170 @@ def build_spec(
         endpoint=endpoint,
         seed=seed,
     )
+
+
+def _check_seconds(option: str, value: float, *, zero_ok: bool) -> None:
+    """A finite number of seconds in (0 or >0) .. MAX_SECONDS, else UsageError naming ``option``."""
+    low_ok = value >= 0 if zero_ok else value > 0
+    if not (math.isfinite(value) and low_ok and value <= MAX_SECONDS):
+        low = ">= 0" if zero_ok else "> 0"
+        raise UsageError(
+            f"{option}: expected seconds {low} and at most {MAX_SECONDS} (365 days), got {value:g}"
+        )
+
+
+def check_url(url: str) -> None:
+    """``http(s)://HOST[:PORT][/prefix]`` with a real host and port, else UsageError."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"URL {url!r}: expected http://HOST:PORT")
+    host = parts.hostname or ""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"URL {url!r}: {host!r} is not an IPv6 address") from None
+    elif not _HOST.fullmatch(host):
+        raise UsageError(f"URL {url!r}: no valid host; expected http://HOST:PORT")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"URL {url!r}: the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise UsageError(f"URL {url!r}: the port must be a number from 1 to 65535")
+    if parts.query or parts.fragment:
+        raise UsageError(f"URL {url!r}: no query or fragment expected (the API path is appended)")
+
+
+def new_run_dir(root: Path = DEFAULT_ROOT, now: datetime | None = None) -> Path:
+    """Create and return a fresh ``root/<YYYYmmdd-HHMMSS>[-N]`` folder for one run.
+
+    The folder is made with ``mkdir`` (never ``exist_ok``), so two runs started in the same
+    second (or at once) each get their own: the second finds the name taken and tries ``-2``.
+    """
+    stamp = (now or datetime.now()).strftime(_STAMP)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, _MAX_SAME_SECOND + 1):
+            path = root / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create a run folder under {root}: {exc.strerror or exc}; pass --output-dir"
+        ) from exc
+    raise UsageError(
+        f"{root}: {_MAX_SAME_SECOND} runs already started at {stamp}; pass --output-dir"
+    )
+
+
+def claim_output_dir(out: Path) -> None:
+    """Make ``out`` this run's own, or refuse (exit 2) if a previous load wrote there.
+
+    The claim is the exclusive creation of ``client_0.log.txt`` (the run writes it anyway), so
+    two runs given the same folder at once cannot both pass the check and mix their logs.
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output-dir {out}: not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--output-dir {out}: cannot create it: {exc.strerror or exc}") from exc
+    found = sorted({p.name for pattern in _LOAD_FILES for p in out.glob(pattern)})
+    if not found:
+        try:
+            os.close(os.open(out / "client_0.log.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return
+        except FileExistsError:
+            found = ["client_0.log.txt"]
+        except OSError as exc:
+            raise UsageError(
+                f"--output-dir {out}: cannot write there: {exc.strerror or exc}"
+            ) from exc
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    raise UsageError(
+        f"--output-dir {out}: already holds a previous load's files ({shown}); "
+        "choose a new folder, or omit --output-dir for a fresh one under ftctl-load/"
+    )
+
+
+def check_fd_limit(spec: LoadSpec, processes: int, n_urls: int = 1) -> None:
+    """Raise the open-file soft limit if a worker needs more; UsageError if the hard one is short.
+
+    A worker holds one log file per client and up to ``concurrency`` sockets per client and
+    frontend (idle keep-alive connections stay pooled per host), plus FD_MARGIN. Worker
+    processes inherit this process's limit.
+    """
+    import resource
+
+    per_client = 1 + spec.concurrency * max(1, n_urls)
+    per_process = -(-spec.clients // processes)
+    need = per_process * per_client + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    target = hard if hard != resource.RLIM_INFINITY else need
+    if need <= target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return
+        except (ValueError, OSError):
+            pass
+    limit = hard if hard != resource.RLIM_INFINITY else soft
+    fit = max(0, (limit - FD_MARGIN) // per_client)  # clients one worker can hold
+    if fit:
+        procs = -(-spec.clients // fit)
+        hint = (
+            f"use --processes {procs} or more, or fewer --clients"
+            if procs <= MAX_PROCESSES
+            else f"use at most {fit * MAX_PROCESSES} --clients (with --processes {MAX_PROCESSES})"
+        )
+    else:
+        hint = "use a lower --concurrency"
+    raise UsageError(
+        f"--clients {spec.clients}: {per_process} clients per worker process need about {need} "
+        f"open files, above this system's limit of {limit} (ulimit -n); {hint}"
+    )
+
+
+def _check_counts(metrics_port: int | None, processes: int | None) -> None:
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise UsageError(
+            f"--metrics-port: expected 0 to 65535 (0: any free port), got {metrics_port}"
+        )
+    if processes is not None and not 1 <= processes <= MAX_PROCESSES:
+        raise UsageError(f"--processes: expected 1 to {MAX_PROCESSES}, got {processes}")
+
+
+def check_sent(load: LegacyLoad, out: Path, urls: Sequence[str]) -> None:
+    """ClientError (exit 3) when the load could not run: a worker died, or nothing was sent.
+
+    Args:
+        load: the finished load (its summary, ``worker_errors`` and process count).
+        out: the run folder (named in the message: the logs are there).
+        urls: the targets (named when no connection could be made).
+    """
+    summary = load.summary
+    assert summary is not None
+    where = f"logs in {out}"
+    if load.worker_errors:
+        first = load.worker_errors[0]
+        raise ClientError(
+            f"{len(load.worker_errors)} of {load.processes} load worker processes died "
+            f"({first}); the load did not run as asked, {where}"
+        )
+    if summary.requests == 0:
+        hint = f" (is --duration {load.spec.duration:g} too short?)" if load.spec.duration else ""
+        raise ClientError(f"no request was sent{hint}; {where}")
+    if summary.ok == 0 and set(summary.errors) == {"connect"}:
+        raise ClientError(
+            f"no request could be sent: {summary.requests} of {summary.requests} requests "
+            f"failed to connect to {', '.join(urls)} (first: {summary.first_error}); "
+            f"is the server up? {where}"
+        )
 
 
 class _Progress:
@@ -161,16 +357,20 @@ def load_command(
     Returns the text to print and the exit status: CHECK_FAILED when a request of this run
     failed, INTERRUPTED after a Ctrl-C (the partial table is still returned), OK otherwise
     (a comparison of saved runs alone is OK).
-    """
-    from ftctl.clients.legacy import LegacyLoad
 
+    Raises:
+        UsageError: a bad option value (checked before anything is sent or written), or an
+            ``output_dir`` that already holds a previous load's files.
+        ClientError: the load could not run: a worker process died, no request was sent, or
+            every request failed to connect (``load.json`` and the logs are still written).
+    """
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if not urls and not compare:
         raise UsageError("give a URL to load, or --compare DIR... to compare saved runs")
     for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"URL {url!r}: expected http://HOST:PORT")
+        check_url(url)
+    _check_counts(metrics_port, processes)
     for d in compare:
         if not Path(d).is_dir():
             raise UsageError(f"--compare {d}: not a directory")
@@ -178,19 +378,32 @@ def load_command(
     status = ExitStatus.OK
     if urls:
         assert spec is not None
+        # Imported after the cheap checks: aiohttp takes most of a bad command's run time.
+        from ftctl.clients.legacy import LegacyLoad, default_processes
+
+        n_procs = max(1, min(processes or default_processes(spec), spec.clients))
+        check_fd_limit(spec, n_procs, len(urls))
         name = model or discover_model(urls[0])
-        out = output_dir or Path("ftctl-load") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        out.mkdir(parents=True, exist_ok=True)
-        if any(out.glob("client_*.log.txt")):
-            raise UsageError(f"--output-dir {out}: already holds client logs; choose a new folder")
         emit = progress or (lambda _line: None)
-        tracker = _Progress(spec, emit)
-        load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=processes)
         server = None
         if metrics_port is not None:
-            from ftctl.clients.prom import MetricsServer
-
-            server = MetricsServer(metrics_port, load.stats).start()
+            # Bound before the run folder exists: a busy port leaves nothing behind. It serves
+            # (and so calls `load`) only once started, after `load` exists.
+            server = _metrics_server(metrics_port, lambda: load.stats())
+        try:
+            if output_dir is None:
+                out = new_run_dir()
+            else:
+                out = output_dir
+                claim_output_dir(out)
+            load = LegacyLoad(spec, LoadTarget(urls[0], name), out, urls=urls, processes=n_procs)
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
+        tracker = _Progress(spec, emit)
+        if server is not None:
+            server.start()
             emit(f"ftctl load: metrics on http://127.0.0.1:{server.port}/metrics")
         interrupted = False
         try:
@@ -234,6 +447,8 @@ def load_command(
                 indent=2,
             )
         )
+        if not interrupted:
+            check_sent(load, out, urls)
         run = read_run(out)
         run.name = str(out)
         runs.append(run)
@@ -248,6 +463,18 @@ def load_command(
     if len(runs) == 1:
         return render_run(runs[0], fmt), status
     return render_compare(runs, fmt), status
+
+
+def _metrics_server(port: int, stats: Callable):
+    from ftctl.clients.prom import MetricsServer
+
+    try:
+        return MetricsServer(port, stats)
+    except OSError as exc:
+        raise UsageError(
+            f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; "
+            "choose another port (0: any free one)"
+        ) from exc
 
 
 def _spec_json(spec: LoadSpec) -> dict:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 import urllib.request
+from datetime import datetime
 
 import pytest
 
 from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
 from ftctl.clients.prom import MetricsServer, render_prometheus
-from ftctl.clients.standalone import _Progress, build_spec
-from tests.conftest import run_cli
+from ftctl.clients.standalone import _Progress, build_spec, claim_output_dir, new_run_dir
+from ftctl.errors import UsageError
+from tests.conftest import REPO, run_cli
 from tests.fake_llm import FakeLLM
 
 
@@ -144,3 +153,114 @@ def test_metrics_port_is_announced_on_loopback(server, tmp_path):
     res = run_cli("load", server.url, "--model", "m", "--requests-per-client", "1",
                   "--metrics-port", "0", "--output-dir", str(tmp_path))  # fmt: skip
     assert "metrics on http://127.0.0.1:" in res.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_load_exits_3_when_no_request_could_connect(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    res = run_cli("load", url, "--model", "m", "--requests-per-client", "2",
+                  "--output-dir", str(tmp_path / "run"), expect=3)  # fmt: skip
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("ftctl: error: no request could be sent: 2 of 2 requests failed")
+    assert url in last and str(tmp_path / "run") in last
+    assert json.loads((tmp_path / "run" / "load.json").read_text())["summary"]["failed"] == 2
+
+
+def _worker_pids() -> list[int]:
+    """Live legacy-client worker processes that are children of this test process."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()  # noqa: SIM115
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"ftctl.clients.legacy_worker" in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def test_load_exits_3_when_every_worker_process_died(server, tmp_path):
+    server.behavior.mode = "hang"  # the workers stay busy until they are killed
+    result = {}
+
+    def run() -> None:
+        result["res"] = run_cli(
+            "load", server.url, "--model", "m", "--clients", "2", "--processes", "2",
+            "--requests-per-client", "1", "--timeout", "120", "--output-dir", str(tmp_path),
+            expect=None,
+        )  # fmt: skip
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed: set[int] = set()
+    deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
+    while len(killed) < 2 and time.monotonic() < deadline:
+        for pid in set(_worker_pids()) - killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        time.sleep(0.05)
+    thread.join(60)
+    assert len(killed) == 2 and not thread.is_alive()
+    res = result["res"]
+    assert res.exit_code == 3, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "2 of 2 load worker processes died" in last and "status -9" in last
+
+
+def test_two_runs_started_in_the_same_second_get_distinct_folders(tmp_path):
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    first = new_run_dir(tmp_path / "ftctl-load", now)
+    second = new_run_dir(tmp_path / "ftctl-load", now)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert (first.name, second.name) == ("20260102-030405", "20260102-030405-2")
+
+
+def test_an_output_dir_claimed_by_one_run_is_refused_to_the_next(tmp_path):
+    claim_output_dir(tmp_path / "run")
+    with pytest.raises(UsageError, match=r"--output-dir .*run: already holds"):
+        claim_output_dir(tmp_path / "run")
+
+
+def _load_with_fd_limit(soft: int, hard: int, *args: str) -> subprocess.CompletedProcess:
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return subprocess.run(
+        [sys.executable, "-m", "ftctl", "load", *args],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=limit,
+    )  # fmt: skip
+
+
+def test_clients_beyond_the_open_file_limit_are_refused_up_front_with_exit_2(tmp_path):
+    res = _load_with_fd_limit(
+        256, 256, f"http://127.0.0.1:{_closed_port()}", "--model", "m", "--clients", "1000",
+        "--processes", "1", "--output-dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "--clients 1000" in last and "limit of 256" in last and "--processes 11 or more" in last
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_open_file_soft_limit_is_raised_to_the_hard_one_when_that_suffices(server, tmp_path):
+    # 100 clients in one worker hold 100 log files and 100 sockets: far above a soft limit
+    # of 64, within the hard one of 1024.
+    res = _load_with_fd_limit(
+        64, 1024, server.url, "--model", "m", "--clients", "100", "--processes", "1",
+        "--requests-per-client", "1", "--output-tokens", "1", "--no-streaming",
+        "--output-dir", str(tmp_path / "run"), "--format", "json",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["ok"] == 100
