@@ -1,63 +1,128 @@
-"""Live Prometheus exposition of a running load (client_requests_total, client_latency_seconds)."""
+"""Live Prometheus exposition of running loads, built with prometheus-client.
+
+Metric names are the seed's (002): ``client_requests_total{status}``, ``client_latency_seconds``
+(histogram), plus ``client_requests_in_flight`` and ``ftctl_faults_total``. Every sample carries
+``run``, ``test`` and ``load`` labels; the counters of a load's worker processes are already
+merged by the load handle (``Stats.merge``), so one scrape sees the whole load.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
 
+LABELS = ("run", "test", "load")
 
-def render_prometheus(stats: Stats) -> str:
-    """Prometheus text format 0.0.4 of ``stats``."""
-    lines = [
-        "# HELP client_requests_total Requests completed, by outcome (ok or error class).",
-        "# TYPE client_requests_total counter",
-    ]
-    for status in sorted(stats.by_status):
-        lines.append(f'client_requests_total{{status="{status}"}} {stats.by_status[status]}')
-    lines += [
-        "# HELP client_requests_in_flight Requests sent and not yet answered.",
-        "# TYPE client_requests_in_flight gauge",
-        f"client_requests_in_flight {stats.in_flight}",
-        "# HELP client_latency_seconds Request latency (all attempts of a request).",
-        "# TYPE client_latency_seconds histogram",
-    ]
-    cumulative = 0
-    for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=False):
-        cumulative += count
-        lines.append(f'client_latency_seconds_bucket{{le="{bound:g}"}} {cumulative}')
-    total = sum(stats.buckets)
-    lines.append(f'client_latency_seconds_bucket{{le="+Inf"}} {total}')
-    lines.append(f"client_latency_seconds_sum {stats.latency_sum:.6f}")
-    lines.append(f"client_latency_seconds_count {total}")
-    return "\n".join(lines) + "\n"
+
+@dataclass
+class LoadSource:
+    """One load as the exposition sees it: its labels and a way to read its counters now."""
+
+    run: str
+    test: str
+    load: str
+    stats: Callable[[], Stats]
+
+
+@dataclass
+class LiveRegistry:
+    """What is running now: loads come and go as tests start and end; faults are counted."""
+
+    sources: list[LoadSource] = field(default_factory=list)
+    faults: dict[tuple[str, str], int] = field(default_factory=dict)  # (run, test) -> count
+
+    def add(self, source: LoadSource) -> None:
+        self.sources.append(source)
+
+    def remove(self, source: LoadSource) -> None:
+        if source in self.sources:
+            self.sources.remove(source)
+
+    def fault(self, run: str, test: str) -> None:
+        self.faults[(run, test)] = self.faults.get((run, test), 0) + 1
+
+
+class _Collector:
+    """A prometheus-client collector reading the registry at each scrape."""
+
+    def __init__(self, live: LiveRegistry) -> None:
+        self.live = live
+
+    def collect(self) -> Iterator:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        requests = CounterMetricFamily(
+            "client_requests",
+            "Requests completed, by outcome (ok or an error class).",
+            labels=[*LABELS, "status"],
+        )
+        in_flight = GaugeMetricFamily(
+            "client_requests_in_flight", "Requests sent and not yet answered.", labels=LABELS
+        )
+        latency = HistogramMetricFamily(
+            "client_latency_seconds", "Request latency (all attempts of a request).", labels=LABELS
+        )
+        for source in list(self.live.sources):
+            stats = source.stats()
+            labels = [source.run, source.test, source.load]
+            for status, count in sorted(stats.by_status.items()):
+                requests.add_metric([*labels, status], count)
+            in_flight.add_metric(labels, stats.in_flight)
+            buckets, cumulative = [], 0
+            for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=False):
+                cumulative += count
+                buckets.append((f"{bound:g}", cumulative))
+            buckets.append(("+Inf", sum(stats.buckets)))
+            latency.add_metric(labels, buckets, stats.latency_sum)
+        faults = CounterMetricFamily(
+            "ftctl_faults", "Faults injected so far.", labels=["run", "test"]
+        )
+        for (run, test), count in sorted(self.live.faults.items()):
+            faults.add_metric([run, test], count)
+        yield from (requests, in_flight, latency, faults)
 
 
 class MetricsServer:
-    """Serves ``GET /metrics`` on 127.0.0.1:``port`` (0: any free port) from a thread."""
+    """Serves ``GET /metrics`` on 127.0.0.1:``port`` (0: any free port) from a thread.
 
-    def __init__(self, port: int, stats: Callable[[], Stats]) -> None:
-        get_stats = stats
+    Either one load's ``stats`` (``ftctl load``) or a ``LiveRegistry`` (``ftctl run``).
+    """
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404)
-                    return
-                body = render_prometheus(get_stats()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def __init__(
+        self,
+        port: int,
+        stats: Callable[[], Stats] | None = None,
+        *,
+        live: LiveRegistry | None = None,
+        run: str = "",
+    ) -> None:
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.exposition import (
+            ThreadingWSGIServer,
+            _SilentHandler,  # prometheus-client's own quiet handler (no access log lines)
+            make_server,
+            make_wsgi_app,
+        )
 
-            def log_message(self, *args: object) -> None:
-                pass  # scrapes are not worth a line on stderr
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        self.live = live or LiveRegistry()
+        if stats is not None:
+            self.live.add(LoadSource(run, "", "default", stats))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self.live))
+        self._server = make_server(
+            "127.0.0.1",
+            port,
+            make_wsgi_app(registry),
+            ThreadingWSGIServer,
+            handler_class=_SilentHandler,
+        )
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -16,7 +16,7 @@ from datetime import datetime
 import pytest
 
 from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
-from ftctl.clients.prom import MetricsServer, render_prometheus
+from ftctl.clients.prom import MetricsServer
 from ftctl.clients.standalone import _Progress, build_spec, claim_output_dir, new_run_dir
 from ftctl.errors import UsageError
 from tests.conftest import REPO, run_cli
@@ -86,31 +86,52 @@ def test_compare_puts_a_new_run_beside_a_saved_one(server, tmp_path):
     assert lines and "baseline" in lines[0]  # the new run is the first, the reference
 
 
-def test_prometheus_text_counts_outcomes_and_latency_buckets():
+def _scrape(port: int) -> dict[tuple, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def test_exposition_counts_outcomes_and_latency_buckets():
     st = Stats()
     st.add(True, "ok", 0.004)
     st.add(True, "ok", 0.3)
     st.add(False, "http_5xx", 70.0)
-    text = render_prometheus(st)
-    assert 'client_requests_total{status="ok"} 2' in text
-    assert 'client_requests_total{status="http_5xx"} 1' in text
-    assert 'client_latency_seconds_bucket{le="0.005"} 1' in text
-    assert 'client_latency_seconds_bucket{le="0.5"} 2' in text
-    assert f'client_latency_seconds_bucket{{le="{LATENCY_BUCKETS[-1]:g}"}} 2' in text
-    assert 'client_latency_seconds_bucket{le="+Inf"} 3' in text
-    assert "client_latency_seconds_count 3" in text
-    assert "client_latency_seconds_sum 70.304000" in text
+    base = (("load", "default"), ("run", "r1"), ("test", ""))
+    with MetricsServer(0, lambda: st, run="r1") as srv:
+        got = _scrape(srv.port)
+
+    def key(name, **extra):
+        return (name, tuple(sorted(base + tuple(extra.items()))))
+
+    assert got[key("client_requests_total", status="ok")] == 2
+    assert got[key("client_requests_total", status="http_5xx")] == 1
+    assert got[key("client_latency_seconds_bucket", le="0.005")] == 1
+    assert got[key("client_latency_seconds_bucket", le="0.5")] == 2
+    assert got[key("client_latency_seconds_bucket", le=f"{LATENCY_BUCKETS[-1]:g}")] == 2
+    assert got[key("client_latency_seconds_bucket", le="+Inf")] == 3
+    assert got[key("client_latency_seconds_count")] == 3
+    assert got[key("client_latency_seconds_sum")] == pytest.approx(70.304)
 
 
 def test_metrics_server_serves_the_live_counters_on_loopback():
     st = Stats()
     st.add(True, "ok", 0.01)
     with MetricsServer(0, lambda: st) as srv:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=5).read()
-        assert b'client_requests_total{status="ok"} 1' in body
+        ok = {k: v for k, v in _scrape(srv.port).items() if k[0] == "client_requests_total"}
+        assert list(ok.values()) == [1]
         st.add(False, "timeout", 1.0)
-        body = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=5).read()
-        assert b'client_requests_total{status="timeout"} 1' in body
+        statuses = {
+            dict(k[1])["status"]: v
+            for k, v in _scrape(srv.port).items()
+            if k[0] == "client_requests_total"
+        }
+        assert statuses == {"ok": 1, "timeout": 1}
 
 
 def test_duration_run_reports_progress_to_100_percent(server, tmp_path):
