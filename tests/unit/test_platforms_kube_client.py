@@ -18,6 +18,53 @@ def test_protected_namespaces_are_refused_unless_allowed(ns: str):
     check_namespace(ns, allow=[ns])
 
 
+@pytest.mark.parametrize(
+    ("given", "protected"),
+    [
+        ("kube-system ", "kube-system"),
+        ("KUBE-SYSTEM", "kube-system"),
+        ("\tKube-Public\n", "kube-public"),
+        (" default", "default"),
+    ],
+)
+def test_protected_namespaces_are_refused_in_any_spelling(given: str, protected: str):
+    with pytest.raises(UsageError) as info:
+        check_namespace(given)
+    assert info.value.exit_code == ExitStatus.INVALID
+    assert info.value.message.startswith("kubernetes: refusing to use namespace")
+    assert f"--allow-namespace {protected} " in info.value.message
+    assert "given by --namespace" in info.value.message
+
+
+def test_allowed_namespaces_are_normalised_like_the_namespace():
+    assert check_namespace("kube-system", allow=[" KUBE-SYSTEM "]) == "kube-system"
+
+
+def test_an_allowed_protected_namespace_must_still_be_spelled_validly():
+    with pytest.raises(UsageError, match=r"'KUBE-SYSTEM' is not a valid namespace \(did you mean"):
+        check_namespace("KUBE-SYSTEM", allow=["kube-system"])
+
+
+@pytest.mark.parametrize("name", ["My NS", "ns_1", "team-a ", "-ns", "ns-", "x" * 64, "ns.a"])
+def test_names_kubernetes_would_reject_are_a_usage_error_naming_the_option(name: str):
+    with pytest.raises(UsageError) as info:
+        check_namespace(name, option="--namespace")
+    assert info.value.exit_code == ExitStatus.INVALID
+    assert info.value.message.startswith(f"kubernetes: --namespace: {name!r} is not a valid")
+    assert "DNS-1123 label" in info.value.message
+
+
+@pytest.mark.parametrize("name", ["a", "0", "fault-tolerance-test", "team-7", "x" * 63])
+def test_valid_namespaces_pass_unchanged(name: str):
+    assert check_namespace(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_namespace_is_refused(name: str):
+    with pytest.raises(UsageError, match="empty namespace"):
+        check_namespace(name)
+
+
 def _kubeconfig(path: Path) -> Path:
     path.write_text(
         yaml.safe_dump(

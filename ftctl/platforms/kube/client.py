@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,15 +47,63 @@ class KubeTarget:
         )
 
 
-def check_namespace(namespace: str, allow: tuple[str, ...] | list[str] = ()) -> None:
-    """Refuse system namespaces and ``default`` unless explicitly allowed."""
-    if not namespace:
-        raise UsageError("kubernetes: empty namespace; pass --namespace NS")
-    if namespace in PROTECTED_NAMESPACES and namespace not in allow:
+# A namespace is a DNS-1123 label (what the API server itself enforces).
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_RULE = (
+    "a DNS-1123 label: at most 63 lowercase letters, digits or '-', starting and ending "
+    "with a letter or digit"
+)
+
+
+def normalise_namespace(name: str) -> str:
+    """The form namespaces are compared in: surrounding whitespace stripped, case folded."""
+    return name.strip().casefold()
+
+
+def is_protected(namespace: str) -> bool:
+    """Whether ``namespace`` (in any spelling) is a system or shared namespace."""
+    return normalise_namespace(namespace) in PROTECTED_NAMESPACES
+
+
+def check_namespace(
+    namespace: str,
+    allow: tuple[str, ...] | list[str] = (),
+    *,
+    option: str = "--namespace",
+) -> str:
+    """Refuse system namespaces and ``default`` unless allowed, and names Kubernetes rejects.
+
+    Protection compares normalised names (:func:`normalise_namespace`), so ``'kube-system '``
+    and ``KUBE-SYSTEM`` are refused like ``kube-system``; ``allow`` is normalised the same way.
+    What passes must then be a valid namespace as written: nothing is silently rewritten.
+
+    Args:
+        namespace: the namespace as the user gave it.
+        allow: namespaces the user permitted with ``--allow-namespace``.
+        option: the option the namespace came from, named in the message.
+
+    Returns:
+        ``namespace``, unchanged.
+
+    Raises:
+        UsageError: (exit 2) a protected namespace not allowed, or an invalid name.
+    """
+    key = normalise_namespace(namespace)
+    if not key:
+        raise UsageError(f"kubernetes: {option}: empty namespace; pass {option} NS")
+    allowed = {normalise_namespace(a) for a in allow}
+    if key in PROTECTED_NAMESPACES and key not in allowed:
         raise UsageError(
-            f"kubernetes: refusing to use namespace {namespace!r} (a system or shared "
-            f"namespace); pass --allow-namespace {namespace} if you really mean it"
+            f"kubernetes: refusing to use namespace {namespace!r} given by {option}: {key} is "
+            f"a system or shared namespace; pass --allow-namespace {key} if you really mean it"
         )
+    if not _DNS1123_LABEL.fullmatch(namespace):
+        hint = f" (did you mean {key!r}?)" if _DNS1123_LABEL.fullmatch(key) else ""
+        raise UsageError(
+            f"kubernetes: {option}: {namespace!r} is not a valid namespace{hint}; "
+            f"a namespace is {_LABEL_RULE}"
+        )
+    return namespace
 
 
 def load_configuration(
