@@ -139,21 +139,32 @@ def plan(
     thresholds_file: Annotated[
         Path | None, typer.Option("--thresholds", help="Thresholds replacing the shipped one.")
     ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace")] = None,
+    allow_namespace: Annotated[
+        list[str] | None, typer.Option("--allow-namespace", help="Permit a protected namespace.")
+    ] = None,
 ) -> None:
     """Show the resolved timeline: what would be deployed, hit and checked."""
+    from ftctl.platforms.kube.client import DEFAULT_NAMESPACE, check_namespace
+
+    # The namespace guard of `run`, applied before any file is read: a plan never shows a
+    # deployment that `run` would refuse.
+    namespace = DEFAULT_NAMESPACE if namespace is None else namespace
+    allowed = tuple(allow_namespace or ())
+    check_namespace(namespace, allowed)
+    from ftctl.platforms.kubernetes import annotate_plan
     from ftctl.scenario.listing import plan_command
 
-    _emit(
-        plan_command(
-            scenarios,
-            keyword=keyword,
-            include_custom_build=include_custom_build,
-            platform=platform,
-            as_json=as_json,
-            failures_file=failures_file,
-            thresholds_file=thresholds_file,
-        )
+    text = plan_command(
+        scenarios,
+        keyword=keyword,
+        include_custom_build=include_custom_build,
+        platform=platform,
+        as_json=as_json,
+        failures_file=failures_file,
+        thresholds_file=thresholds_file,
     )
+    _emit(annotate_plan(text, namespace, allowed, as_json=as_json))
 
 
 @app.command()
@@ -237,6 +248,10 @@ def run(
     """Deploy, load, inject faults, verify, collect, check: the exit code is the verdict."""
     if client_type not in (None, "aiperf", "legacy"):
         raise typer.BadParameter("--client-type must be aiperf or legacy")
+    from ftctl.platforms.kube.client import DEFAULT_NAMESPACE, check_namespace
+
+    # Refused before anything is written or contacted, dry run or not.
+    check_namespace(DEFAULT_NAMESPACE if namespace is None else namespace, allow_namespace or ())
     if dry_run:  # exactly what `ftctl plan` shows
         plan(
             scenarios,
@@ -246,6 +261,8 @@ def run(
             as_json=as_json,
             failures_file=failures_file,
             thresholds_file=thresholds_file,
+            namespace=namespace,
+            allow_namespace=allow_namespace,
         )
         return
     if storage_class:

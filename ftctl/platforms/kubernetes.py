@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import random
 import re
 import secrets
@@ -28,6 +29,7 @@ from ftctl.platforms.kube.client import (
     KubeTarget,
     api_call,
     check_namespace,
+    is_protected,
     load_configuration,
     status_of,
 )
@@ -728,6 +730,9 @@ def cleanup_command(
     return "\n".join(lines)
 
 
+DRY_RUN_HEADER = "# DynamoGraphDeployment for "
+
+
 def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
     """What ``run --dry-run`` / ``plan --platform kubernetes`` shows: the DGD and fault targets.
 
@@ -735,7 +740,7 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
     """
     manifest = build_dgd(test, run_id)
     services = manifest["spec"]["services"]
-    lines = [f"# DynamoGraphDeployment for {test.name}", yaml.safe_dump(manifest, sort_keys=False)]
+    lines = [f"{DRY_RUN_HEADER}{test.name}", yaml.safe_dump(manifest, sort_keys=False)]
     for event in test.events:
         if event.kind not in ("terminate_process", "delete_pod", "rolling_upgrade"):
             continue
@@ -754,3 +759,43 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
                 what += " (force)" if event.force else " (graceful)"
             lines.append(f"# {what}: service {svc}, {which}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def namespace_line(namespace: str, allow: tuple[str, ...] | list[str] = ()) -> str:
+    """The plan's namespace line; raises UsageError (exit 2) when ``run`` would refuse it."""
+    check_namespace(namespace, allow)
+    if is_protected(namespace):
+        return (
+            f"# namespace: {namespace} (protected: a system or shared namespace, "
+            "allowed by --allow-namespace)"
+        )
+    return f"# namespace: {namespace}"
+
+
+def annotate_plan(
+    text: str,
+    namespace: str = DEFAULT_NAMESPACE,
+    allow: tuple[str, ...] | list[str] = (),
+    *,
+    as_json: bool = False,
+) -> str:
+    """Add the namespace to each kubernetes test of a plan (text or JSON); others unchanged.
+
+    Raises UsageError (exit 2) when the namespace would be refused, so a plan never shows a
+    deployment that ``run`` would not make.
+    """
+    line = namespace_line(namespace, allow)
+    if as_json:
+        plans = json.loads(text)
+        if not isinstance(plans, list):
+            return text
+        for plan in plans:
+            if isinstance(plan, dict) and "dgd" in plan:
+                plan["namespace"] = {"name": namespace, "protected": is_protected(namespace)}
+        return json.dumps(plans, indent=2, default=str)
+    out: list[str] = []
+    for row in text.split("\n"):
+        out.append(row)
+        if row.startswith(DRY_RUN_HEADER):
+            out.append(line)
+    return "\n".join(out)

@@ -76,7 +76,7 @@ def _allowed(rel: str, may_write: list[str]) -> bool:
 
 def test_the_corpus_covers_every_area():
     areas = {name.split("/")[0] for name in CASES}
-    assert {"scenario", "results", "load"} <= areas, areas
+    assert {"scenario", "load", "results", "kubernetes"} <= areas, areas
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftctl.errors import PlatformError, UsageError
+from ftctl.errors import PlatformError, ScenarioError, UsageError
+from ftctl.scenario.yamlio import Document, display_path, read_document
 
 DEFAULT_NAMESPACE = "fault-tolerance-test"
 PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
@@ -46,15 +49,169 @@ class KubeTarget:
         )
 
 
-def check_namespace(namespace: str, allow: tuple[str, ...] | list[str] = ()) -> None:
-    """Refuse system namespaces and ``default`` unless explicitly allowed."""
-    if not namespace:
-        raise UsageError("kubernetes: empty namespace; pass --namespace NS")
-    if namespace in PROTECTED_NAMESPACES and namespace not in allow:
+# A namespace is a DNS-1123 label (what the API server itself enforces).
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_RULE = (
+    "a DNS-1123 label: at most 63 lowercase letters, digits or '-', starting and ending "
+    "with a letter or digit"
+)
+
+
+def normalise_namespace(name: str) -> str:
+    """The form namespaces are compared in: surrounding whitespace stripped, case folded."""
+    return name.strip().casefold()
+
+
+def is_protected(namespace: str) -> bool:
+    """Whether ``namespace`` (in any spelling) is a system or shared namespace."""
+    return normalise_namespace(namespace) in PROTECTED_NAMESPACES
+
+
+def check_namespace(
+    namespace: str,
+    allow: tuple[str, ...] | list[str] = (),
+    *,
+    option: str = "--namespace",
+) -> str:
+    """Refuse system namespaces and ``default`` unless allowed, and names Kubernetes rejects.
+
+    Protection compares normalised names (:func:`normalise_namespace`), so ``'kube-system '``
+    and ``KUBE-SYSTEM`` are refused like ``kube-system``; ``allow`` is normalised the same way.
+    What passes must then be a valid namespace as written: nothing is silently rewritten.
+
+    Args:
+        namespace: the namespace as the user gave it.
+        allow: namespaces the user permitted with ``--allow-namespace``.
+        option: the option the namespace came from, named in the message.
+
+    Returns:
+        ``namespace``, unchanged.
+
+    Raises:
+        UsageError: (exit 2) a protected namespace not allowed, or an invalid name.
+    """
+    key = normalise_namespace(namespace)
+    if not key:
+        raise UsageError(f"kubernetes: {option}: empty namespace; pass {option} NS")
+    allowed = {normalise_namespace(a) for a in allow}
+    if key in PROTECTED_NAMESPACES and key not in allowed:
         raise UsageError(
-            f"kubernetes: refusing to use namespace {namespace!r} (a system or shared "
-            f"namespace); pass --allow-namespace {namespace} if you really mean it"
+            f"kubernetes: refusing to use namespace {namespace!r} given by {option}: {key} is "
+            f"a system or shared namespace; pass --allow-namespace {key} if you really mean it"
         )
+    if not _DNS1123_LABEL.fullmatch(namespace):
+        hint = f" (did you mean {key!r}?)" if _DNS1123_LABEL.fullmatch(key) else ""
+        raise UsageError(
+            f"kubernetes: {option}: {namespace!r} is not a valid namespace{hint}; "
+            f"a namespace is {_LABEL_RULE}"
+        )
+    return namespace
+
+
+@dataclass
+class _Kubeconfig:
+    """The merged kubeconfig files: each named entry with the document it came from."""
+
+    current: tuple[str, Document] | None
+    entries: dict[str, dict[str, tuple[dict[str, Any], Document, int]]]
+
+
+def _config_error(doc: Document, path: list[str | int], message: str) -> UsageError:
+    """One line naming the kubeconfig file, the line and the field (exit 2)."""
+    return UsageError(f"kubernetes: kubeconfig {doc.error(path, message).message}")
+
+
+def _read_kubeconfig(paths: list[Path]) -> _Kubeconfig:
+    """Read and merge kubeconfig files as kubectl does (the first entry of a name wins, and so
+    does the first current-context).
+
+    Each file is read bounded (no FIFO blocks, no alias bomb expands) and its shape checked,
+    so a broken file is one clear line (exit 2), never the client library's traceback.
+    """
+    merged = _Kubeconfig(None, {"clusters": {}, "contexts": {}, "users": {}})
+    for path in paths:
+        try:
+            doc = read_document(path)
+        except ScenarioError as exc:
+            raise UsageError(f"kubernetes: kubeconfig {exc.message}") from None
+        current = doc.data.get("current-context")
+        if current is not None and not isinstance(current, str):
+            raise _config_error(doc, ["current-context"], "expected a context name")
+        if current and merged.current is None:
+            merged.current = (current, doc)
+        for kind, inner in (("clusters", "cluster"), ("contexts", "context"), ("users", "user")):
+            items = doc.data.get(kind)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                raise _config_error(doc, [kind], f"expected a list of {{name, {inner}}}")
+            for i, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                    raise _config_error(doc, [kind, i], f"expected a mapping with name and {inner}")
+                if not isinstance(item.get(inner), dict | None):
+                    raise _config_error(doc, [kind, i, inner], "expected a mapping")
+                merged.entries[kind].setdefault(item["name"], (item, doc, i))
+    return merged
+
+
+def _resolve_context(kc: _Kubeconfig, context: str | None, where: str) -> dict[str, Any]:
+    """The context entry to use; checks that its cluster (with a server) and user exist."""
+    contexts = kc.entries["contexts"]
+    names = ", ".join(sorted(contexts)) or "none"
+    if context:
+        if context not in contexts:
+            raise UsageError(
+                f"kubernetes: context {context!r} not found in {where} (have: {names})"
+            )
+    elif kc.current is None:
+        raise UsageError(
+            f"kubernetes: kubeconfig {where}: no current-context set; pass --context NAME "
+            f"(have: {names})"
+        )
+    else:
+        context, doc = kc.current
+        if context not in contexts:
+            raise _config_error(
+                doc, ["current-context"], f"context {context!r} not found (have: {names})"
+            )
+    entry, doc, i = contexts[context]
+    ctx = entry.get("context") or {}
+    cluster = ctx.get("cluster")
+    if not isinstance(cluster, str) or not cluster:
+        raise _config_error(
+            doc, ["contexts", i, "context"], f"context {context!r} names no cluster"
+        )
+    if cluster not in kc.entries["clusters"]:
+        have = ", ".join(sorted(kc.entries["clusters"])) or "none"
+        raise _config_error(
+            doc,
+            ["contexts", i, "context", "cluster"],
+            f"context {context!r} names cluster {cluster!r}, which is not defined (have: {have})",
+        )
+    user = ctx.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _config_error(doc, ["contexts", i, "context", "user"], "expected a user name")
+    if user and user not in kc.entries["users"]:
+        have = ", ".join(sorted(kc.entries["users"])) or "none"
+        raise _config_error(
+            doc,
+            ["contexts", i, "context", "user"],
+            f"context {context!r} names user {user!r}, which is not defined (have: {have})",
+        )
+    c_entry, c_doc, c_i = kc.entries["clusters"][cluster]
+    server = (c_entry.get("cluster") or {}).get("server")
+    if not isinstance(server, str) or not server.strip():
+        raise _config_error(
+            c_doc, ["clusters", c_i, "cluster"], f"cluster {cluster!r} has no server"
+        )
+    parts = urllib.parse.urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _config_error(
+            c_doc,
+            ["clusters", c_i, "cluster", "server"],
+            f"server {server!r} of cluster {cluster!r} is not an http(s) URL",
+        )
+    return entry
 
 
 def load_configuration(
@@ -65,48 +222,53 @@ def load_configuration(
 ) -> tuple[Any, KubeTarget]:
     """Build a client Configuration like kubectl would; return it with the target description.
 
-    Order: an explicit ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``; when none
-    exists and the process runs in a pod (``KUBERNETES_SERVICE_HOST``), in-cluster config.
+    Order: an explicit ``kubeconfig``, else ``$KUBECONFIG`` (a list, merged), else
+    ``~/.kube/config``; when none exists and the process runs in a pod
+    (``KUBERNETES_SERVICE_HOST``), in-cluster config.
+
+    Raises:
+        PlatformError: (exit 3) no kubeconfig at all, or in-cluster config unusable.
+        UsageError: (exit 2) a kubeconfig that cannot be read or is malformed, an unknown
+            context, or a context whose cluster, server or user is missing.
     """
     from kubernetes import client, config
 
     cfg = client.Configuration()
     path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or "~/.kube/config"
-    have_file = any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p)
+    # exists(), not is_file(): a FIFO or a folder given as the kubeconfig is reported, not skipped.
+    paths = [Path(p).expanduser() for p in path.split(os.pathsep) if p]
+    present = [p for p in paths if p.exists()]
     use_in_cluster = (
         in_cluster
         if in_cluster is not None
-        else (not have_file and bool(os.environ.get("KUBERNETES_SERVICE_HOST")))
+        else (not present and bool(os.environ.get("KUBERNETES_SERVICE_HOST")))
     )
-    try:
-        if use_in_cluster:
+    if use_in_cluster:
+        try:
             config.load_incluster_config(client_configuration=cfg)
-            target = KubeTarget("in-cluster", "in-cluster", cfg.host, namespace, True)
-            return cfg, target
-        if not have_file:
-            raise PlatformError(
-                f"kubernetes: no kubeconfig at {path}; pass --kubeconfig FILE or set KUBECONFIG"
-            )
-        contexts, current = config.list_kube_config_contexts(config_file=path)
-        chosen = current
-        if context:
-            chosen = next((c for c in contexts if c.get("name") == context), None)
-            if chosen is None:
-                names = ", ".join(sorted(c.get("name", "?") for c in contexts)) or "none"
-                raise UsageError(
-                    f"kubernetes: context {context!r} not found in {path} (have: {names})"
-                )
+        except config.ConfigException as exc:
+            raise PlatformError(f"kubernetes: cannot load in-cluster configuration: {exc}") from exc
+        return cfg, KubeTarget("in-cluster", "in-cluster", cfg.host, namespace, True)
+    if not present:
+        raise PlatformError(
+            f"kubernetes: no kubeconfig at {path}; pass --kubeconfig FILE or set KUBECONFIG"
+        )
+    where = os.pathsep.join(display_path(p) for p in present)
+    kc = _read_kubeconfig(present)
+    chosen = _resolve_context(kc, context, where)
+    try:
         config.load_kube_config(
-            config_file=path,
-            context=context,
+            config_file=os.pathsep.join(str(p) for p in present),
+            context=chosen["name"],
             client_configuration=cfg,
             persist_config=False,
         )
-    except config.ConfigException as exc:
-        raise PlatformError(f"kubernetes: cannot load configuration from {path}: {exc}") from exc
-    ctx = (chosen or {}).get("context", {}) or {}
+    except (config.ConfigException, ValueError, TypeError, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"kubernetes: kubeconfig {where}: {reason}") from exc
+    ctx = chosen.get("context") or {}
     target = KubeTarget(
-        context=(chosen or {}).get("name", "?"),
+        context=chosen["name"],
         cluster=ctx.get("cluster", "?"),
         server=cfg.host,
         namespace=namespace,
