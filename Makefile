@@ -10,7 +10,8 @@ DYNAMO_VERSION := 1.6.1
 AIPERF_VERSION := 0.13.0
 export FTCTL_AIPERF := $(CURDIR)/$(AIPERF_VENV)/bin/aiperf
 
-.PHONY: help install install-aiperf lint test test-unit test-e2e test-kube demo bench clean
+.PHONY: help install install-aiperf lint test test-unit test-e2e test-kube test-kube-real \
+	kube-build kube-up kube-down demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
@@ -38,7 +39,7 @@ lint: $(VENV)/.installed ## ruff lint + format check
 	$(VENV)/bin/ruff check ftctl tests bench tools
 	$(VENV)/bin/ruff format --check ftctl tests bench tools
 
-test: install lint ## install if needed, lint, run the whole test suite
+test: install lint kube-build ## install if needed, lint, build/reuse kube-apiserver, run all tests
 	$(VENV)/bin/pytest -q --durations=10
 
 test-unit: $(VENV)/.installed ## unit tests only
@@ -49,6 +50,18 @@ test-e2e: install ## end-to-end tests on the real local Dynamo graph (legacy and
 
 test-kube: $(VENV)/.installed ## Kubernetes path against the loopback fake API server
 	$(VENV)/bin/pytest -q tests/kube
+
+kube-build: ## build or reuse kube-apiserver 1.20.2 + etcd (cached in ~/.cache/ftctl/kube)
+	@$(PYTHON) tools/kube/build.py
+
+test-kube-real: $(VENV)/.installed kube-build ## tests against the real kube-apiserver + DGD CRD
+	$(VENV)/bin/pytest -q tests/realkube
+
+kube-up: $(VENV)/.installed kube-build ## start etcd + kube-apiserver + DGD CRD in the background
+	@$(PY) -m tools.kube.controlplane up
+
+kube-down: ## stop what `make kube-up` started and remove its data
+	@$(PY) -m tools.kube.controlplane down
 
 demo: $(VENV)/.installed ## run the demo scenario on a real local Dynamo graph
 	$(VENV)/bin/ftctl run scenario_files/local/demo.yaml --output-dir results/demo --junit results/demo/junit.xml
