@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -248,6 +249,9 @@ class _Client:
     directory: Path
     proc: subprocess.Popen | None = None
     attempt_dir: Path | None = None
+    # The attempt's private TMPDIR: aiperf leaves aiperf_mmap_<id>/ and child logs in the
+    # temp folder and never removes them; a folder of ftctl's own is removed when it ends.
+    temp_dir: Path | None = None
     attempts: list[AttemptResult] = field(default_factory=list)
     thread: threading.Thread | None = None
     # Incremental count of the current attempt's records for progress().
@@ -427,6 +431,9 @@ class AiperfLoad:
         )
         result = AttemptResult(client.index, attempt, str(attempt_dir), argv, time.time_ns())
         console = (attempt_dir / CONSOLE_LOG).open("wb")
+        temp_dir = Path(tempfile.mkdtemp(prefix=f"ftctl-aiperf-{client.index}-{attempt}-"))
+        env = aiperf_env()
+        env["TMPDIR"] = str(temp_dir)
         try:
             # Own session = own process group: aiperf forks ~6 service processes, and the
             # whole group must be signalled so that none outlives the handle.
@@ -435,17 +442,19 @@ class AiperfLoad:
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,
-                env=aiperf_env(),
+                env=env,
                 cwd=str(attempt_dir),
                 start_new_session=True,
             )
         except OSError as exc:
+            shutil.rmtree(temp_dir, ignore_errors=True)
             raise ClientError(f"cannot start aiperf ({argv[0]}): {exc}") from exc
         finally:
             console.close()
         with self._lock:
             client.proc = proc
             client.attempt_dir = attempt_dir
+            client.temp_dir = temp_dir
             client.attempts.append(result)
             client.read_path = attempt_dir / RECORDS_FILE
             client.read_offset = client.read_ok = client.read_failed = 0
@@ -462,6 +471,8 @@ class AiperfLoad:
             # Stragglers of the group, if any: right after the leader was reaped, so the
             # group id cannot have been reused yet.
             _killpg(proc.pid, signal.SIGKILL)
+            if client.temp_dir is not None:  # nothing of the group is left to write there
+                shutil.rmtree(client.temp_dir, ignore_errors=True)
             result = client.attempts[-1]
             result.end_ns = time.time_ns()
             result.returncode = proc.returncode

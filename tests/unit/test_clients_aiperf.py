@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -272,7 +273,7 @@ def test_rerun_threshold_is_ninety_percent_failed():
 
 FAKE_AIPERF = r'''#!{python}
 """Stand-in aiperf: writes profile_export.jsonl per FAKE_PLAN; a child shares its group."""
-import json, os, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, tempfile, time
 argv = sys.argv
 art = argv[argv.index("--artifact-dir") + 1]
 attempt = int(os.path.basename(art).split("_")[1])
@@ -280,6 +281,12 @@ count = int(argv[argv.index("--request-count") + 1]) if "--request-count" in arg
 plan = os.environ["FAKE_PLAN"].split(",")
 mode = plan[min(attempt, len(plan) - 1)]
 os.makedirs(os.path.join(art, "logs"), exist_ok=True)
+# Like aiperf: a dataset folder in the temp folder that it never removes.
+mmap = os.path.join(tempfile.gettempdir(), "aiperf_mmap_%d" % os.getpid())
+os.makedirs(mmap)
+open(os.path.join(mmap, "dataset.dat"), "w").close()
+with open(os.path.join(art, "mmap.path"), "w") as f:
+    f.write(mmap)
 if mode != "mute":
     with open(os.path.join(art, "logs", "aiperf.log"), "w") as f:
         f.write("x - system_controller - INFO - AIPerf System is PROFILING\n")
@@ -369,6 +376,18 @@ def test_mostly_failed_attempt_is_rerun_until_one_succeeds(fake_aiperf, tmp_path
         assert saved["ok"] == 10 and saved["attempt"] == 2
     assert load.progress().ok == 20  # the current (last) attempt of each client
     assert not any_alive(child_pids(tmp_path / "out"))
+
+
+def test_aiperf_leaves_nothing_in_the_temp_folder(fake_aiperf, tmp_path, monkeypatch):
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    load = run_load(fake_aiperf, tmp_path, monkeypatch, "fail,ok", retries=2)
+    assert load.wait(30)
+    written = [Path(p.read_text()) for p in (tmp_path / "out").glob("client_*/attempt_*/mmap.path")]
+    assert len(written) == 4  # two clients, two attempts each: every one wrote its folder
+    assert all(system_tmp in p.parents for p in written)  # ...under the system temp folder
+    assert list(system_tmp.iterdir()) == []  # ...and none of them is left there
 
 
 def test_attempts_stop_at_the_configured_number(fake_aiperf, tmp_path, monkeypatch):
