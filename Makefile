@@ -11,7 +11,7 @@ AIPERF_VERSION := 0.13.0
 export FTCTL_AIPERF := $(CURDIR)/$(AIPERF_VENV)/bin/aiperf
 
 .PHONY: help install install-aiperf lint test test-unit test-e2e test-kube test-kube-real \
-	kube-build kube-up kube-down demo bench clean
+	kube-build kube-up kube-down debian-packages demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
@@ -31,7 +31,18 @@ $(AIPERF_VENV)/.installed: constraints-aiperf.txt
 	$(AIPERF_VENV)/bin/pip install -q -c constraints-aiperf.txt aiperf==$(AIPERF_VERSION)
 	touch $@
 
-install: $(VENV)/.installed $(AIPERF_VENV)/.installed ## create .venv (ftctl + Dynamo) and .venv-aiperf
+install: $(VENV)/.installed $(AIPERF_VENV)/.installed debian-packages ## create .venv (ftctl + Dynamo) and .venv-aiperf
+
+# Debian packages the tests use: headless Chromium renders the HTML report in its test.
+DEBIAN_PACKAGES := chromium-headless-shell
+debian-packages: ## install the Debian packages the tests need (apt-get, only when missing)
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  echo "apt-get install$$missing"; \
+	  $$sudo apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 install-aiperf: $(AIPERF_VENV)/.installed ## create .venv-aiperf only
 

@@ -421,15 +421,18 @@ def report(
         typer.Option("--metric", help="Add a timeline panel of this scraped series (repeatable)."),
     ] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown.")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write one self-contained HTML page.")
+    ] = None,
 ) -> None:
-    """Markdown report (tables and checks) and a timeline plot of a result directory."""
+    """Markdown or HTML report (tables, checks, faults) and a timeline plot of a result dir."""
     from ftctl.errors import UsageError
     from ftctl.reports.compare import report_command
 
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: the timeline is a PNG; give a file name ending in .png")
     text, notes = report_command(
-        directory, plot=plot, markdown=markdown, metrics=tuple(metric or ())
+        directory, plot=plot, markdown=markdown, html=html, metrics=tuple(metric or ())
     )
     _warn(notes)
     _emit(text)

@@ -174,6 +174,7 @@ def report_command(
     *,
     plot: Path | None = None,
     markdown: Path | None = None,
+    html: Path | None = None,
     metrics: tuple[str, ...] = (),
 ) -> tuple[str, list[str]]:
     """Markdown report of a result dir (tables + checks from report.json) and an optional plot.
@@ -192,7 +193,10 @@ def report_command(
         plots = [plot] if len(dirs) == 1 else [
             plot.with_name(f"{plot.stem}-{d.name}{plot.suffix}") for d in dirs
         ]  # fmt: skip
-    refuse_inputs([*plots, *([markdown] if markdown else [])], [directory, *dirs])
+    if html is not None and html.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"{html}: the HTML report is a page; give a file name ending in .html")
+    outputs = [*plots, *([markdown] if markdown else []), *([html] if html else [])]
+    refuse_inputs(outputs, [directory, *dirs])
     from ftctl.results import parse_result_dir
 
     results = [parse_result_dir(d) for d in dirs]
@@ -204,6 +208,17 @@ def report_command(
     if markdown:
         _write(markdown, lambda: markdown.write_text(text))
         written.append(f"wrote {markdown}")
+    if html:
+        from ftctl.reports.html import render_html, text_to_html
+
+        page = render_html(
+            f"ftctl report: {directory}",
+            results,
+            lambda r: text_to_html(render_text([r], "html")),
+            metrics=metrics,
+        )
+        _write(html, lambda: html.write_text(page, encoding="utf-8"))
+        written.append(f"wrote {html}")
     if plots:
         from ftctl.reports.timeline import plot_timeline
 

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ftctl.results.model import LoadMetrics, TestResult
 
 FORMATS = ("fancy", "markdown", "json", "csv")
-_TABLEFMT = {"fancy": "fancy_grid", "markdown": "github"}
+_TABLEFMT = {"fancy": "fancy_grid", "markdown": "github", "html": "html"}  # html: escaped
 
 
 def _tabulate(
