@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -11,6 +12,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Started as a background job of a non-interactive shell (or under nohup), the test
+    # process inherits SIGINT *ignored*; every child would inherit that too, so the tests
+    # that press Ctrl-C on `ftctl run` would see it ignored and the run finish with 0.
+    # Handled here (not ignored), SIGINT is back to the default in every exec'd child.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass

@@ -253,8 +253,10 @@ class FakeLLM:
             if i == n_tokens // 2 and mode in ("stream_error", "truncate"):
                 if mode == "stream_error":
                     err = {"error": {"message": "worker disconnected", "code": 503}}
-                    await response.write(f"data: {json.dumps(err)}\n\n".encode())
+                    # Recorded before the client can see the end, so a test that reads
+                    # `served` right after its request finished always finds it.
                     self._record(request, received_ns, "stream_error", stream, words)
+                    await response.write(f"data: {json.dumps(err)}\n\n".encode())
                     await response.write_eof()
                     return response
                 self._record(request, received_ns, "truncate", stream, words)
@@ -284,9 +286,9 @@ class FakeLLM:
             },
         }
         await response.write(f"data: {json.dumps(final)}\n\n".encode())
+        self._record(request, received_ns, 200, stream, words)  # before the client sees [DONE]
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        self._record(request, received_ns, 200, stream, words)
         return response
 
 
