@@ -244,6 +244,15 @@ def run(
             callback=_finite_positive,
         ),
     ] = 600.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve the loads' live Prometheus metrics on 127.0.0.1:PORT (0: any free).",
+        ),
+    ] = None,
 ) -> None:
     """Deploy, load, inject faults, verify, collect, check: the exit code is the verdict."""
     if client_type not in (None, "aiperf", "legacy"):
@@ -300,6 +309,7 @@ def run(
         seed=seed,
         ready_timeout=ready_timeout,
         scrape_interval=scrape_interval,
+        metrics_port=metrics_port,
     )
     try:
         outcome = run_scenarios(

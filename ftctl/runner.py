@@ -9,6 +9,7 @@ background so that it never delays the next event.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,11 +20,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ftctl import __version__
 from ftctl import events as ev
@@ -32,6 +33,9 @@ from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError, Usa
 from ftctl.observe import Scraper
 from ftctl.platforms.base import FaultRecord, Platform, Pod
 from ftctl.scenario.model import Event, LoadSpec, TestCase
+
+if TYPE_CHECKING:
+    from ftctl.clients.prom import LiveRegistry, LoadSource
 
 DEFAULT_READY_TIMEOUT_S = 600.0
 DEFAULT_VERIFY_TIMEOUT_S = 120.0
@@ -52,6 +56,7 @@ class RunOptions:
     platform_options: dict[str, Any] = field(default_factory=dict)  # namespace, kubeconfig, …
     seed: int | None = None
     scrape_interval: float | None = None  # overrides each scenario's observe.interval (0: off)
+    metrics_port: int | None = None  # serve the loads' live counters on 127.0.0.1 (0: any port)
 
 
 @dataclass
@@ -201,8 +206,11 @@ class TestRun:
         result_dir: Path,
         options: RunOptions,
         observer: Observer,
+        live: LiveRegistry | None = None,
     ) -> None:
         self.test = test
+        self.live = live  # what --metrics-port exposes while this test runs
+        self._live_sources: list[LoadSource] = []
         self.platform = platform
         self.result_dir = result_dir
         self.options = options
@@ -303,6 +311,12 @@ class TestRun:
         handle = launch_load(spec, target, out_dir)
         handle.start()
         self.loads[name] = handle
+        if self.live is not None:
+            from ftctl.clients.prom import source_of
+
+            source = source_of(self.live.run, self.test.name, name, handle)
+            self.live.add(source)
+            self._live_sources.append(source)
         # The timeline counts from the first request sent, not from process start: aiperf
         # needs seconds to start, and a fault scheduled at 30 s must come 30 s into the load.
         if not handle.wait_sending(max(60.0, spec.timeout * 10)):
@@ -353,6 +367,8 @@ class TestRun:
             delay_s = (record.t_ns - planned) / 1e9 if planned else None
             self.faults.append(record)
             records.append(record)
+            if self.live is not None:
+                self.live.fault(self.live.run, self.test.name)
             self._event(
                 ev.FAULT_INJECTED,
                 record.t_ns,
@@ -462,6 +478,8 @@ class TestRun:
                         self.events.write(ev.LOAD_END, None, load=name, cancelled=True)
                 except Exception as exc:
                     self.log.error(f"stopping load '{name}': {exc}")
+            for source in self._live_sources:  # this test's loads leave the exposition
+                self.live.remove(source)  # type: ignore[union-attr]
             for future in self._pending:
                 try:
                     future.result(timeout=self.options.verify_timeout + 5)
@@ -675,6 +693,7 @@ def run_test(
     result_dir: Path,
     observer: Observer | None = None,
     platform_factory: PlatformFactory | None = None,
+    live: LiveRegistry | None = None,
 ) -> TestOutcome:
     """Run one test end to end and return its outcome (never raises FtctlError)."""
     observer = observer or _NullObserver()
@@ -709,7 +728,7 @@ def run_test(
             folder.mkdir(parents=True, exist_ok=True)
             _write_run_json(test, folder, platform_name, options)
         platform = factory(platform_name)
-        run = TestRun(test, platform, result_dir, options, observer)
+        run = TestRun(test, platform, result_dir, options, observer, live)
         run.execute()
     except KeyboardInterrupt:
         interrupted = True
@@ -786,7 +805,7 @@ def run_tests(
         planned += [options.output_dir / spec.result_dir for spec in test.loads if spec.result_dir]
     check_result_paths(planned, options.output_dir)
     options.output_dir.mkdir(parents=True, exist_ok=True)
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), _live_metrics(options, observer or _NullObserver()) as live:
         for test in tests:
             for repeat in range(options.repeat):
                 name = test.name if options.repeat == 1 else f"{test.name}-repeat-{repeat}"
@@ -798,12 +817,34 @@ def run_tests(
                             result_dir=options.output_dir / name,
                             observer=observer,
                             platform_factory=platform_factory,
+                            live=live,
                         )
                     )
                 except Interrupted as exc:
                     exc.outcome = RunOutcome(outcomes)  # type: ignore[attr-defined]
                     raise
     return RunOutcome(outcomes)
+
+
+@contextlib.contextmanager
+def _live_metrics(options: RunOptions, observer: Observer) -> Iterator[LiveRegistry | None]:
+    """With ``metrics_port``: a Prometheus endpoint on 127.0.0.1 for the whole run, exposing
+    every running load (labels run/test/load) and the faults injected so far."""
+    if options.metrics_port is None:
+        yield None
+        return
+    from ftctl.clients.prom import LiveRegistry, MetricsServer
+
+    live = LiveRegistry(run=time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime()))
+    try:
+        server = MetricsServer(options.metrics_port, live=live, run=live.run)
+    except OSError as exc:
+        raise UsageError(
+            f"metrics port {options.metrics_port}: cannot listen on 127.0.0.1 ({exc.strerror})"
+        ) from exc
+    with server:
+        _safe_notify(observer, "metrics_server", url=f"http://127.0.0.1:{server.port}/metrics")
+        yield live
 
 
 class _sigterm_as_interrupt:

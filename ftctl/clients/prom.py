@@ -25,6 +25,7 @@ class LoadSource:
     test: str
     load: str
     stats: Callable[[], Stats]
+    has_latency: bool = True  # False: only counts are known (aiperf's progress), no histogram
 
 
 @dataclass
@@ -33,6 +34,7 @@ class LiveRegistry:
 
     sources: list[LoadSource] = field(default_factory=list)
     faults: dict[tuple[str, str], int] = field(default_factory=dict)  # (run, test) -> count
+    run: str = ""  # the `run` label of what this registry exposes
 
     def add(self, source: LoadSource) -> None:
         self.sources.append(source)
@@ -43,6 +45,26 @@ class LiveRegistry:
 
     def fault(self, run: str, test: str) -> None:
         self.faults[(run, test)] = self.faults.get((run, test), 0) + 1
+
+
+def source_of(run: str, test: str, load: str, handle: object) -> LoadSource:
+    """The exposition's view of a running load handle: its merged counters when it keeps
+    them (the built-in client), else the counts of its progress (aiperf: no latency)."""
+    stats = getattr(handle, "stats", None)
+    if callable(stats):
+        return LoadSource(run, test, load, stats)
+
+    def from_progress() -> Stats:
+        progress = handle.progress()  # type: ignore[attr-defined]
+        by_status = {"ok": progress.ok, "error": progress.failed}
+        return Stats(
+            ok=progress.ok,
+            failed=progress.failed,
+            in_flight=progress.in_flight,
+            by_status={k: v for k, v in by_status.items() if v},
+        )
+
+    return LoadSource(run, test, load, from_progress, has_latency=False)
 
 
 class _Collector:
@@ -75,6 +97,8 @@ class _Collector:
             for status, count in sorted(stats.by_status.items()):
                 requests.add_metric([*labels, status], count)
             in_flight.add_metric(labels, stats.in_flight)
+            if not source.has_latency:
+                continue
             buckets, cumulative = [], 0
             for bound, count in zip(LATENCY_BUCKETS, stats.buckets, strict=False):
                 cumulative += count

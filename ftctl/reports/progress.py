@@ -35,6 +35,8 @@ class ProgressPrinter:
         if kind == "test_start":
             self.test, self.started = test, time.monotonic()
             self._line(f"[{test}] start on {fields.get('platform')}")
+        elif kind == "metrics_server":
+            self._line(f"live metrics: {fields.get('url')}")
         elif kind == "platform_log":
             self._line(f"[{test}] {fields.get('message')}")
         elif kind == "deploy_start":
