@@ -434,6 +434,9 @@ def report(
     html: Annotated[
         Path | None, typer.Option("--html", help="Write one self-contained HTML page.")
     ] = None,
+    histogram: Annotated[
+        bool, typer.Option("--histogram", help="Add latency histograms per phase.")
+    ] = False,
 ) -> None:
     """Markdown or HTML report (tables, checks, faults) and a timeline plot of a result dir."""
     from ftctl.errors import UsageError
@@ -442,7 +445,12 @@ def report(
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: the timeline is a PNG; give a file name ending in .png")
     text, notes = report_command(
-        directory, plot=plot, markdown=markdown, html=html, metrics=tuple(metric or ())
+        directory,
+        plot=plot,
+        markdown=markdown,
+        html=html,
+        metrics=tuple(metric or ()),
+        histogram=histogram,
     )
     _warn(notes)
     _emit(text)

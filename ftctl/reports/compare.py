@@ -176,6 +176,7 @@ def report_command(
     markdown: Path | None = None,
     html: Path | None = None,
     metrics: tuple[str, ...] = (),
+    histogram: bool = False,
 ) -> tuple[str, list[str]]:
     """Markdown report of a result dir (tables + checks from report.json) and an optional plot.
 
@@ -203,20 +204,26 @@ def report_command(
     parts = [f"# ftctl report: {directory}", render_text(results, "markdown")]
     for result in results:
         parts.extend(_checks(result))
+    if histogram:
+        from ftctl.reports.histogram import histogram_text
+
+        parts.extend(histogram_text(result, "markdown") for result in results)
     text = "\n\n".join(parts) + "\n"
     written = []
     if markdown:
         _write(markdown, lambda: markdown.write_text(text))
         written.append(f"wrote {markdown}")
     if html:
+        from ftctl.reports.histogram import histogram_text
         from ftctl.reports.html import render_html, text_to_html
 
-        page = render_html(
-            f"ftctl report: {directory}",
-            results,
-            lambda r: text_to_html(render_text([r], "html")),
-            metrics=metrics,
-        )
+        def tables(result: Any) -> str:
+            text = render_text([result], "html")
+            if histogram:
+                text += "\n\n" + histogram_text(result, "html")
+            return text_to_html(text)
+
+        page = render_html(f"ftctl report: {directory}", results, tables, metrics=metrics)
         _write(html, lambda: html.write_text(page, encoding="utf-8"))
         written.append(f"wrote {html}")
     if plots:

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ftctl.scenario.model import Check
 from tests.conftest import run_cli
-from tests.unit.test_runner import ServerPlatform, _run
 
 # A probe the TEST adds to a copy of the page (the page itself has no script): once the page
 # has loaded, it writes what the browser rendered into the DOM that --dump-dom prints.
@@ -76,11 +74,9 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.fixture(scope="module")
-def result_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("run")
-    checks = (Check(kind="fault_verified"), Check(kind="success_rate", min=0.5))
-    return _run(tmp, ServerPlatform(), checks, requests=20).result_dir
+@pytest.fixture
+def result_dir(served_run_dir) -> Path:
+    return served_run_dir
 
 
 def test_html_page_renders_tables_checks_faults_and_the_timeline(result_dir, tmp_path):

@@ -9,15 +9,12 @@ from pathlib import Path
 import pytest
 
 from ftctl.results import parse_result_dir
-from ftctl.scenario.model import Check
 from tests.conftest import run_cli
-from tests.unit.test_runner import ServerPlatform, _run
 
 
-@pytest.fixture(scope="module")
-def result_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("run")
-    return _run(tmp, ServerPlatform(), (Check(kind="fault_verified"),), requests=20).result_dir
+@pytest.fixture
+def result_dir(served_run_dir) -> Path:
+    return served_run_dir
 
 
 def _png_height(path: Path) -> int:
