@@ -224,6 +224,11 @@ class Scraper:
         resources = None
         if self._resources and target.pid is not None:
             resources = {"t_ns": time.time_ns(), **sample_resources(target.pid)}
+        elif self._resources and target.sample is not None:
+            try:
+                resources = {"t_ns": time.time_ns(), **target.sample()}
+            except Exception as exc:  # unavailable is a recorded fact, never a crash
+                resources = {"t_ns": time.time_ns(), "ok": False, "error": str(exc)[:300]}
         return metrics, resources
 
     def _append(self, target: ScrapeTarget, suffix: str, line: dict) -> None:

@@ -60,6 +60,9 @@ class ScrapeTarget:
     pod: str
     fetch: Callable[[float], bytes]  # GET /metrics with a timeout in seconds; raises on failure
     pid: int | None = None  # root of the pod's process tree, where this machine can see it
+    # Elsewhere (Kubernetes: the kubelet's stats): a resources line {"ok", "cpu_s", "rss_bytes"
+    # | "error"}; may raise. None with no pid: resources are not sampled.
+    sample: Callable[[], dict[str, Any]] | None = None
 
 
 class Platform(Protocol):
