@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -742,6 +743,8 @@ class FakeCluster:
         r.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/exec", self.h_exec)
         r.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/portforward", self.h_portforward)
         r.add_get("/api/v1/namespaces/{ns}/events", self.h_events)
+        # The client sends the proxied path as one parameter: "stats%2Fsummary".
+        r.add_get("/api/v1/nodes/{node}/proxy/{path:.*}", self.h_node_stats)
         r.add_get("/api/v1/namespaces/{ns}/services/{name}", self.h_service)
         r.add_delete("/api/v1/namespaces/{ns}/persistentvolumeclaims", self.h_pvc_delete)
         sts = "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}"
@@ -1112,6 +1115,33 @@ class FakeCluster:
         if tail:
             text = "".join(text.splitlines(keepends=True)[-int(tail) :])
         return web.Response(text=text, content_type="text/plain")
+
+    async def h_node_stats(self, request):
+        """The kubelet's /stats/summary through the node proxy: each running pod's process
+        tree, sampled here (psutil), in the kubelet's shape (podRef, cpu, memory)."""
+        from ftctl.observe import sample_resources
+
+        path = urllib.parse.unquote(request.match_info["path"])
+        if request.match_info["node"] != "fake-node" or path != "stats/summary":
+            return error_response(404, f'nodes "{request.match_info["node"]}" not found')
+        with self.lock:
+            pods = [(key, pod.replica.pid) for key, pod in self.pods.items() if pod.replica.running]
+        entries = []
+        for (ns, name), pid in pods:
+            sample = sample_resources(pid)
+            if not sample.get("ok"):
+                continue
+            entries.append(
+                {
+                    "podRef": {"name": name, "namespace": ns},
+                    "cpu": {"usageCoreNanoSeconds": int(sample["cpu_s"] * 1e9)},
+                    "memory": {
+                        "workingSetBytes": sample["rss_bytes"],
+                        "rssBytes": sample["rss_bytes"],
+                    },
+                }
+            )
+        return web.json_response({"node": {"nodeName": "fake-node"}, "pods": entries})
 
     async def h_events(self, request):
         fsel = request.query.get("fieldSelector") or ""

@@ -316,8 +316,8 @@ def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, 
     assert fault["evidence"]["pid1"]  # SIGKILL to PID 1 is ignored: SIGINT was sent instead
     logs = list((out / "kube-kill-decode_worker" / "VllmDecodeWorker").glob("*.log"))
     assert logs, "worker logs were collected"
-    # Every pod was scraped through a port-forward while the test ran; its resources were
-    # asked of the kubelet (this API server has no node proxy: recorded as unavailable).
+    # Every pod was scraped through a port-forward while the test ran; its resources came
+    # from the kubelet's stats through the node proxy (unavailable while a pod restarts).
     from ftctl.results.server import read_server_series
 
     pods = read_server_series(out / "kube-kill-decode_worker")
@@ -329,7 +329,6 @@ def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, 
             for f in (out / "kube-kill-decode_worker" / service).glob("*.resources.jsonl")
             for line in f.read_text().splitlines()
         ]
-        assert resources and all(
-            r["ok"] or "kubelet stats unavailable" in r["error"] for r in resources
-        )
+        assert all(r["ok"] or "kubelet stats unavailable" in r["error"] for r in resources)
+        assert any(r["ok"] and r["rss_bytes"] > 0 for r in resources), resources[:3]
     assert not [key for key in fake.dgds if "kube-kill" in str(key)], "DGD deleted at teardown"
