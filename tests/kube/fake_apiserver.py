@@ -13,14 +13,11 @@ import copy
 import datetime as dt
 import json
 import os
-import random
 import re
 import signal as signal_mod
-import socket
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +26,16 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor
+from tests.kube.pod_processes import (
+    NEVER_READY_IMAGE,
+    host_ports,
+    is_frontend,
+    probe,
+    process_spec,
+)
 
 GROUP, VERSION, PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
 WATCH_HISTORY = 500  # pod watch events kept; older resourceVersions get 410 Expired
-NEVER_READY_IMAGE = "never-ready"  # images containing this never pass the readiness probe
 POD_FIELDS = {"metadata.name", "metadata.namespace", "status.phase", "spec.nodeName"}
 
 
@@ -41,21 +44,6 @@ def rfc3339(ns: int | None) -> str | None:
     if ns is None:
         return None
     return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def free_port() -> int:
-    """A currently free 127.0.0.1 TCP port below 32768.
-
-    Dynamo parses DYN_SYSTEM_PORT as an i16, so ephemeral ports (≥ 32768) crash the worker.
-    """
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def status_obj(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
@@ -311,85 +299,25 @@ class FakeCluster:
     def _process_spec(
         self, state: DgdState, svc_name: str, svc: dict[str, Any], index: int, ports: dict[int, int]
     ) -> ProcessSpec:
-        """What the fake runs for a service's container: Dynamo frontend or mocker."""
-        main = (svc.get("extraPodSpec") or {}).get("mainContainer") or {}
-        image = str(main.get("image", ""))
+        """What the fake runs for a service's container (tests/kube/pod_processes.py)."""
         spec_envs = (state.obj.get("spec") or {}).get("envs") or []
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "DYN_DISCOVERY_BACKEND": "file",
-            "DYN_FILE_KV": str(state.workdir / "kv"),
-            "DYN_REQUEST_PLANE": "tcp",
-            "DYN_EVENT_PLANE": "zmq",
-            "DYN_TCP_RPC_HOST": "127.0.0.1",
-            "DYN_EVENT_PLANE_HOST": "127.0.0.1",
-            "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
-            "DYN_SYSTEM_HOST": "127.0.0.1",
-            "HOME": str(state.workdir / "home"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for item in [*spec_envs, *(svc.get("envs") or [])]:
-            if item.get("name") and item.get("value") is not None:
-                env[item["name"]] = str(item["value"])
-        if NEVER_READY_IMAGE in image:
-            argv = [sys.executable, "-c", "import time\nwhile True: time.sleep(60)"]
-            return ProcessSpec(argv=argv, env=env)
-        if str(svc.get("componentType")) == "frontend":
-            argv = [
-                sys.executable,
-                "-m",
-                "dynamo.frontend",
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(ports[8000]),
-                "--router-mode",
-                "round-robin",
-            ]
-            return ProcessSpec(argv=argv, env=env)
-        tokens = [str(a) for a in main.get("args") or []]
-        if len(tokens) == 1 and " " in tokens[0]:
-            tokens = tokens[0].split()
-        model = "tiny"
-        for flag in ("--served-model-name", "--model", "--model-path"):
-            if flag in tokens and tokens.index(flag) + 1 < len(tokens):
-                model = tokens[tokens.index(flag) + 1]
-                break
-        sub = str(svc.get("subComponentType", ""))
-        mode = sub if sub in ("prefill", "decode") else "agg"
-        if "--is-prefill-worker" in tokens:
-            mode = "prefill"
-        # Run the mocker under the container's own module name (dynamo.vllm, ...), so that
-        # `ps` in the pod matches what a real worker pod shows.
-        command = [str(t) for t in main.get("command") or []]
-        label = next((t for t in command if t.startswith("dynamo.")), "dynamo.mocker")
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-        argv = [
-            sys.executable,
-            "-m",
-            "ftctl.platforms.local_launch",
-            label,
-            "--",
-            "--model-path",
-            str(self.tokenizer),
-            "--model-name",
-            model,
-            "--disaggregation-mode",
-            mode,
-            *self.worker_args,
-        ]
-        for flag in ("--max-model-len", "--context-length", "--max-seq-len"):
-            if flag in tokens and tokens.index(flag) + 1 < len(tokens):
-                argv += ["--max-model-len", tokens[tokens.index(flag) + 1]]
-        env["DYN_SYSTEM_PORT"] = str(ports[9090])
-        env["DYN_SYSTEM_ENABLED"] = "true"
-        return ProcessSpec(argv=argv, env=env)
+        return process_spec(
+            component_type=str(svc.get("componentType", "")),
+            sub_component_type=str(svc.get("subComponentType", "")),
+            container=(svc.get("extraPodSpec") or {}).get("mainContainer") or {},
+            env_items=[*spec_envs, *(svc.get("envs") or [])],
+            ports=ports,
+            workdir=state.workdir,
+            tokenizer=self.tokenizer,
+            worker_args=self.worker_args,
+        )
 
     def _create_pods(self, namespace: str, name: str, state: DgdState) -> None:
         for svc_name, svc in (state.obj["spec"].get("services") or {}).items():
-            role_port = 8000 if svc.get("componentType") == "frontend" else 9090
+            command = ((svc.get("extraPodSpec") or {}).get("mainContainer") or {}).get("command")
+            frontend = is_frontend(str(svc.get("componentType", "")), command or [])
             for index in range(int(svc.get("replicas", 1))):
-                ports = {role_port: free_port()}
+                ports = host_ports(frontend)
                 state.ports[(svc_name, index)] = ports
                 spec = self._process_spec(state, svc_name, svc, index, ports)
                 state.supervisor.start_replica(
@@ -401,22 +329,7 @@ class FakeCluster:
         return f"{dgd}-{replica.name.lower()}"
 
     def _probe(self, pod: PodState) -> bool:
-        replica = pod.replica
-        if NEVER_READY_IMAGE in pod.image or not replica.running:
-            return False
-        if 8000 in pod.ports:
-            # Ready once it serves a model (REFERENCE §6), not merely once /health answers.
-            url = f"http://127.0.0.1:{pod.ports[8000]}/v1/models"
-            try:
-                with urllib.request.urlopen(url, timeout=0.5) as resp:
-                    return resp.status == 200 and bool(json.loads(resp.read()).get("data"))
-            except (OSError, ValueError):
-                return False
-        try:
-            text = replica.log_path.read_text(errors="replace")
-        except OSError:
-            return False
-        return "Registered endpoint 'dynamo." in text and ".generate'" in text
+        return probe(pod.image, pod.replica, pod.ports)
 
     def _render_pod(self, pod: PodState, dgd_obj: dict[str, Any]) -> dict[str, Any]:
         r = pod.replica
