@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor
+from tests.kube import channels
 from tests.kube.pod_processes import (
     NEVER_READY_IMAGE,
     host_ports,
@@ -1151,28 +1152,12 @@ class FakeCluster:
         if pod is None:
             return error_response(404, f'pods "{request.match_info["name"]}" not found')
         argv = request.query.getall("command", [])
-        ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
-        await ws.prepare(request)
+        ws = await channels.accept(request, (channels.V5, channels.V4))
         code, out, err = await asyncio.get_running_loop().run_in_executor(
             None, self._run_in_container, pod, argv
         )
-        if out:
-            await ws.send_bytes(b"\x01" + out.encode())
-        if err:
-            await ws.send_bytes(b"\x02" + err.encode())
-        if self.exec_mode != "no_status":
-            if code == 0:
-                status = {"metadata": {}, "status": "Success"}
-            else:
-                status = {
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": f"command terminated with non-zero exit code: exit status {code}",
-                    "reason": "NonZeroExitCode",
-                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-                }
-            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
-        await ws.close()
+        status = None if self.exec_mode == "no_status" else channels.exec_status(code)
+        await channels.send_exec_result(ws, out, err, status)
         return ws
 
     # -- port-forward ---------------------------------------------------------------------------
@@ -1182,50 +1167,10 @@ class FakeCluster:
         if pod is None:
             return error_response(404, f'pods "{request.match_info["name"]}" not found')
         port = int(request.query.get("ports", "0").split(",")[0])
-        ws = web.WebSocketResponse(
-            protocols=("v4.channel.k8s.io", "v5.channel.k8s.io", "portforward.k8s.io")
-        )
-        await ws.prepare(request)
-        prefix = port.to_bytes(2, "little")
-        await ws.send_bytes(b"\x00" + prefix)
-        await ws.send_bytes(b"\x01" + prefix)
-        real = pod.ports.get(port)
-        try:
-            if real is None or not pod.replica.running:
-                raise OSError(f"container port {port} not listening")
-            reader, writer = await asyncio.open_connection("127.0.0.1", real)
-        except OSError as exc:
-            await ws.send_bytes(
-                b"\x01" + f"error forwarding port {port} to pod {pod.name}: {exc}".encode()
-            )
-            await ws.close()
-            return ws
-
-        async def upstream():
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY and msg.data[:1] == b"\x00" and len(msg.data) > 1:
-                    writer.write(msg.data[1:])
-                    await writer.drain()
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-
-        async def downstream():
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                await ws.send_bytes(b"\x00" + data)
-
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except Exception:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            writer.close()
-            await ws.close()
+        # The client offers v5 then v4 and got v5 before this helper existed: unchanged.
+        ws = await channels.accept(request, (channels.V5, channels.V4, "portforward.k8s.io"))
+        real = pod.ports.get(port) if pod.replica.running else None
+        await channels.forward_port(ws, port, real, pod.name)
         return ws
 
 
