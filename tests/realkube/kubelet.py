@@ -119,6 +119,9 @@ class KubeletStandIn:
         self.port = 0
         self.runs: dict[str, PodRun] = {}  # by pod uid
         self.errors: list[str] = []
+        # (path kind, offered subprotocols, query keys) of each proxied exec/port-forward:
+        # what the apiserver passed through, for tests to check.
+        self.upgrades: list[tuple[str, list[str], list[str]]] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._dirty = threading.Event()
@@ -466,6 +469,7 @@ class KubeletStandIn:
             # What an old kubectl would send (SPDY/3.1): this stand-in speaks WebSocket only.
             return web.Response(status=400, text="kubelet stand-in: only WebSocket exec")
         argv = request.query.getall("command", [])
+        self.upgrades.append(("exec", channels.offered(request), sorted(set(request.query))))
         ws = await channels.accept(request, EXEC_PROTOCOLS)
         result = await asyncio.get_running_loop().run_in_executor(None, self.run_in_pod, run, argv)
         code, out, err = result
@@ -483,6 +487,7 @@ class KubeletStandIn:
         # The apiserver renames the client's `ports` to `port`.
         raw = request.query.get("port") or request.query.get("ports") or "0"
         port = int(raw.split(",")[0])
+        self.upgrades.append(("portForward", channels.offered(request), sorted(set(request.query))))
         ws = await channels.accept(request, PORTFORWARD_PROTOCOLS)
         real = run.ports.get(port) if run.replica.running else None
         await channels.forward_port(ws, port, real, run.name)

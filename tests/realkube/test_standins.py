@@ -93,6 +93,23 @@ def test_exec_runs_real_ps_and_kill_scoped_to_the_pod(graph, real_cluster):
     kill = pod_exec(configuration, NAMESPACE, pod, ["kill", "-s", "TERM", str(stranger)])
     assert kill.exit_code == 1 and "No such process" in kill.stderr
     assert pod_exec(configuration, NAMESPACE, pod, ["true"]).exit_code == 0
+    # kube-apiserver 1.20 passed the client's WebSocket offer through unchanged (no SPDY
+    # translation) and renamed stdout/stderr to output/error; the kubelet answered v4.
+    kind, offer, keys = real_cluster.kubelet.upgrades[-1]
+    assert (kind, offer) == ("exec", ["v5.channel.k8s.io", "v4.channel.k8s.io"])
+    assert {"command", "output", "error"} <= set(keys) and "stdout" not in keys
+
+
+def test_port_forward_reaches_the_frontend_through_the_apiserver(graph, real_cluster):
+    from ftctl.platforms.kube.stream import http_get_via_forward
+
+    core, _, name = graph
+    pod = _pods(core, name, "Frontend")[0].metadata.name
+    body = http_get_via_forward(core.api_client.configuration, NAMESPACE, pod, 8000, "/v1/models")
+    assert '"tiny"' in body
+    kind, offer, keys = real_cluster.kubelet.upgrades[-1]
+    assert kind == "portForward" and "port" in keys and "ports" not in keys
+    assert offer == ["v5.channel.k8s.io", "v4.channel.k8s.io"]
 
 
 def test_a_deleted_pod_is_stopped_then_removed_and_replaced(graph):
