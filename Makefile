@@ -60,13 +60,13 @@ test-e2e: install ## end-to-end tests on the real local Dynamo graph (legacy and
 	$(VENV)/bin/pytest -q tests/e2e tests/integration
 
 test-kube: $(VENV)/.installed ## Kubernetes path against the loopback fake API server
-	$(VENV)/bin/pytest -q tests/kube
+	$(VENV)/bin/pytest -q -m "not real_apiserver" tests/kube
 
 kube-build: ## build or reuse kube-apiserver 1.20.2 + etcd (cached in ~/.cache/ftctl/kube)
 	@$(PYTHON) tools/kube/build.py
 
-test-kube-real: $(VENV)/.installed kube-build ## tests against the real kube-apiserver + DGD CRD
-	$(VENV)/bin/pytest -q tests/realkube
+test-kube-real: $(VENV)/.installed kube-build ## real kube-apiserver + DGD CRD + stand-ins: tests/realkube and tests/kube's real target
+	$(VENV)/bin/pytest -q -m real_apiserver tests/realkube tests/kube
 
 kube-up: $(VENV)/.installed kube-build ## start etcd + kube-apiserver + DGD CRD in the background
 	@$(PY) -m tools.kube.controlplane up

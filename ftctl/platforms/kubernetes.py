@@ -105,6 +105,23 @@ def _ready_since_ns(pod: Any) -> int | None:
 STATS_MAX_AGE_S = 0.5  # one kubelet summary serves all pods of a node in a scrape round
 
 
+def recovered_ns(since_ns: int | None, fault_ns: int, seen_ns: int | None = None) -> int:
+    """When a pod became ready after a fault: never earlier than it really did.
+
+    ``since_ns`` is the Ready condition's lastTransitionTime. A real apiserver stores it in
+    whole seconds, so the transition happened somewhere in that second: its end is taken,
+    capped by ``seen_ns`` (when ready was observed, default now). A transition before the
+    fault (a stale condition) or none gives ``seen_ns``.
+    """
+    seen = time.time_ns() if seen_ns is None else seen_ns
+    if since_ns is None:
+        return seen
+    if since_ns % 1_000_000_000 == 0:
+        since_ns += 1_000_000_000 - 1
+    since_ns = min(since_ns, seen)
+    return since_ns if since_ns >= fault_ns else seen
+
+
 class KubernetesPlatform:
     """Runs a test's graph as a DGD in a namespace; implements ftctl.platforms.base.Platform."""
 
@@ -494,8 +511,7 @@ class KubernetesPlatform:
                 fault.verified_ns = time.time_ns()
                 fault.evidence["after"] = now
             if fault.verified and now["ready"]:
-                since = _ready_since_ns(pod)
-                fault.pod_recovered_ns = since if since and since >= fault.t_ns else time.time_ns()
+                fault.pod_recovered_ns = recovered_ns(_ready_since_ns(pod), fault.t_ns)
                 fault.evidence["after"] = now
                 return fault
             if not restarted and not main_killed and time.monotonic() > zombie_after:
@@ -535,10 +551,7 @@ class KubernetesPlatform:
                 fault.verified_ns = fault.verified_ns or time.time_ns()
                 ready = [p for p in fresh if _pod_ready(p)]
                 if ready:
-                    since = _ready_since_ns(ready[0])
-                    fault.pod_recovered_ns = (
-                        since if since and since >= fault.t_ns else time.time_ns()
-                    )
+                    fault.pod_recovered_ns = recovered_ns(_ready_since_ns(ready[0]), fault.t_ns)
                     fault.evidence["replacement"] = ready[0].metadata.name
                     return fault
             time.sleep(POLL)

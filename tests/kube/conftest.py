@@ -1,4 +1,11 @@
-"""Fixtures of the Kubernetes tests: the loopback fake API server, or a real cluster."""
+"""Fixtures of the Kubernetes tests: the fake API server, the real one with stand-ins, or a cluster.
+
+A test that uses ``kube_env`` runs against target ``fake`` (tests/kube/fake_apiserver.py) and,
+in modules that set ``BOTH_TARGETS = True``, also against ``real``: kube-apiserver 1.20.2 + etcd
+with the real DGD CRD and the operator/kubelet stand-ins of tests/realkube (marked
+``real_apiserver``). ``fake_only`` tests run on the fake alone. With ``--kubeconfig`` every test
+runs against that cluster instead (target ``external``) and ``fake_only`` ones are skipped.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +30,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="run tests/kube against the cluster of this kubeconfig instead of the fake",
     )
+
+
+# The real target's kubeconfig skips TLS verification of a loopback self-signed certificate;
+# urllib3 would warn on every request.
+QUIET_TLS = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+REAL = pytest.param("real", marks=[pytest.mark.real_apiserver, QUIET_TLS])
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kube_env" not in metafunc.fixturenames:
+        return
+    if metafunc.config.getoption("--kubeconfig"):
+        targets: list = ["external"]
+    elif metafunc.definition.get_closest_marker("fake_only") or not getattr(
+        metafunc.module, "BOTH_TARGETS", False
+    ):
+        targets = ["fake"]
+    else:
+        targets = ["fake", REAL]
+    metafunc.parametrize("kube_target", targets, indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,13 +88,41 @@ class KubeEnv:
     namespace: str
     cluster: FakeCluster | None
     server: FakeApiServer | None
+    target: str = "fake"  # fake | real | external
+
+    @property
+    def main_is_pid1(self) -> bool:
+        """Whether a pod's main process is PID 1 in it (the stand-in kubelet shows host pids)."""
+        if self.cluster is not None:
+            return self.cluster.main_is_pid1
+        return self.target == "external"
+
+    def dgd_names(self) -> list[str]:
+        """Names of the DGDs in the namespace, read through the API."""
+        from kubernetes import client, config
+
+        with config.new_client_from_config(config_file=str(self.kubeconfig)) as api:
+            items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+                "nvidia.com", "v1alpha1", self.namespace, "dynamographdeployments"
+            )["items"]
+        return sorted(item["metadata"]["name"] for item in items)
 
 
 @pytest.fixture(scope="session")
-def kube_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    real = request.config.getoption("--kubeconfig")
-    if real:
-        yield KubeEnv(Path(real), NAMESPACE, None, None)
+def kube_target(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "fake")
+
+
+@pytest.fixture(scope="session")
+def kube_env(
+    request: pytest.FixtureRequest, kube_target: str, tmp_path_factory: pytest.TempPathFactory
+):
+    external = request.config.getoption("--kubeconfig")
+    if external:
+        yield KubeEnv(Path(external), NAMESPACE, None, None, target="external")
+        return
+    if kube_target == "real":
+        yield from _real_env(tmp_path_factory)
         return
     work = tmp_path_factory.mktemp("fakekube")
     cluster = FakeCluster(work, tokenizer_dir(work), restart_delay=0.5)
@@ -77,6 +132,43 @@ def kube_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield KubeEnv(kubeconfig, NAMESPACE, cluster, server)
     finally:
         server.stop()
+
+
+def _real_env(tmp_path_factory: pytest.TempPathFactory):
+    from tests.realkube.cluster import RealCluster
+    from tools.kube.controlplane import ControlPlaneError
+
+    work = tmp_path_factory.mktemp("realkube")
+    lines: list[str] = []
+    cluster = RealCluster(tokenizer_dir(work), (NAMESPACE,), log=lines.append)
+    try:
+        cluster.start()
+    except ControlPlaneError as exc:
+        pytest.fail(f"real control plane: {exc}", pytrace=False)
+    print("\n".join(lines))
+    try:
+        yield KubeEnv(cluster.kubeconfig, NAMESPACE, None, None, target="real")
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def host_pids(kube_env: KubeEnv):
+    """Pods whose main process is not PID 1 (a shell wrapper is), so SIGKILL reaches it.
+
+    The fake shows PID 1 by default and has a switch; the kubelet stand-in always shows host
+    pids. On an external cluster the test is skipped: its containers decide.
+    """
+    if kube_env.target == "external":
+        pytest.skip("a real cluster's containers decide who PID 1 is")
+    if kube_env.cluster is None:
+        yield
+        return
+    kube_env.cluster.main_is_pid1 = False
+    try:
+        yield
+    finally:
+        kube_env.cluster.main_is_pid1 = True
 
 
 @pytest.fixture

@@ -13,27 +13,31 @@ import copy
 import datetime as dt
 import json
 import os
-import random
 import re
 import signal as signal_mod
-import socket
 import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor
+from tests.kube import channels
+from tests.kube.pod_processes import (
+    NEVER_READY_IMAGE,
+    host_ports,
+    is_frontend,
+    probe,
+    process_spec,
+)
 
 GROUP, VERSION, PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
 WATCH_HISTORY = 500  # pod watch events kept; older resourceVersions get 410 Expired
-NEVER_READY_IMAGE = "never-ready"  # images containing this never pass the readiness probe
 POD_FIELDS = {"metadata.name", "metadata.namespace", "status.phase", "spec.nodeName"}
 
 
@@ -42,21 +46,6 @@ def rfc3339(ns: int | None) -> str | None:
     if ns is None:
         return None
     return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def free_port() -> int:
-    """A currently free 127.0.0.1 TCP port below 32768.
-
-    Dynamo parses DYN_SYSTEM_PORT as an i16, so ephemeral ports (≥ 32768) crash the worker.
-    """
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def status_obj(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
@@ -312,85 +301,25 @@ class FakeCluster:
     def _process_spec(
         self, state: DgdState, svc_name: str, svc: dict[str, Any], index: int, ports: dict[int, int]
     ) -> ProcessSpec:
-        """What the fake runs for a service's container: Dynamo frontend or mocker."""
-        main = (svc.get("extraPodSpec") or {}).get("mainContainer") or {}
-        image = str(main.get("image", ""))
+        """What the fake runs for a service's container (tests/kube/pod_processes.py)."""
         spec_envs = (state.obj.get("spec") or {}).get("envs") or []
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "DYN_DISCOVERY_BACKEND": "file",
-            "DYN_FILE_KV": str(state.workdir / "kv"),
-            "DYN_REQUEST_PLANE": "tcp",
-            "DYN_EVENT_PLANE": "zmq",
-            "DYN_TCP_RPC_HOST": "127.0.0.1",
-            "DYN_EVENT_PLANE_HOST": "127.0.0.1",
-            "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
-            "DYN_SYSTEM_HOST": "127.0.0.1",
-            "HOME": str(state.workdir / "home"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for item in [*spec_envs, *(svc.get("envs") or [])]:
-            if item.get("name") and item.get("value") is not None:
-                env[item["name"]] = str(item["value"])
-        if NEVER_READY_IMAGE in image:
-            argv = [sys.executable, "-c", "import time\nwhile True: time.sleep(60)"]
-            return ProcessSpec(argv=argv, env=env)
-        if str(svc.get("componentType")) == "frontend":
-            argv = [
-                sys.executable,
-                "-m",
-                "dynamo.frontend",
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(ports[8000]),
-                "--router-mode",
-                "round-robin",
-            ]
-            return ProcessSpec(argv=argv, env=env)
-        tokens = [str(a) for a in main.get("args") or []]
-        if len(tokens) == 1 and " " in tokens[0]:
-            tokens = tokens[0].split()
-        model = "tiny"
-        for flag in ("--served-model-name", "--model", "--model-path"):
-            if flag in tokens and tokens.index(flag) + 1 < len(tokens):
-                model = tokens[tokens.index(flag) + 1]
-                break
-        sub = str(svc.get("subComponentType", ""))
-        mode = sub if sub in ("prefill", "decode") else "agg"
-        if "--is-prefill-worker" in tokens:
-            mode = "prefill"
-        # Run the mocker under the container's own module name (dynamo.vllm, ...), so that
-        # `ps` in the pod matches what a real worker pod shows.
-        command = [str(t) for t in main.get("command") or []]
-        label = next((t for t in command if t.startswith("dynamo.")), "dynamo.mocker")
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-        argv = [
-            sys.executable,
-            "-m",
-            "ftctl.platforms.local_launch",
-            label,
-            "--",
-            "--model-path",
-            str(self.tokenizer),
-            "--model-name",
-            model,
-            "--disaggregation-mode",
-            mode,
-            *self.worker_args,
-        ]
-        for flag in ("--max-model-len", "--context-length", "--max-seq-len"):
-            if flag in tokens and tokens.index(flag) + 1 < len(tokens):
-                argv += ["--max-model-len", tokens[tokens.index(flag) + 1]]
-        env["DYN_SYSTEM_PORT"] = str(ports[9090])
-        env["DYN_SYSTEM_ENABLED"] = "true"
-        return ProcessSpec(argv=argv, env=env)
+        return process_spec(
+            component_type=str(svc.get("componentType", "")),
+            sub_component_type=str(svc.get("subComponentType", "")),
+            container=(svc.get("extraPodSpec") or {}).get("mainContainer") or {},
+            env_items=[*spec_envs, *(svc.get("envs") or [])],
+            ports=ports,
+            workdir=state.workdir,
+            tokenizer=self.tokenizer,
+            worker_args=self.worker_args,
+        )
 
     def _create_pods(self, namespace: str, name: str, state: DgdState) -> None:
         for svc_name, svc in (state.obj["spec"].get("services") or {}).items():
-            role_port = 8000 if svc.get("componentType") == "frontend" else 9090
+            command = ((svc.get("extraPodSpec") or {}).get("mainContainer") or {}).get("command")
+            frontend = is_frontend(str(svc.get("componentType", "")), command or [])
             for index in range(int(svc.get("replicas", 1))):
-                ports = {role_port: free_port()}
+                ports = host_ports(frontend)
                 state.ports[(svc_name, index)] = ports
                 spec = self._process_spec(state, svc_name, svc, index, ports)
                 state.supervisor.start_replica(
@@ -402,22 +331,7 @@ class FakeCluster:
         return f"{dgd}-{replica.name.lower()}"
 
     def _probe(self, pod: PodState) -> bool:
-        replica = pod.replica
-        if NEVER_READY_IMAGE in pod.image or not replica.running:
-            return False
-        if 8000 in pod.ports:
-            # Ready once it serves a model (REFERENCE §6), not merely once /health answers.
-            url = f"http://127.0.0.1:{pod.ports[8000]}/v1/models"
-            try:
-                with urllib.request.urlopen(url, timeout=0.5) as resp:
-                    return resp.status == 200 and bool(json.loads(resp.read()).get("data"))
-            except (OSError, ValueError):
-                return False
-        try:
-            text = replica.log_path.read_text(errors="replace")
-        except OSError:
-            return False
-        return "Registered endpoint 'dynamo." in text and ".generate'" in text
+        return probe(pod.image, pod.replica, pod.ports)
 
     def _render_pod(self, pod: PodState, dgd_obj: dict[str, Any]) -> dict[str, Any]:
         r = pod.replica
@@ -1268,28 +1182,12 @@ class FakeCluster:
         if pod is None:
             return error_response(404, f'pods "{request.match_info["name"]}" not found')
         argv = request.query.getall("command", [])
-        ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
-        await ws.prepare(request)
+        ws = await channels.accept(request, (channels.V5, channels.V4))
         code, out, err = await asyncio.get_running_loop().run_in_executor(
             None, self._run_in_container, pod, argv
         )
-        if out:
-            await ws.send_bytes(b"\x01" + out.encode())
-        if err:
-            await ws.send_bytes(b"\x02" + err.encode())
-        if self.exec_mode != "no_status":
-            if code == 0:
-                status = {"metadata": {}, "status": "Success"}
-            else:
-                status = {
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": f"command terminated with non-zero exit code: exit status {code}",
-                    "reason": "NonZeroExitCode",
-                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-                }
-            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
-        await ws.close()
+        status = None if self.exec_mode == "no_status" else channels.exec_status(code)
+        await channels.send_exec_result(ws, out, err, status)
         return ws
 
     # -- port-forward ---------------------------------------------------------------------------
@@ -1299,50 +1197,10 @@ class FakeCluster:
         if pod is None:
             return error_response(404, f'pods "{request.match_info["name"]}" not found')
         port = int(request.query.get("ports", "0").split(",")[0])
-        ws = web.WebSocketResponse(
-            protocols=("v4.channel.k8s.io", "v5.channel.k8s.io", "portforward.k8s.io")
-        )
-        await ws.prepare(request)
-        prefix = port.to_bytes(2, "little")
-        await ws.send_bytes(b"\x00" + prefix)
-        await ws.send_bytes(b"\x01" + prefix)
-        real = pod.ports.get(port)
-        try:
-            if real is None or not pod.replica.running:
-                raise OSError(f"container port {port} not listening")
-            reader, writer = await asyncio.open_connection("127.0.0.1", real)
-        except OSError as exc:
-            await ws.send_bytes(
-                b"\x01" + f"error forwarding port {port} to pod {pod.name}: {exc}".encode()
-            )
-            await ws.close()
-            return ws
-
-        async def upstream():
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY and msg.data[:1] == b"\x00" and len(msg.data) > 1:
-                    writer.write(msg.data[1:])
-                    await writer.drain()
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-
-        async def downstream():
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                await ws.send_bytes(b"\x00" + data)
-
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except Exception:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            writer.close()
-            await ws.close()
+        # The client offers v5 then v4 and got v5 before this helper existed: unchanged.
+        ws = await channels.accept(request, (channels.V5, channels.V4, "portforward.k8s.io"))
+        real = pod.ports.get(port) if pod.replica.running else None
+        await channels.forward_port(ws, port, real, pod.name)
         return ws
 
 

@@ -81,7 +81,8 @@ def test_exec_stream_closed_without_status_does_not_crash(fake, platform_factory
 
 def test_unreachable_api_server_is_an_infrastructure_error(tmp_path):
     from ftctl.platforms.kubernetes import KubernetesPlatform
-    from tests.kube.fake_apiserver import FakeApiServer, FakeCluster, free_port
+    from tests.kube.fake_apiserver import FakeApiServer, FakeCluster
+    from tests.kube.pod_processes import free_port
 
     server = FakeApiServer(FakeCluster(tmp_path, tmp_path))
     server.port = free_port()  # never started: nothing listens there

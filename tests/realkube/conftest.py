@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.realkube.cluster import RealCluster
 from tools.kube.controlplane import ControlPlane, ControlPlaneError
 
 NAMESPACE = "ftctl-real"
@@ -24,11 +25,12 @@ QUIET_TLS = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureReque
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything here is the real-apiserver path (its tooling too): `-m real_apiserver` runs
+    # it all, with the real-target tests of tests/kube.
     for item in items:
         if str(item.fspath).startswith(HERE):
             item.add_marker(QUIET_TLS)
-            if "real_kube" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.real_apiserver)
+            item.add_marker(pytest.mark.real_apiserver)
 
 
 @dataclass
@@ -68,3 +70,21 @@ def real_kube() -> Iterator[RealKube]:
             yield RealKube(plane, api, client.CustomObjectsApi(api), core, NAMESPACE)
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    """The control plane with the operator and kubelet stand-ins; everything ends afterwards."""
+    from tests.kube.conftest import tokenizer_dir
+
+    lines: list[str] = []
+    cluster = RealCluster(tokenizer_dir(tmp_path_factory.mktemp("tok")), (NAMESPACE,), lines.append)
+    try:
+        cluster.start()
+    except ControlPlaneError as exc:
+        pytest.fail(f"real control plane: {exc}", pytrace=False)
+    try:
+        print("\n".join(lines))
+        yield cluster
+    finally:
+        cluster.stop()

@@ -279,3 +279,39 @@ def test_api_statuses_become_one_clear_line(status: int, words: str):
     assert err.message.startswith("create thing: ")
     assert "\n" not in err.message
     assert err.exit_code == ExitStatus.INFRA
+
+
+def test_an_unverified_tls_kubeconfig_is_said_once_not_warned_per_request(tmp_path: Path):
+    import warnings
+
+    import yaml
+    from urllib3.exceptions import InsecureRequestWarning
+
+    path = tmp_path / "kc"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "a",
+                "clusters": [
+                    {
+                        "name": "ca",
+                        "cluster": {
+                            "server": "https://127.0.0.1:1",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "contexts": [{"name": "a", "context": {"cluster": "ca", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    _, target = load_configuration(path, namespace="ns1")
+    assert target.describe().endswith(
+        "(TLS not verified: insecure-skip-tls-verify in the kubeconfig)"
+    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.warn("unverified HTTPS request", InsecureRequestWarning, stacklevel=1)
+    assert not seen

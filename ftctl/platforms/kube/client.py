@@ -40,13 +40,17 @@ class KubeTarget:
     server: str
     namespace: str
     in_cluster: bool = False
+    tls_verified: bool = True
 
     def describe(self) -> str:
         """One line naming context, cluster and namespace (printed before mutating)."""
-        return (
+        line = (
             f"kubernetes: context {self.context}, cluster {self.cluster} ({self.server}), "
             f"namespace {self.namespace}"
         )
+        if not self.tls_verified:
+            line += " (TLS not verified: insecure-skip-tls-verify in the kubeconfig)"
+        return line
 
 
 # A namespace is a DNS-1123 label (what the API server itself enforces).
@@ -272,7 +276,16 @@ def load_configuration(
         cluster=ctx.get("cluster", "?"),
         server=cfg.host,
         namespace=namespace,
+        tls_verified=bool(cfg.verify_ssl) or not cfg.host.startswith("https"),
     )
+    if not target.tls_verified:
+        # The kubeconfig chose it: said once in the target line, not by urllib3 on every
+        # request (hundreds of lines a minute against a real apiserver).
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     return cfg, target
 
 
