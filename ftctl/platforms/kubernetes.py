@@ -726,8 +726,10 @@ class KubernetesPlatform:
         if endpoint is not None:
             endpoint.close()
         if self.dgd_name and not self.keep_deployment:
-            self._delete_dgd(self.dgd_name, wait=120.0)
-            self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} deleted")
+            if self._delete_dgd(self.dgd_name, wait=120.0):
+                self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} deleted")
+            else:  # a 404: never created, or deleted by someone else first
+                self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} already gone")
         self._api_client.close()
 
     def pick(self, pods: list[Pod], selector: Any) -> list[Pod]:

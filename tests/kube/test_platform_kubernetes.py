@@ -174,12 +174,21 @@ def test_etcd_and_nats_are_restarted_unless_skipped(fake, platform_factory, tmp_
 
 
 def test_teardown_deletes_the_dgd_and_is_idempotent(platform_factory, tmp_path):
-    platform = platform_factory()
+    said: list[str] = []
+    platform = platform_factory(log=said.append)
     platform.deploy(make_test("teardown"), tmp_path)
     platform.endpoint()
     platform.teardown()
     platform.teardown()
     assert platform._get_dgd("ftctl-teardown") is None
+    # The first teardown deleted it; the second found nothing and says so.
+    teardown_lines = [
+        line for line in said if "ftctl-teardown " in line or line.endswith("ftctl-teardown")
+    ]
+    assert teardown_lines[-2:] == [
+        "kubernetes: DynamoGraphDeployment ftctl-teardown deleted",
+        "kubernetes: DynamoGraphDeployment ftctl-teardown already gone",
+    ]
 
 
 def test_cleanup_removes_only_what_ftctl_labelled(platform_factory, tmp_path, kube_env):
