@@ -306,6 +306,7 @@ class TestResult:
     overall: LoadMetrics = field(default_factory=LoadMetrics)
     loads: dict[str, LoadMetrics] = field(default_factory=dict)
     pod_recovery_s: float | None = None  # events.jsonl fault_verified pod_recovered_ns − T_f
+    pod_recovered_ns: list[int] = field(default_factory=list)  # every pod-back time (epoch ns)
     upstream_log_recovery_s: float | None = None  # upstream dirs only: from service logs
     upstream_log_recovery_method: str | None = None  # how it was computed (label)
     was_cancelled: bool = False

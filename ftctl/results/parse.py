@@ -115,6 +115,7 @@ def _events(test_dir: Path, result: TestResult) -> tuple[int, int] | None:
         if early:
             reasons["pod recovered before the fault"] = early
         recovered = [r for r in recovered if r >= t_f]
+        result.pod_recovered_ns = sorted(recovered)
         if recovered:
             result.pod_recovery_s = (min(recovered) - t_f) / _NS
     if reasons:
