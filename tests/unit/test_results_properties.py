@@ -246,3 +246,34 @@ def test_a_request_saved_by_its_retry_is_a_visible_impact_and_recovery_waits_for
     assert rec.time_to_first_error_s == 0.1
     assert rec.recovery_time_s == 1.1  # the retry's start, not the refused request's
     assert rec.downtime_s == 1.0 and rec.failure_span_s == 0.0
+
+
+def test_the_case_main_got_wrong_recovery_before_the_first_error(tmp_path):
+    # Fault at 10 s. Client 1's request sent at 9.9 s is cut at 10.6 s; client 0's request
+    # sent at 10.1 s is reset at once and its retry (11.1 s) succeeds. The definitions before
+    # attempts said: recovery 0.1 s (dated from the refused request) and first error +0.6 s.
+    s = 1_000_000_000
+
+    def at(x: float) -> int:
+        return BASE + round(x * s)
+
+    ok_every = [[(at(11.6 + k / 2), at(11.8 + k / 2), True)] for k in range(30)]
+    client0 = [
+        [(at(9.6), at(9.8), True)],
+        [(at(10.1), at(10.1), False), (at(11.1), at(11.3), True)],
+    ]
+    client1 = [[(at(9.9), at(10.6), False)]]
+    client1 += [[(at(11.0 + k / 2), at(11.2 + k / 2), True)] for k in range(30)]
+    clients = [client0 + ok_every, client1]
+    write_dir(tmp_path / "case-decode_worker", at(10.0), clients)
+    result = parse_result_dir(tmp_path / "case-decode_worker")
+    rec = result.overall.recovery
+    assert (result.overall.requests, result.overall.failed) == (63, 1)
+    assert (result.overall.total_attempts, result.overall.failed_attempts) == (64, 2)
+    assert result.overall.retried_requests == 1
+    assert rec.time_to_first_error_s == 0.0  # the cut request was in flight at the fault
+    assert rec.recovery_time_s == 1.0  # client 1's 11.0 s: the first successful attempt
+    assert rec.downtime_s == 1.0 and rec.failure_span_s == 0.1
+    want = reference(at(10.0), clients, 10 * s)
+    assert (rec.time_to_first_error_s, rec.recovery_time_s) == (want["ttfe"], want["recovery"])
+    assert (rec.downtime_s, rec.failure_span_s) == (want["downtime"], want["span"])
