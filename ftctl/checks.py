@@ -37,7 +37,11 @@ class CheckResult:
         parts = [c.kind]
         if c.metric:
             parts.append(f":{c.agg or 'max'}({c.metric})")
-        if c.kind in ("success_rate", "latency", "metric"):
+        if c.kind == "success_rate" and c.of == "attempts":
+            parts.append(":attempts")
+        if c.kind in ("success_rate", "latency", "metric") or (
+            c.kind == "max_failed_attempts" and c.phase != "overall"
+        ):
             parts.append(f"[{c.phase}]")
         if c.stat:
             parts.append(f".{c.stat}")
@@ -78,6 +82,14 @@ def summarize_faults(events: list[dict[str, Any]]) -> FaultSummary:
         elif kind == "fault_not_verified":
             summary.not_verified.append(str(event.get("reason") or event.get("pod") or "?"))
     return summary
+
+
+def _attempts_note(metrics: Any) -> str:
+    """`` (9 failed attempts, 6 retried requests)`` when retries hid failed attempts."""
+    failed = getattr(metrics, "failed_attempts", 0)
+    if failed <= metrics.failed:
+        return ""
+    return f" ({failed} failed attempts, {metrics.retried_requests} retried requests)"
 
 
 def _range_verdict(value: float | None, check: Check, what: str, unit: str = "") -> tuple:
@@ -163,13 +175,22 @@ def _evaluate_one(check, metrics, was_cancelled, faults, expects_fault, result_d
     if kind == "zero_errors":
         failed = metrics.failed
         ok = failed == 0 and metrics.requests > 0
-        msg = f"{failed} failed of {metrics.requests}"
+        msg = f"{failed} failed of {metrics.requests}" + _attempts_note(metrics)
         if metrics.requests == 0:
             return CheckResult(check, "inconclusive", "no requests were made", 0)
         return CheckResult(check, "passed" if ok else "failed", msg, failed)
     if kind == "max_errors":
         status, msg = _range_verdict(float(metrics.failed), check, "failed requests")
-        return CheckResult(check, status, msg, metrics.failed)
+        return CheckResult(check, status, msg + _attempts_note(metrics), metrics.failed)
+    if kind == "max_failed_attempts":
+        phase = metrics.phases.get(check.phase)
+        if phase is None or phase.requests == 0:
+            return CheckResult(check, "inconclusive", f"no requests in phase '{check.phase}'")
+        status, msg = _range_verdict(
+            float(phase.failed_attempts), check, f"failed attempts ({check.phase})"
+        )
+        detail = f"{msg}, of {phase.attempts} attempts ({phase.retried_requests} retried requests)"
+        return CheckResult(check, status, detail, phase.failed_attempts)
     if kind == "min_requests":
         status, msg = _range_verdict(float(metrics.requests), check, "requests")
         return CheckResult(check, status, msg, metrics.requests)
@@ -183,8 +204,17 @@ def _evaluate_one(check, metrics, was_cancelled, faults, expects_fault, result_d
         phase = metrics.phases.get(check.phase)
         if phase is None or phase.requests == 0:
             return CheckResult(check, "inconclusive", f"no requests in phase '{check.phase}'")
-        status, msg = _range_verdict(phase.success_rate, check, f"success rate ({check.phase})")
-        return CheckResult(check, status, f"{msg}, {phase.ok}/{phase.requests}", phase.success_rate)
+        if check.of == "attempts":
+            if phase.attempts == 0:  # a summary without per-request records
+                return CheckResult(check, "inconclusive", f"no attempts in phase '{check.phase}'")
+            rate = phase.attempt_success_rate
+            what = f"attempt success rate ({check.phase})"
+            count = f"{phase.attempts - phase.failed_attempts}/{phase.attempts} attempts"
+        else:
+            rate, what = phase.success_rate, f"success rate ({check.phase})"
+            count = f"{phase.ok}/{phase.requests}"
+        status, msg = _range_verdict(rate, check, what)
+        return CheckResult(check, status, f"{msg}, {count}", rate)
     if kind == "recovery_time":
         rec = metrics.recovery
         if not expects_fault or rec is None:

@@ -300,6 +300,9 @@ class ClientRun:
                 "status": a.status,
                 "result": a.result,
                 "request_elapsed_time": ((a.end_perf or end) - a.start_perf) / 1e9,
+                # Each attempt's own times: recovery is measured on attempts (README).
+                "start_ns": self._clock.epoch(a.start_perf),
+                "end_ns": self._clock.epoch(a.end_perf or end),
                 "url": a.url,
                 "pod": "",
                 **({"error": f"{a.error}: {a.message}"} if a.error else {}),

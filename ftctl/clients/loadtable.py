@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ftctl.errors import ParseError
-from ftctl.results.outcome import record_succeeded
+from ftctl.results.outcome import attempt_outcomes, record_succeeded
 
 RUN_FILE = "load.json"  # what `ftctl load` saves beside the JSONL (spec + summary)
 STATS = ("min", "max", "mean", "median", "p90", "p95", "p99")
@@ -93,6 +93,9 @@ class RunStats:
     requests: int = 0
     ok: int = 0
     failed: int = 0
+    attempts: int = 0  # every try of every request (README, metric notes)
+    failed_attempts: int = 0
+    retried_requests: int = 0  # requests tried more than once
     first_error: str | None = None
     wall_s: float = 0.0
     latency: dict[str, float] = field(default_factory=dict)
@@ -163,6 +166,10 @@ def read_run(path: Path) -> RunStats:
     for f in files:
         for rec in read_records(f):
             run.requests += 1
+            outcomes = attempt_outcomes(rec)
+            run.attempts += len(outcomes)
+            run.failed_attempts += outcomes.count(False)
+            run.retried_requests += len(outcomes) > 1
             span = _span_ns(rec)
             if span:
                 lo = span[0] if lo is None else min(lo, span[0])
@@ -208,6 +215,11 @@ def _errors_text(run: RunStats, width: int = 80) -> str:
     return f"{run.failed} (first: {first})"
 
 
+def _attempts_text(run: RunStats) -> str:
+    """``231 (6 failed, 6 retried requests)``."""
+    return f"{run.attempts} ({run.failed_attempts} failed, {run.retried_requests} retried requests)"
+
+
 def _tablefmt(fmt: str) -> str:
     return {"fancy": "fancy_grid", "markdown": "github"}.get(fmt, "simple")
 
@@ -224,6 +236,7 @@ def render_run(run: RunStats, fmt: str = "fancy") -> str:
         ("Requests", str(run.requests)),
         ("Successful", str(run.ok)),
         ("Errors", _errors_text(run)),
+        ("Attempts", _attempts_text(run)),
         ("Total time (s)", f"{run.wall_s:.2f}"),
     ]
     for stat in STATS:
@@ -268,6 +281,7 @@ def render_compare(runs: Sequence[RunStats], fmt: str = "fancy") -> str:
         "Mode",
         "Requests",
         "Errors",
+        "Attempts",
         "Mean (ms)",
         "Median (ms)",
         "P95 (ms)",
@@ -285,6 +299,7 @@ def render_compare(runs: Sequence[RunStats], fmt: str = "fancy") -> str:
                 r.mode,
                 r.requests,
                 _errors_text(r, 40),
+                _attempts_text(r),
                 _ms(r.latency.get("mean")),
                 _ms(r.latency.get("median")),
                 _ms(r.latency.get("p95")),

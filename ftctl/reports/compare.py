@@ -45,6 +45,9 @@ def _metric_rows(result: Any) -> dict[str, float | None]:
         if rec is None
         else (0.0 if rec.no_visible_impact else rec.recovery_time_s),
         "failed": float(overall.failed),
+        "failed_attempts": float(overall.failed_attempts),
+        "retried_requests": float(overall.retried_requests),
+        "downtime_s": None if rec is None else rec.downtime_s,
         "success_rate_before": phases["before"].success_rate if "before" in phases else None,
         "success_rate_after": phases["after"].success_rate if "after" in phases else None,
         "success_rate_overall": phases["overall"].success_rate if "overall" in phases else None,

@@ -13,7 +13,7 @@ def outcome_to_json(outcome: Any) -> dict[str, Any]:
     Layout: ``{"schema", "test", "status", "exit_code", "error", "skipped", "duration_s",
     "startup_s", "checks": [{"name", "kind", "status", "message", "value"}], "faults":
     [{"action", "service", "pod", "t_ns", "verified", "pod_recovery_s", "evidence"}],
-    "result": <ftctl.parse/v1 test object or null>, "extra_results": [...]}``.
+    "result": <ftctl.parse/v2 test object or null>, "extra_results": [...]}``.
     """
     result = outcome.result
     return {

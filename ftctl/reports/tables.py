@@ -58,12 +58,35 @@ def _failure_label(result: TestResult) -> str:
     return f"{label} ({result.pair_role})" if result.pair_role else label
 
 
+UPSTREAM_LEGEND = (
+    "Before/After above: the upstream two-way split (before = ended at or before the fault, "
+    "after = the rest, i.e. ftctl's during + after). Attempts over the same split:"
+)
+
+
+def _split_attempts(result: TestResult) -> str:
+    """``before: attempts 149, failed 0, retried requests 0; after: …`` (upstream split)."""
+    parts = []
+    for label, key in (("before", "upstream_before"), ("after", "upstream_after")):
+        phase = result.overall.phases.get(key)
+        if phase is None:
+            continue
+        parts.append(
+            f"{label}: attempts {phase.attempts}, failed attempts {phase.failed_attempts}, "
+            f"retried requests {phase.retried_requests}"
+        )
+    return "; ".join(parts) or "no attempts"
+
+
 def legacy_group_tables(results: list[TestResult], fmt: str, sla: float | None = None) -> str:
     """Upstream legacy table per test group (``Test Group: <prefix>``), REFERENCE §4.
 
-    Before/After use the upstream two-way split (before = ended ≤ T_f); latency is the mean
-    over successful requests; Recovery is the client-perceived recovery time (DESIGN §5).
-    A ``Recovery (logs)`` column is added when upstream log-based figures exist.
+    Before/After use the upstream two-way split (before = ended ≤ T_f, after = the rest, so
+    ftctl's "during" is in it), said in a legend under each table; latency is the mean over
+    successful requests; Recovery is the client-perceived recovery time (README, metric
+    notes). The table itself is upstream's, column for column; the attempts over the same
+    split follow it, one line per row. A ``Recovery (logs)`` column is added when upstream
+    log-based figures exist.
     """
     blocks: list[str] = []
     groups: dict[str, list[TestResult]] = {}
@@ -100,7 +123,8 @@ def legacy_group_tables(results: list[TestResult], fmt: str, sla: float | None =
                 row.append(result.upstream_log_recovery_s)
             rows.append(row)
         table = _tabulate(rows, headers, fmt, stralign="center")
-        blocks.append(f"Test Group: {group}\n{table}")
+        attempts = [f"  {_failure_label(r)}: {_split_attempts(r)}" for r in members]
+        blocks.append(f"Test Group: {group}\n{table}\n{UPSTREAM_LEGEND}\n" + "\n".join(attempts))
     return "\n\n".join(blocks)
 
 
@@ -132,6 +156,9 @@ def aiperf_summary_table(result: TestResult, fmt: str, sla: float | None = None)
         ["Successful Requests", metrics.ok],
         ["Failed Requests", metrics.failed],
         ["Success Rate", None if rate is None else f"{rate * 100:.2f}%"],
+        ["Total Attempts", metrics.total_attempts],
+        ["Failed Attempts", metrics.failed_attempts],
+        ["Retried Requests", metrics.retried_requests],
         ["=== Latency Metrics (seconds) ===", ""],
         ["Mean Latency", _fixed(latency.get("mean"))],
     ]
@@ -170,22 +197,38 @@ def _rps(value: float | None) -> str | None:
     return None if value is None else f"{value:.2f} req/s"
 
 
+PHASE_LABELS = {
+    "before": "before (ended before the fault)",
+    "during": "during (in flight at the fault)",
+    "after": "after (started at or after it)",
+    "overall": "overall",
+}
+
+
+def _percent(rate: float | None) -> str | None:
+    return None if rate is None else f"{rate * 100:.1f}%"
+
+
 def phase_table(metrics: LoadMetrics, fmt: str) -> str:
-    """ftctl's phase table: before/during/after/overall with requests, failed, rate, p50, p99."""
-    headers = ["Phase", "Requests", "Failed", "Success\nrate", "p50 (s)", "p99 (s)", "TTFT (s)"]
+    """ftctl's phase table: before/during/after/overall, requests and attempts, p50, p99."""
+    headers = ["Phase", "Requests", "Failed", "Success\nrate", "Attempts", "Failed\nattempts"]
+    headers += ["Retried\nrequests", "Attempt\nsuccess", "p50 (s)", "p99 (s)", "TTFT (s)"]
     rows = []
     names = ("before", "during", "after", "overall") if metrics.recovery else ("overall",)
     for name in names:
         phase = metrics.phases.get(name)
         if phase is None:
             continue
-        rate = None if phase.success_rate is None else f"{phase.success_rate * 100:.1f}%"
         rows.append(
             [
-                name,
+                PHASE_LABELS[name] if metrics.recovery else name,
                 phase.requests,
                 phase.failed,
-                rate,
+                _percent(phase.success_rate),
+                phase.attempts,
+                phase.failed_attempts,
+                phase.retried_requests,
+                _percent(phase.attempt_success_rate),
                 phase.latency_s["p50"],
                 phase.latency_s["p99"],
                 phase.ttft_mean_s,
@@ -194,29 +237,47 @@ def phase_table(metrics: LoadMetrics, fmt: str) -> str:
     return _tabulate(rows, headers, fmt, floatfmt=".3f")
 
 
+def counts_line(metrics: LoadMetrics) -> str:
+    """``requests 720, failed 3; attempts 726, failed attempts 9, retried requests 6``."""
+    return (
+        f"requests {metrics.requests}, failed {metrics.failed}; attempts "
+        f"{metrics.total_attempts}, failed attempts {metrics.failed_attempts}, retried requests "
+        f"{metrics.retried_requests}"
+    )
+
+
 def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str:
-    """One line: client-perceived recovery, time to first error, outage, window, pod/log figures."""
+    """One line: recovery, time to first error, downtime, failure span, window, pod/log figures.
+
+    Every figure is the one defined in the README's metric notes; failures "after the fault"
+    are those of the during + after phases (failed attempts that ended at or after the fault).
+    """
     metrics = metrics or result.overall
     recovery = metrics.recovery
     parts: list[str] = []
     if recovery is None:
-        parts.append("Recovery: no fault time (no fault_injected event or test.log marker)")
+        if result.failure == "none" and not result.fault_times_ns:
+            parts.append("Recovery: no fault in this test")
+        else:
+            parts.append("Recovery: no fault time (no fault_injected event or test.log marker)")
     elif recovery.no_visible_impact:
-        parts.append("Recovery: 0.000 s (no visible impact: no failed request after the fault)")
-    elif recovery.recovered:
-        parts.append(
-            f"Recovery: {recovery.recovery_time_s:.3f} s after the fault "
-            f"(first error +{recovery.time_to_first_error_s:.3f} s, outage "
-            f"{recovery.outage_s:.3f} s, {recovery.failed_after_fault} failed after the fault, "
-            f"window {recovery.window_s:.3f} s)"
-        )
+        parts.append("Recovery: 0.000 s (no visible impact: no attempt failed after the fault)")
     else:
-        first = recovery.time_to_first_error_s
-        parts.append(
-            f"Recovery: NOT RECOVERED ({recovery.failed_after_fault} failed after the fault"
-            + (f", first error +{first:.3f} s" if first is not None else "")
-            + ")"
+        failed = (
+            f"{recovery.failed_requests_after_fault} failed requests and "
+            f"{recovery.failed_attempts_after_fault} failed attempts during + after the fault"
         )
+        spans = (
+            f"first error +{recovery.time_to_first_error_s:.3f} s, downtime "
+            f"{recovery.downtime_s:.3f} s, failure span {recovery.failure_span_s:.3f} s"
+        )
+        if recovery.recovered:
+            parts.append(
+                f"Recovery: {recovery.recovery_time_s:.3f} s after the fault ({spans}, {failed}, "
+                f"window {recovery.window_s:.3f} s)"
+            )
+        else:
+            parts.append(f"Recovery: NOT RECOVERED ({spans}, {failed})")
     if result.fault_time_source and recovery is not None:
         parts.append(f"fault time from {result.fault_time_source}")
     if result.pod_recovery_s is not None:
@@ -283,10 +344,12 @@ def render_text(results: list[TestResult], fmt: str, sla: float | None = None) -
         for name, metrics in result.loads.items():
             if len(result.loads) > 1:
                 out.append(f"Load: {name}")
+            out.append(counts_line(metrics))
             out.append(phase_table(metrics, fmt))
             out.append(recovery_line(result, metrics))
         if len(result.loads) > 1:
             out.append("All loads:")
+            out.append(counts_line(result.overall))
             out.append(phase_table(result.overall, fmt))
             out.append(recovery_line(result))
         if result.server:
@@ -307,13 +370,18 @@ CSV_COLUMNS = [
     "ok",
     "failed",
     "success_rate",
+    "attempts",
+    "failed_attempts",
+    "retried_requests",
+    "attempt_success_rate",
     *(f"latency_{s}_s" for s in ("mean", "min", "max", "p50", "p90", "p95", "p99")),
     "ttft_mean_s",
     "itl_mean_s",
     "sla_violations",
     "recovery_time_s",
     "time_to_first_error_s",
-    "outage_s",
+    "downtime_s",
+    "failure_span_s",
     "recovered",
     "startup_s",
     "pod_recovery_s",
@@ -345,6 +413,10 @@ def render_csv(results: list[TestResult]) -> str:
                         phase.ok,
                         phase.failed,
                         phase.success_rate,
+                        phase.attempts,
+                        phase.failed_attempts,
+                        phase.retried_requests,
+                        phase.attempt_success_rate,
                         *(phase.latency_s[s] for s in ("mean", "min", "max")),
                         *(phase.latency_s[s] for s in ("p50", "p90", "p95", "p99")),
                         phase.ttft_mean_s,
@@ -352,7 +424,8 @@ def render_csv(results: list[TestResult]) -> str:
                         phase.sla_violations,
                         recovery.recovery_time_s if recovery else None,
                         recovery.time_to_first_error_s if recovery else None,
-                        recovery.outage_s if recovery else None,
+                        recovery.downtime_s if recovery else None,
+                        recovery.failure_span_s if recovery else None,
                         recovery.recovered if recovery else None,
                         result.startup_s,
                         result.pod_recovery_s,

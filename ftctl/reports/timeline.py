@@ -1,4 +1,4 @@
-"""Timeline plot: every request by start time and latency, faults and recovery marked."""
+"""Timeline plot: every attempt by start time and duration, faults, pods back and recovery."""
 
 from __future__ import annotations
 
@@ -9,9 +9,26 @@ from typing import Any
 def plot_timeline(result: Any, path: Path, metrics: tuple[str, ...] = ()) -> Path:
     """Write a PNG of ``result`` (a TestResult with its request table) to ``path``.
 
-    X: request start, seconds from the first request; Y: latency. Failed requests are red
-    crosses; each fault is a vertical line; the client-perceived recovery is shaded. When the
-    run was scraped, aligned panels follow on the same time axis: requests/s ok and failed,
+    The figure is ``timeline_figure``'s.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = timeline_figure(result, metrics)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def timeline_figure(result: Any, metrics: tuple[str, ...] = ()) -> Any:
+    """The timeline of ``result`` as a matplotlib Figure (the caller saves and closes it).
+
+    X: attempt start, seconds from the first request; Y: the attempt's duration. Failed
+    attempts are red crosses at their real duration; a failure that took no time (refused at
+    once, or an end aiperf did not record) is a red tick on the time axis, not a point at
+    latency 0. Each fault is a dashed line, each pod back (``fault_verified``) a dotted one,
+    and the client-perceived recovery is shaded. Legends sit outside the plotting area. When
+    the run was scraped, aligned panels follow on the same time axis: requests/s ok and failed,
     in-flight/queued per pod (plus each series named in ``metrics``), CPU and RSS per pod.
     """
     import matplotlib
@@ -36,20 +53,37 @@ def plot_timeline(result: Any, path: Path, metrics: tuple[str, ...] = ()) -> Pat
         origin = 0
     else:
         origin = int(table.start_ns.min())
-        start_s = (table.start_ns - origin) / 1e9
         ok = table.ok.astype(bool)
-        latency = np.where(
-            np.isnan(table.latency_s), (table.end_ns - table.start_ns) / 1e9, table.latency_s
-        )
-        ax.scatter(start_s[ok], latency[ok], s=6, c="tab:blue", label=f"ok ({int(ok.sum())})")
+        rows = table.attempts()
+        a_start = (rows.start_ns - origin) / 1e9
+        a_ok = rows.ok.astype(bool)
+        duration = (rows.end_ns - rows.start_ns) / 1e9
+        if table.attempt_rows is None:  # one attempt per request: the reader's latency
+            duration = np.where(np.isnan(table.latency_s), duration, table.latency_s)
+        instant = ~a_ok & (rows.end_ns == rows.start_ns)
+        timed = ~a_ok & ~instant
         ax.scatter(
-            start_s[~ok],
-            latency[~ok],
+            a_start[a_ok], duration[a_ok], s=6, c="tab:blue", label=f"ok ({int(a_ok.sum())})"
+        )
+        ax.scatter(
+            a_start[timed],
+            duration[timed],
             s=18,
             c="tab:red",
             marker="x",
-            label=f"failed ({int((~ok).sum())})",
+            label=f"failed attempts ({int(timed.sum())})",
         )
+        if instant.any():  # on the axis itself: their duration is none, or unknown
+            ax.scatter(
+                a_start[instant],
+                np.zeros(int(instant.sum())),
+                s=40,
+                c="tab:red",
+                marker="|",
+                clip_on=False,
+                transform=ax.get_xaxis_transform(),
+                label=f"failed at once / end unknown ({int(instant.sum())})",
+            )
     if pods and (table is None or len(table) == 0):
         origin = min((s.t_ns for p in pods for s in p.scrapes), default=0)
     next_ax = 1
@@ -114,6 +148,11 @@ def plot_timeline(result: Any, path: Path, metrics: tuple[str, ...] = ()) -> Pat
         res_ax.set_ylabel("RSS MB (solid)")
         cpu_ax.set_ylabel("CPU % (dotted)")
     recovery = result.overall.recovery if result.overall is not None else None
+    for index, t_ns in enumerate(getattr(result, "pod_recovered_ns", None) or []):
+        t = (t_ns - origin) / 1e9
+        for i, panel in enumerate(axes):
+            label = "pod back" if index == 0 and i == 0 else None
+            panel.axvline(t, color="tab:green", linestyle=":", linewidth=1.2, label=label)
     for index, t_ns in enumerate(result.fault_times_ns):
         t = (t_ns - origin) / 1e9
         for i, panel in enumerate(axes):
@@ -127,15 +166,13 @@ def plot_timeline(result: Any, path: Path, metrics: tuple[str, ...] = ()) -> Pat
                     alpha=0.2,
                     label=f"recovery {recovery.recovery_time_s:.2f} s" if i == 0 else None,
                 )
-    axes[-1].set_xlabel("time since the first request (s)" if pods else "request start (s)")
-    ax.set_ylabel("latency (s)")
+    axes[-1].set_xlabel("time since the first request (s)" if pods else "attempt start (s)")
+    ax.set_ylabel("attempt duration (s)")
     ax.set_title(result.name)
     for panel in axes:
         panel.grid(True, alpha=0.3)
         if panel.get_legend_handles_labels()[0]:
-            panel.legend(loc="upper right", fontsize="x-small")
+            # Right of the panel, never over the points.
+            panel.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

@@ -1,8 +1,8 @@
 """``ftctl parse``: result directories → tables, CSV or versioned JSON.
 
-JSON output (``--format json``), schema ``ftctl.parse/v1``::
+JSON output (``--format json``), schema ``ftctl.parse/v2`` (v1 without attempts, outage_s)::
 
-    {"schema": "ftctl.parse/v1",
+    {"schema": "ftctl.parse/v2",
      "tests": [TestResult.to_json(), ...]}
 
 Each test: ``name``, ``path``, ``kind`` ("legacy" | "aiperf"), ``warnings`` [str],
@@ -16,13 +16,16 @@ place test.log times), ``clients_with_records`` (aiperf), ``excluded_records`` (
 impossible records left out of every metric, see ftctl.results.sanity) + ``excluded`` [{path,
 count, reasons {reason: n}}] per file, ``overall`` (all loads pooled) and ``loads``
 {name: LoadMetrics}. LoadMetrics: ``name``, ``clients``, ``requests``, ``ok``, ``failed``,
+``total_attempts``, ``failed_attempts``, ``retried_requests``,
 ``phases`` {before, during, after, overall, upstream_before, upstream_after: PhaseStats},
 ``recovery`` (null without a fault: ``recovery_time_s``, ``time_to_first_error_s``,
-``outage_s``, ``failed_after_fault``, ``window_s``, ``recovered``, ``no_visible_impact``),
+``downtime_s``, ``failure_span_s``, ``failed_attempts_after_fault``,
+``failed_requests_after_fault``, ``window_s``, ``recovered``, ``no_visible_impact``),
 ``throughput_rps``, ``client_throughput_rps`` {client: rps}, ``avg_client_throughput_rps``,
 ``wall_time_s``, ``attempts`` and ``chosen_attempt`` {client: n} (aiperf), ``dispatch_lag_ms``
 (open loop: {requests, p50, p99, max} of start − scheduled time; null otherwise). PhaseStats:
-``requests``, ``ok``, ``failed``, ``success_rate`` (0–1 or null), ``latency_s`` {mean, min,
+``requests``, ``ok``, ``failed``, ``success_rate`` (0–1 or null), ``attempts``,
+``failed_attempts``, ``retried_requests``, ``attempt_success_rate``, ``latency_s`` {mean, min,
 max, p50, p90, p95, p99} pooled over successful requests, ``ttft_mean_s``, ``itl_mean_s``,
 ``sla_violations`` (null without --sla). Fields are only ever added within v1.
 
@@ -42,7 +45,7 @@ from ftctl.reports.tables import FORMATS, render_csv, render_text
 from ftctl.results.detect import PARSERS, describe, find_test_dirs
 from ftctl.results.sanity import excluded_notes
 
-SCHEMA = "ftctl.parse/v1"
+SCHEMA = "ftctl.parse/v2"
 INFO_SCHEMA = "ftctl.parse-info/v1"
 
 

@@ -40,6 +40,9 @@ class _Attempt(msgspec.Struct, gc=False):
     status: int | str | None = None
     result: _Result | None | UnsetType = UNSET
     error: Any = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    request_elapsed_time: Any = None
 
 
 class _LegacyTop(msgspec.Struct, gc=False):
@@ -51,6 +54,7 @@ class _LegacyTop(msgspec.Struct, gc=False):
     ok: bool | None = None
     ttft: float | None = None
     itl: float | list[float] | None = None
+    attempts: int | None = None  # ftctl: how many attempts ``results`` holds
 
 
 class _LegacyRecord(msgspec.Struct, gc=False):
@@ -139,6 +143,42 @@ def _legacy_ok(record: _LegacyRecord) -> bool:
     return any(_attempt_ok(a) for a in record.results)
 
 
+def _attempt_oks(record: _LegacyRecord, ok: bool) -> list[bool]:
+    """Each attempt's outcome, reconciled with the record's as ``outcome.attempt_outcomes``."""
+    if not record.results:
+        return [ok]
+    outcomes = [_attempt_ok(a) for a in record.results]
+    if not ok:
+        return [False] * len(outcomes)
+    if not any(outcomes):
+        outcomes[-1] = True
+    return outcomes
+
+
+def _attempt_columns(
+    full: list[_LegacyRecord], starts: list[int], ends: list[int], ok: list[bool]
+) -> tuple[list[int], list[int], list[int], list[bool]]:
+    """(request row, start, end, ok) of every attempt of every record."""
+    from ftctl.results.legacy import attempt_times
+
+    request: list[int] = []
+    a_start: list[int] = []
+    a_end: list[int] = []
+    a_ok: list[bool] = []
+    for row, record in enumerate(full):
+        outcomes = _attempt_oks(record, ok[row])
+        if record.results:
+            spans = [(a.start_ns, a.end_ns, a.request_elapsed_time) for a in record.results]
+        else:
+            spans = [(None, None, None)]
+        for (s, e), o in zip(attempt_times(starts[row], ends[row], spans), outcomes, strict=True):
+            request.append(row)
+            a_start.append(s)
+            a_end.append(e)
+            a_ok.append(o)
+    return request, a_start, a_end, a_ok
+
+
 def _itl(value: float | list[float] | None) -> float:
     if value is None:
         return _NAN
@@ -182,6 +222,8 @@ def legacy_columns(raw: bytes) -> dict[str, list] | None:
     """Columns of a well-formed ftctl legacy file (every line has start_ns/end_ns); else None.
 
     ``ok`` is trusted when every record has it; otherwise the attempts are decoded and judged.
+    ``attempts`` is None when every record says it was tried once (ftctl's ``attempts: 1``),
+    else the (request row, start, end, ok) columns of every attempt.
     """
     records = _lines(_LEGACY_TOP, raw)
     if records is None:
@@ -192,11 +234,20 @@ def legacy_columns(raw: bytes) -> dict[str, list] | None:
         if None in values or min(values) < 0 or max(values) >= MAX_NS:
             return None
     ok = [r.ok for r in records]
-    if None in ok:
+    counts = [r.attempts for r in records]
+    once = None not in counts and min(counts) == max(counts) == 1
+    full = None
+    if None in ok or not once:
         full = _lines(_LEGACY, raw)
         if full is None:
             return None
+    if None in ok:
         ok = [_legacy_ok(r) for r in full]
+    attempts = None
+    if full is not None and not once:
+        attempts = _attempt_columns(full, starts, ends, ok)
+        if len(attempts[0]) == len(records):  # every record was tried once after all
+            attempts = None
     scheduled = [
         s if s is not None and 0 <= s < MAX_NS else -1 for s in (r.scheduled_ns for r in records)
     ]
@@ -207,6 +258,7 @@ def legacy_columns(raw: bytes) -> dict[str, list] | None:
         "ok": ok,
         "ttft_s": [_NAN if r.ttft is None else r.ttft for r in records],
         "itl_s": _itl_means([r.itl for r in records]),
+        "attempts": attempts,
     }
 
 

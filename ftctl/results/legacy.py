@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 
 from ftctl.results.files import numbered_entries, read_regular
-from ftctl.results.model import RequestTable
-from ftctl.results.outcome import record_succeeded
+from ftctl.results.model import AttemptTable, RequestTable
+from ftctl.results.outcome import attempt_outcomes, record_succeeded
 from ftctl.results.sanity import screen
 
 CLIENT_FILE = re.compile(r"^client_(\d+)\.log\.txt$")
@@ -61,6 +61,42 @@ def _itl(value: Any) -> float:
         lowest = min(numbers)
         return lowest if lowest < 0 else sum(numbers) / len(numbers)
     return _float(value)
+
+
+def attempt_times(
+    start_ns: int, end_ns: int, spans: list[tuple[Any, Any, Any]]
+) -> list[tuple[int, int]]:
+    """(start, end) in epoch ns of each attempt of a request that ran from start_ns to end_ns.
+
+    ``spans`` holds per attempt its ``(start_ns, end_ns, request_elapsed_time)`` as written
+    (ftctl writes all three; upstream only the elapsed seconds). Where an attempt has no valid
+    times of its own they are rebuilt: the first attempt starts with the request, the last one
+    ends with it and lasted its elapsed time, and the attempts between are spread evenly over
+    what is left (the retry delay). Exact for one or two attempts.
+    """
+    n = len(spans)
+    if n == 1 and not (valid_ns(spans[0][0]) and valid_ns(spans[0][1])):
+        return [(start_ns, end_ns)]
+    elapsed = []
+    for _s, _e, seconds in spans:
+        ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        ok = ok and 0 <= seconds < MAX_DURATION_S
+        elapsed.append(int(seconds * _NS) if ok else 0)
+    gap = max(0, (end_ns - start_ns - sum(elapsed)) // (n - 1)) if n > 1 else 0
+    out: list[tuple[int, int]] = []
+    t = start_ns
+    for i, (own_start, own_end, _seconds) in enumerate(spans):
+        if i == n - 1:
+            begin = min(max(t, end_ns - elapsed[i]), end_ns)
+            rebuilt = (begin, end_ns)
+        else:
+            rebuilt = (t, min(t + elapsed[i], end_ns))
+        t = rebuilt[1] + gap
+        if valid_ns(own_start) and valid_ns(own_end) and own_start <= own_end:
+            out.append((own_start, own_end))
+        else:
+            out.append(rebuilt)
+    return out
 
 
 class _Warn:
@@ -116,6 +152,8 @@ def read_client_file(
         )
         if columns["scheduled_ns"] is not None:
             table.scheduled_ns = np.array(columns["scheduled_ns"], np.int64)
+        if columns["attempts"] is not None:
+            table.attempt_rows = AttemptTable.from_lists(*columns["attempts"])
         warn.close()
         return screen(table, path, warnings, span_ns), False
     lines = raw.split(b"\n")
@@ -126,6 +164,10 @@ def read_client_file(
     ttfts: list[float] = []
     itls: list[float] = []
     scheduled: list[int] = []
+    att_request: list[int] = []
+    att_start: list[int] = []
+    att_end: list[int] = []
+    att_ok: list[bool] = []
     derived = False
     time_cache: dict[str, float | None] = {}
     last_end = None
@@ -177,6 +219,22 @@ def read_client_file(
             warn(index + 1, "ends more than 1 s before the previous line (clock out of order)")
             reversed_reported = True
         last_end = end
+        outcomes = attempt_outcomes(record)
+        results = record.get("results")
+        if isinstance(results, list) and results:
+            spans = [
+                (a.get("start_ns"), a.get("end_ns"), a.get("request_elapsed_time"))
+                if isinstance(a, dict)
+                else (None, None, None)
+                for a in results
+            ]
+        else:
+            spans = [(None, None, None)]
+        for (a_start, a_end), a_ok in zip(attempt_times(start, end, spans), outcomes, strict=True):
+            att_request.append(len(oks))
+            att_start.append(a_start)
+            att_end.append(a_end)
+            att_ok.append(a_ok)
         starts.append(start)
         ends.append(end)
         oks.append(record_succeeded(record))
@@ -194,6 +252,8 @@ def read_client_file(
     table = RequestTable.from_lists(
         client, starts, ends, oks, lats, ttfts, itls, scheduled if has_schedule else None
     )
+    if len(att_ok) != len(oks):  # some request was tried more than once
+        table.attempt_rows = AttemptTable.from_lists(att_request, att_start, att_end, att_ok)
     return screen(table, path, warnings, span_ns), derived
 
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ftctl.results.model import LATENCY_STATS, LoadMetrics, PhaseStats, Recovery, RequestTable
+from ftctl.results.model import (
+    LATENCY_STATS,
+    AttemptTable,
+    LoadMetrics,
+    PhaseStats,
+    Recovery,
+    RequestTable,
+)
 
 _NS = 1_000_000_000
 
 
-def unknown_end(table: RequestTable) -> np.ndarray:
-    """Failed requests whose end time is not known.
+def unknown_end(table: RequestTable | AttemptTable) -> np.ndarray:
+    """Failed requests (or attempts) whose end time is not known.
 
     aiperf 0.13 stamps a request that failed with an HTTP error with ``request_end_ns ==
     request_start_ns`` (seen in every such record of its real output), so a zero-duration
@@ -19,7 +26,7 @@ def unknown_end(table: RequestTable) -> np.ndarray:
     return ~table.ok & (table.end_ns == table.start_ns)
 
 
-def latest_end(table: RequestTable) -> np.ndarray:
+def latest_end(table: RequestTable | AttemptTable) -> np.ndarray:
     """End times, with an unknown end replaced by the latest plausible one for classification:
     start + the longest successful request of the table (start itself when none succeeded).
     """
@@ -31,8 +38,8 @@ def latest_end(table: RequestTable) -> np.ndarray:
     return np.where(unknown, table.start_ns + bound, table.end_ns)
 
 
-def phase_masks(table: RequestTable, t_f_ns: int | None) -> dict[str, np.ndarray]:
-    """Boolean masks of the phases of every request relative to the fault time T_f.
+def phase_masks(table: RequestTable | AttemptTable, t_f_ns: int | None) -> dict[str, np.ndarray]:
+    """Boolean masks of the phases of every request (or attempt) relative to the fault time T_f.
 
     before: ended before T_f; during: started before T_f and ended at or after it; after:
     started at or after T_f. The upstream two-way split: upstream_before = ended ≤ T_f,
@@ -88,20 +95,39 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def phase_stats(table: RequestTable, mask: np.ndarray, sla_s: float | None = None) -> PhaseStats:
+def phase_stats(
+    table: RequestTable,
+    mask: np.ndarray,
+    sla_s: float | None = None,
+    attempt_mask: np.ndarray | None = None,
+) -> PhaseStats:
     """Counts, success rate and pooled latency of the successful requests selected by ``mask``.
 
-    success_rate = ok / requests; sla_violations = successful requests with latency > sla_s.
+    success_rate = ok / requests; sla_violations = successful requests with latency > sla_s;
+    retried_requests = selected requests with more than one attempt. The attempts are those
+    selected by ``attempt_mask`` over ``table.attempts()`` (an attempt's phase is decided by
+    its own start and end, as a request's is; default: the attempts of the selected requests):
+    attempt_success_rate = (attempts − failed attempts) / attempts.
     """
     requests = int(mask.sum())
     good = mask & table.ok
     ok = int(good.sum())
     latency = table.latency_s[good]
+    rows = table.attempts()
+    tries, _failed = table.attempt_counts()
+    if attempt_mask is None:
+        attempt_mask = mask[rows.request]
+    attempts = int(attempt_mask.sum())
+    failed_attempts = int((attempt_mask & ~rows.ok).sum())
     return PhaseStats(
         requests=requests,
         ok=ok,
         failed=requests - ok,
         success_rate=(ok / requests) if requests else None,
+        attempts=attempts,
+        failed_attempts=failed_attempts,
+        retried_requests=int((tries[mask] > 1).sum()),
+        attempt_success_rate=((attempts - failed_attempts) / attempts) if attempts else None,
         latency_s=latency_stats(latency),
         ttft_mean_s=_mean(table.ttft_s[good]),
         itl_mean_s=_mean(table.itl_s[good]),
@@ -110,49 +136,63 @@ def phase_stats(table: RequestTable, mask: np.ndarray, sla_s: float | None = Non
 
 
 def recovery(table: RequestTable, t_f_ns: int, window_s: float = 10.0) -> Recovery:
-    """Client-perceived recovery after the fault at ``t_f_ns``.
+    """Client-perceived recovery after the fault at ``t_f_ns``, measured on attempts.
 
-    R = start of the first successful request started at or after T_f such that every request
-    started in [R, R + W] succeeded, W = ``window_s`` shortened to the last request start.
-    recovery_time_s = R − T_f. No failure ending at or after T_f → 0 s and no visible impact;
-    no such R → not recovered (None). A failure is observed at its end time:
-    time_to_first_error_s = first such end − T_f, outage_s = last − first. A failure whose end
-    is unknown counts when its latest plausible end is at or after T_f, observed at
-    max(start, T_f) (an in-flight request fails when the fault hits).
+    The definitions are those of the README's metric notes. A failed attempt is *after the
+    fault* when it ended at or after T_f (an unknown end, see ``unknown_end``, counts as its
+    latest plausible end); its failure time is f = max(start, T_f). With F the first and L the
+    last failure time:
+
+    - no failed attempt after the fault → recovery 0 s, no visible impact;
+    - time_to_first_error_s = F − T_f; failure_span_s = L − F;
+    - R = the start of the first successful attempt started at or after F such that every
+      attempt started in [R, R + W] succeeded (W = ``window_s``, reported shortened to the last
+      attempt start); recovery_time_s = R − T_f (≥ time_to_first_error_s); no such R → not
+      recovered (None);
+    - downtime_s = the length of the union of the intervals [f, s(f)) over every failure, where
+      s(f) is the start of the first successful attempt started at or after f (the end of the
+      load when none did): the time after T_f during which no attempt that started succeeded.
     """
+    attempts = table.attempts()
     window_ns = int(window_s * _NS)
-    failed_late = ~table.ok & (latest_end(table) >= t_f_ns)
+    failed_late = ~attempts.ok & (latest_end(attempts) >= t_f_ns)
     failed_after = int(failed_late.sum())
+    failed_requests = int((~table.ok & (latest_end(table) >= t_f_ns)).sum())
     if failed_after == 0:
-        return Recovery(0.0, None, None, 0, window_s, recovered=True, no_visible_impact=True)
-    observed = np.where(unknown_end(table), np.maximum(table.start_ns, t_f_ns), table.end_ns)
-    fail_end = observed[failed_late]
-    first_error = int(fail_end.min())
-    outage_s = (int(fail_end.max()) - first_error) / _NS
-
-    started_after = table.start_ns >= t_f_ns
-    ok_starts = np.sort(table.start_ns[started_after & table.ok])
-    fail_starts = np.sort(table.start_ns[started_after & ~table.ok])
-    last_start = int(table.start_ns.max()) if len(table) else t_f_ns
+        return Recovery(0.0, None, 0.0, 0.0, 0, failed_requests, window_s, True, True)
+    fail_at = np.sort(np.maximum(attempts.start_ns[failed_late], t_f_ns))
+    first, last = int(fail_at[0]), int(fail_at[-1])
+    ok_starts = np.sort(attempts.start_ns[attempts.ok])
+    load_end = int(max(attempts.end_ns.max(), last))
+    # Downtime: s(f) is non-decreasing in f, so the intervals merge in one sweep.
+    after = np.append(ok_starts, load_end)[np.searchsorted(ok_starts, fail_at, side="left")]
+    after = np.maximum(after, fail_at)
+    covered = np.maximum(fail_at, np.concatenate(([first], after[:-1])))
+    downtime_ns = int(np.clip(after - covered, 0, None).sum())
     result = Recovery(
         None,
-        (first_error - t_f_ns) / _NS,
-        outage_s,
+        (first - t_f_ns) / _NS,
+        downtime_ns / _NS,
+        (last - first) / _NS,
         failed_after,
+        failed_requests,
         window_s,
         recovered=False,
         no_visible_impact=False,
     )
-    if ok_starts.size == 0:
+    candidates = ok_starts[ok_starts >= first]
+    if candidates.size == 0:
         return result
-    # The first failure starting at or after each candidate R: R qualifies when it is beyond
-    # R + W (or there is none).
-    index = np.searchsorted(fail_starts, ok_starts, side="left")
+    fail_starts = np.sort(attempts.start_ns[~attempts.ok])
+    # The first failed attempt starting at or after each candidate R: R qualifies when it is
+    # beyond R + W (or there is none).
+    index = np.searchsorted(fail_starts, candidates, side="left")
     next_fail = np.append(fail_starts, np.iinfo(np.int64).max)[index]
-    good = next_fail > ok_starts + window_ns
+    good = next_fail > candidates + window_ns
     if not good.any():
         return result
-    r_ns = int(ok_starts[int(np.argmax(good))])
+    r_ns = int(candidates[int(np.argmax(good))])
+    last_start = int(attempts.start_ns.max())
     result.recovery_time_s = (r_ns - t_f_ns) / _NS
     result.window_s = min(window_s, max(0.0, (last_start - r_ns) / _NS))
     result.recovered = True
@@ -195,8 +235,10 @@ def load_metrics(
 ) -> LoadMetrics:
     """Every metric of one load: phases, recovery (when there is a fault), throughput."""
     masks = phase_masks(table, t_f_ns)
+    attempt_masks = phase_masks(table.attempts(), t_f_ns)
     total, per_client, mean = throughput(table)
     ok = int(table.ok.sum())
+    counts = table.attempt_counts()
     wall = (int(table.end_ns.max()) - int(table.start_ns.min())) / _NS if len(table) else None
     return LoadMetrics(
         name=name,
@@ -204,7 +246,13 @@ def load_metrics(
         requests=len(table),
         ok=ok,
         failed=len(table) - ok,
-        phases={phase: phase_stats(table, mask, sla_s) for phase, mask in masks.items()},
+        total_attempts=int(counts[0].sum()),
+        failed_attempts=int(counts[1].sum()),
+        retried_requests=int((counts[0] > 1).sum()),
+        phases={
+            phase: phase_stats(table, mask, sla_s, attempt_masks[phase])
+            for phase, mask in masks.items()
+        },
         recovery=None if t_f_ns is None else recovery(table, t_f_ns, window_s),
         throughput_rps=total,
         client_throughput_rps=per_client,

@@ -29,10 +29,42 @@ class Excluded:
 
 
 @dataclass
+class AttemptTable:
+    """One row per attempt (each try of a logical request), as parallel numpy arrays.
+
+    ``request`` is the row of the attempt's request in its RequestTable; times are epoch ns.
+    """
+
+    request: np.ndarray  # int64: row of the request in the RequestTable
+    start_ns: np.ndarray  # int64
+    end_ns: np.ndarray  # int64
+    ok: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return int(self.ok.shape[0])
+
+    @staticmethod
+    def from_lists(
+        request: list[int], start_ns: list[int], end_ns: list[int], ok: list[bool]
+    ) -> AttemptTable:
+        """A table from parallel Python lists."""
+        import numpy as np
+
+        return AttemptTable(
+            np.array(request, np.int64),
+            np.array(start_ns, np.int64),
+            np.array(end_ns, np.int64),
+            np.array(ok, bool),
+        )
+
+
+@dataclass
 class RequestTable:
     """One row per logical request (retries folded in), as parallel numpy arrays.
 
-    Times are epoch ns; latency/TTFT/ITL in seconds (NaN where unknown).
+    Times are epoch ns; latency/TTFT/ITL in seconds (NaN where unknown). The attempts behind
+    the rows are in ``attempt_rows``; None means one attempt per request, with the request's
+    own times and outcome (aiperf records, and ftctl records that were never retried).
     """
 
     client: np.ndarray  # int32: client index
@@ -46,6 +78,30 @@ class RequestTable:
     scheduled_ns: np.ndarray | None = None
     # What the reader left out as impossible (not rows of the table), per file.
     excluded: list[Excluded] = field(default_factory=list)
+    # Every attempt of every request; None: exactly one per request (see ``attempts``).
+    attempt_rows: AttemptTable | None = None
+
+    def attempts(self) -> AttemptTable:
+        """Every attempt of the table's requests (one per request when none was recorded)."""
+        import numpy as np
+
+        if self.attempt_rows is not None:
+            return self.attempt_rows
+        return AttemptTable(
+            np.arange(len(self), dtype=np.int64), self.start_ns, self.end_ns, self.ok
+        )
+
+    def attempt_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(attempts, failed attempts) per request row, as int64 arrays."""
+        import numpy as np
+
+        n = len(self)
+        if self.attempt_rows is None:
+            return np.ones(n, np.int64), (~self.ok).astype(np.int64)
+        rows = self.attempt_rows
+        total = np.bincount(rows.request, minlength=n).astype(np.int64)
+        failed = np.bincount(rows.request[~rows.ok], minlength=n).astype(np.int64)
+        return total, failed
 
     def __len__(self) -> int:
         return int(self.ok.shape[0])
@@ -91,11 +147,27 @@ class RequestTable:
         )
 
     def select(self, keep: np.ndarray) -> RequestTable:
-        """The rows where the boolean mask ``keep`` is True (``excluded`` carried over)."""
+        """The rows where the boolean mask ``keep`` is True (``excluded`` carried over).
+
+        The attempts of the rows left out are left out with them.
+        """
+        import numpy as np
+
+        rows = self.attempt_rows
+        if rows is not None:
+            new_index = np.cumsum(keep, dtype=np.int64) - 1
+            kept = keep[rows.request]
+            rows = AttemptTable(
+                new_index[rows.request[kept]],
+                rows.start_ns[kept],
+                rows.end_ns[kept],
+                rows.ok[kept],
+            )
         return RequestTable(
             *(getattr(self, name)[keep] for name in _COLUMNS),
             scheduled_ns=None if self.scheduled_ns is None else self.scheduled_ns[keep],
             excluded=list(self.excluded),
+            attempt_rows=rows,
         )
 
     @staticmethod
@@ -117,10 +189,21 @@ class RequestTable:
                     for t in tables
                 ]
             )
+        attempt_rows = None
+        if any(t.attempt_rows is not None for t in tables):
+            offsets = np.cumsum([0] + [len(t) for t in tables[:-1]])
+            parts = [t.attempts() for t in tables]
+            attempt_rows = AttemptTable(
+                np.concatenate([p.request + o for p, o in zip(parts, offsets, strict=True)]),
+                np.concatenate([p.start_ns for p in parts]),
+                np.concatenate([p.end_ns for p in parts]),
+                np.concatenate([p.ok for p in parts]),
+            )
         return RequestTable(
             *(np.concatenate([getattr(t, name) for t in tables]) for name in _COLUMNS),
             scheduled_ns=scheduled,
             excluded=excluded,
+            attempt_rows=attempt_rows,
         )
 
 
@@ -129,12 +212,20 @@ _COLUMNS = ("client", "start_ns", "end_ns", "ok", "latency_s", "ttft_s", "itl_s"
 
 @dataclass
 class PhaseStats:
-    """Requests of one phase: counts, success rate and pooled latency of the successful ones."""
+    """Requests of one phase: counts, success rate and pooled latency of the successful ones.
+
+    The attempts of a phase are the attempts of its requests (a request's phase is decided by
+    the request's own start and end, DESIGN §5).
+    """
 
     requests: int = 0
     ok: int = 0
     failed: int = 0
     success_rate: float | None = None  # ok / requests; None without requests
+    attempts: int = 0  # every try of the phase's requests (≥ requests)
+    failed_attempts: int = 0
+    retried_requests: int = 0  # requests with more than one attempt
+    attempt_success_rate: float | None = None  # successful attempts / attempts
     latency_s: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(LATENCY_STATS))
     ttft_mean_s: float | None = None
     itl_mean_s: float | None = None
@@ -143,15 +234,21 @@ class PhaseStats:
 
 @dataclass
 class Recovery:
-    """Client-perceived recovery after the fault (DESIGN.md §5)."""
+    """Client-perceived recovery after the fault, measured on attempts (README, metric notes).
+
+    A failed attempt *after the fault* is one that ended at or after T_f; its failure time is
+    its start, or T_f when it was already in flight then.
+    """
 
     recovery_time_s: float | None = None  # R − T_f; None when not recovered
-    time_to_first_error_s: float | None = None  # first failure observed (its end) − T_f
-    outage_s: float | None = None  # first to last failure observed after T_f
-    failed_after_fault: int = 0  # failed requests that ended at or after T_f
+    time_to_first_error_s: float | None = None  # first failure time − T_f (≤ recovery_time_s)
+    downtime_s: float | None = None  # time after T_f during which no attempt succeeded
+    failure_span_s: float | None = None  # last failure time − first failure time
+    failed_attempts_after_fault: int = 0  # failed attempts that ended at or after T_f
+    failed_requests_after_fault: int = 0  # failed requests that ended at or after T_f
     window_s: float = 10.0  # W actually used (shortened to the end of the load)
     recovered: bool = False
-    no_visible_impact: bool = False
+    no_visible_impact: bool = False  # no attempt failed after the fault
 
 
 @dataclass
@@ -163,13 +260,18 @@ class LoadMetrics:
     requests: int = 0
     ok: int = 0
     failed: int = 0
+    total_attempts: int = 0  # every try of every request (the "attempts" of DESIGN §5)
+    failed_attempts: int = 0
+    retried_requests: int = 0  # requests with more than one attempt
     phases: dict[str, PhaseStats] = field(default_factory=dict)
     recovery: Recovery | None = None  # None without a fault time
     throughput_rps: float | None = None  # successful requests / load wall time
     client_throughput_rps: dict[str, float] = field(default_factory=dict)
     avg_client_throughput_rps: float | None = None
     wall_time_s: float | None = None
-    attempts: dict[str, int] = field(default_factory=dict)  # aiperf: attempts per client
+    # aiperf: runs of each client's whole aiperf process (a rerun after a mostly failed run),
+    # not request attempts; the run whose records are read is ``chosen_attempt``.
+    attempts: dict[str, int] = field(default_factory=dict)
     chosen_attempt: dict[str, int | None] = field(default_factory=dict)  # aiperf
     # Open loop: start − scheduled time of the requests that had a schedule (requests, p50,
     # p99, max in ms); None when no request had one. Large values mean the client fell behind.
@@ -204,6 +306,7 @@ class TestResult:
     overall: LoadMetrics = field(default_factory=LoadMetrics)
     loads: dict[str, LoadMetrics] = field(default_factory=dict)
     pod_recovery_s: float | None = None  # events.jsonl fault_verified pod_recovered_ns − T_f
+    pod_recovered_ns: list[int] = field(default_factory=list)  # every pod-back time (epoch ns)
     upstream_log_recovery_s: float | None = None  # upstream dirs only: from service logs
     upstream_log_recovery_method: str | None = None  # how it was computed (label)
     was_cancelled: bool = False
@@ -225,7 +328,7 @@ class TestResult:
     __test__ = False  # not a pytest class, despite the name
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (schema ``ftctl.parse/v1``, see ftctl.results.command)."""
+        """A JSON-ready dict (schema ``ftctl.parse/v2``, see ftctl.results.command)."""
         data: dict[str, Any] = {}
         for f in fields(self):
             if f.name == "requests":

@@ -51,3 +51,23 @@ def record_succeeded(record: dict[str, Any]) -> bool:
         return False
     results = record.get("results")
     return isinstance(results, list) and any(attempt_succeeded(a) for a in results)
+
+
+def attempt_outcomes(record: dict[str, Any]) -> list[bool]:
+    """Whether each attempt of a record succeeded, consistent with ``record_succeeded``.
+
+    Each attempt is judged by ``attempt_succeeded``. A record without a ``results`` list is one
+    attempt with the record's outcome. When the record's own ``ok`` disagrees with its attempts
+    (ftctl writes ``ok`` from the last attempt), ``ok`` wins: a failed record has no successful
+    attempt, and a successful one whose attempts all look failed succeeded on its last attempt.
+    """
+    results = record.get("results")
+    if not isinstance(results, list) or not results:
+        return [record_succeeded(record)]
+    outcomes = [attempt_succeeded(a) for a in results]
+    ok = record_succeeded(record)
+    if not ok:
+        return [False] * len(outcomes)
+    if not any(outcomes):
+        outcomes[-1] = True
+    return outcomes

@@ -115,6 +115,7 @@ def _events(test_dir: Path, result: TestResult) -> tuple[int, int] | None:
         if early:
             reasons["pod recovered before the fault"] = early
         recovered = [r for r in recovered if r >= t_f]
+        result.pod_recovered_ns = sorted(recovered)
         if recovered:
             result.pod_recovery_s = (min(recovered) - t_f) / _NS
     if reasons:
@@ -178,16 +179,20 @@ def _summary_only_metrics(name: str, load: aiperf.AiperfLoad) -> LoadMetrics:
         for stat in ("p50", "p90", "p95", "p99"):
             latency[stat] = aiperf.summary_seconds(summary, "request_latency", stat)
     requests = ok + failed
+    # aiperf never retries a request: each request is one attempt.
     overall = PhaseStats(
         requests=requests,
         ok=ok,
         failed=failed,
         success_rate=ok / requests if requests else None,
+        attempts=requests,
+        failed_attempts=failed,
+        attempt_success_rate=ok / requests if requests else None,
         latency_s=latency,
     )
     return LoadMetrics(
         name=name, clients=len(load.choices), requests=requests, ok=ok, failed=failed,
-        phases={"overall": overall},
+        total_attempts=requests, failed_attempts=failed, phases={"overall": overall},
     )  # fmt: skip
 
 
@@ -282,11 +287,15 @@ def parse_test_dir(
             result.overall.clients = metrics.clients
             result.overall.requests, result.overall.ok = metrics.requests, metrics.ok
             result.overall.failed = metrics.failed
+            result.overall.total_attempts = metrics.total_attempts
+            result.overall.failed_attempts = metrics.failed_attempts
             continue
         result.overall.clients += metrics.clients
         result.overall.requests += metrics.requests
         result.overall.ok += metrics.ok
         result.overall.failed += metrics.failed
+        result.overall.total_attempts += metrics.total_attempts
+        result.overall.failed_attempts += metrics.failed_attempts
     if summary_only and t_f is not None:
         result.warnings.append(
             "no per-request records (profile_export.jsonl) for some clients: their requests are "

@@ -262,8 +262,10 @@ def _check_json(check: Check) -> dict[str, Any]:
         value = getattr(check, key)
         if value is not None:
             out[key] = value
-    if check.kind in ("success_rate", "latency"):
+    if check.kind in ("success_rate", "latency", "max_failed_attempts"):
         out["phase"] = check.phase
+    if check.kind == "success_rate":
+        out["of"] = check.of
     out["source"] = check.source
     return out
 
@@ -385,13 +387,16 @@ def _check_text(c: dict[str, Any]) -> str:
     kind = c["kind"]
     load = f" [load {c['load']}]" if "load" in c else ""
     if kind == "success_rate":
-        what = f"success_rate >= {c['min']:g} ({c['phase']})"
+        of = " of attempts" if c.get("of") == "attempts" else ""
+        what = f"success_rate{of} >= {c['min']:g} ({c['phase']})"
     elif kind == "recovery_time":
         what = f"recovery_time <= {format_duration(c['max'])}"
     elif kind == "latency":
         what = f"latency {c['stat']} <= {format_duration(c['max'])} ({c['phase']})"
     elif kind == "max_errors":
         what = f"failed requests <= {c['max']:g}"
+    elif kind == "max_failed_attempts":
+        what = f"failed attempts <= {c['max']:g} ({c['phase']})"
     elif kind == "min_requests":
         what = f"requests >= {c['min']:g}"
     elif kind == "was_cancelled":

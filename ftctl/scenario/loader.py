@@ -433,6 +433,7 @@ def _checks(
                     max=mx,
                     expected=spec.get("expected"),
                     phase=spec.get("phase", "overall"),
+                    of=spec.get("of", "requests"),
                     stat=spec.get("stat"),
                     service=service,
                     pattern=spec.get("pattern"),

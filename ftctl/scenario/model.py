@@ -184,6 +184,7 @@ class Check:
     kind: Literal[
         "zero_errors",
         "max_errors",
+        "max_failed_attempts",
         "min_requests",
         "was_cancelled",
         "success_rate",
@@ -204,6 +205,9 @@ class Check:
     max: float | None = None
     expected: bool | None = None
     phase: Phase = "overall"
+    # success_rate: of requests (a retried request that succeeded counts once, as a success)
+    # or of attempts (every failed try counts)
+    of: Literal["requests", "attempts"] = "requests"
     stat: str | None = None
     service: str | None = None
     pattern: str | None = None

@@ -125,3 +125,41 @@ def test_verdict_and_worst_order_severity():
     assert worst([ExitStatus.INCONCLUSIVE, ExitStatus.CHECK_FAILED]) == ExitStatus.CHECK_FAILED
     assert worst([ExitStatus.CHECK_FAILED, ExitStatus.INFRA]) == ExitStatus.INFRA
     assert worst([ExitStatus.INFRA, ExitStatus.INTERRUPTED]) == ExitStatus.INTERRUPTED
+
+
+def _retried(requests: int, failed: int, failed_attempts: int, retried: int) -> LoadMetrics:
+    """Requests of which ``retried`` needed a second try; ``failed_attempts`` tries failed."""
+    metrics = _metrics(requests - failed, failed)
+    for phase in (metrics.phases["overall"], metrics.phases["after"]):
+        phase.attempts = requests + retried
+        phase.failed_attempts = failed_attempts
+        phase.retried_requests = retried
+        phase.attempt_success_rate = (phase.attempts - failed_attempts) / phase.attempts
+    metrics.total_attempts, metrics.failed_attempts = requests + retried, failed_attempts
+    metrics.retried_requests = retried
+    return metrics
+
+
+def test_success_rate_of_attempts_counts_every_failed_try(tmp_path):
+    metrics = _retried(100, 0, 6, 6)  # retries absorbed every failure
+    of_requests = _eval(Check(kind="success_rate", min=1.0), metrics, tmp_path)
+    of_attempts = _eval(Check(kind="success_rate", min=0.99, of="attempts"), metrics, tmp_path)
+    assert of_requests.status == "passed"
+    assert of_attempts.status == "failed" and of_attempts.value == 100 / 106
+    assert "100/106 attempts" in of_attempts.message
+    assert of_attempts.name == "success_rate:attempts[overall]>=0.99"
+
+
+def test_max_failed_attempts_sees_what_retries_hid(tmp_path):
+    metrics = _retried(100, 0, 6, 6)
+    assert _eval(Check(kind="max_errors", max=0), metrics, tmp_path).status == "passed"
+    result = _eval(Check(kind="max_failed_attempts", max=5), metrics, tmp_path)
+    assert result.status == "failed" and result.value == 6
+    assert "of 106 attempts (6 retried requests)" in result.message
+    assert _eval(Check(kind="max_failed_attempts", max=6), metrics, tmp_path).status == "passed"
+
+
+def test_zero_errors_says_when_retries_hid_failed_attempts(tmp_path):
+    result = _eval(Check(kind="zero_errors"), _retried(100, 0, 6, 6), tmp_path)
+    assert result.status == "passed"
+    assert result.message == "0 failed of 100 (6 failed attempts, 6 retried requests)"

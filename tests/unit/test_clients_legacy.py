@@ -108,6 +108,12 @@ def test_retried_request_is_one_record_with_one_result_per_attempt(server, tmp_p
     r = recs[1]
     attempts_s = sum(a["request_elapsed_time"] for a in r["results"])
     assert r["total_time"] >= attempts_s + 0.2 * 0.95
+    # Each attempt carries its own times: the retry starts a retry delay after the refusal.
+    first, second = r["results"]
+    assert r["start_ns"] <= first["start_ns"] <= first["end_ns"] <= second["start_ns"]
+    assert second["start_ns"] - first["end_ns"] >= 0.2 * 0.95 * 1e9
+    assert second["end_ns"] <= r["end_ns"]
+    assert abs(second["end_ns"] - second["start_ns"] - second["request_elapsed_time"] * 1e9) < 1e3
 
 
 def test_exhausted_retries_keep_the_last_error(server, tmp_path):

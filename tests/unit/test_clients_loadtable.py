@@ -161,3 +161,22 @@ def test_load_compare_and_parse_count_the_same_jsonl_alike(tmp_path):
     parsed = json.loads(run_cli("parse", str(folder), "--format", "json").stdout)["tests"][0]
     assert (compared["requests"], compared["ok"]) == (4, 2)
     assert (parsed["overall"]["requests"], parsed["overall"]["ok"]) == (4, 2)
+
+
+def test_the_load_table_counts_attempts_and_retried_requests(tmp_path):
+    from ftctl.clients.loadtable import read_run, render_compare, render_run
+
+    ok = {"status": 200, "result": {"choices": [{"message": {"content": "x"}}]}}
+    refused = {"status": 503, "result": None, "error": "http_5xx: HTTP 503"}
+    records = [
+        {"results": [ok], "ok": True, "start_ns": 1, "end_ns": 2},
+        {"results": [refused, ok], "ok": True, "start_ns": 3, "end_ns": 4},
+        {"results": [refused, refused], "ok": False, "start_ns": 5, "end_ns": 6},
+    ]
+    (tmp_path / "client_0.log.txt").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run = read_run(tmp_path)
+    assert (run.requests, run.failed) == (3, 1)
+    assert (run.attempts, run.failed_attempts, run.retried_requests) == (5, 3, 2)
+    table = render_run(run)
+    assert "│ Attempts " in table and "5 (3 failed, 2 retried requests)" in table
+    assert "5 (3 failed, 2 retried requests)" in render_compare([run])

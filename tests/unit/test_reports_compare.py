@@ -58,6 +58,8 @@ def test_compare_shows_each_metric_and_the_delta(tmp_path):
     out = run_cli("compare", str(a.parent), str(b.parent), "--format", "json").stdout
     row = json.loads(out)
     assert row["a"]["failed"] == 3 and row["b"]["failed"] == 1
+    assert row["a"]["failed_attempts"] == 3 and row["a"]["retried_requests"] == 0
+    assert abs(row["a"]["downtime_s"] - 0.3) < 1e-6  # refused from the fault to the 4th start
     # recovery: the first success after the fault starts `failures` × 100 ms after it
     assert abs(row["a"]["recovery_time_s"] - 0.3) < 1e-6
     assert abs(row["b"]["recovery_time_s"] - 0.1) < 1e-6

@@ -59,3 +59,49 @@ def test_report_metric_option_adds_a_panel(result_dir, tmp_path):
     plot = tmp_path / "t.png"
     run_cli("report", str(result_dir), "--plot", str(plot), "--metric", "fake_up")
     assert _png_height(plot) == 100 * (3 + 2 * 5)
+
+
+def test_timeline_draws_attempts_pod_back_and_keeps_the_legend_off_the_data():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ftctl.reports.timeline import timeline_figure
+    from ftctl.results.model import AttemptTable, RequestTable, TestResult
+
+    s = 1_000_000_000
+    base = 1_700_000_000 * s
+    # Request 0 ok; request 1 refused at once (0 s) at +1 s, its retry ok; request 2 failed
+    # after 0.5 s of waiting.
+    table = RequestTable.from_lists(
+        0,
+        [base, base + s, base + 3 * s],
+        [base + s // 5, base + 2 * s + s // 5, base + 3 * s + s // 2],
+        [True, True, False],
+        [0.2, 1.2, 0.5],
+        [float("nan")] * 3,
+        [float("nan")] * 3,
+    )
+    table.attempt_rows = AttemptTable.from_lists(
+        [0, 1, 1, 2],
+        [base, base + s, base + 2 * s, base + 3 * s],
+        [base + s // 5, base + s, base + 2 * s + s // 5, base + 3 * s + s // 2],
+        [True, False, True, False],
+    )
+    result = TestResult(name="t", path=None, kind="legacy", fault_times_ns=[base + s // 2])
+    result.requests = table
+    result.pod_recovered_ns = [base + 2 * s]
+    fig = timeline_figure(result)
+    try:
+        ax = fig.axes[0]
+        points = {c.get_label(): np.asarray(c.get_offsets()).tolist() for c in ax.collections}
+        assert points["ok (2)"] == [[0.0, 0.2], [2.0, 0.2]]  # the retry at its own start
+        assert points["failed attempts (1)"] == [[3.0, 0.5]]  # at its real duration
+        assert points["failed at once / end unknown (1)"] == [[1.0, 0.0]]  # on the axis
+        lines = {line.get_label(): line.get_xdata()[0] for line in ax.get_lines()}
+        assert lines["fault"] == 0.5 and lines["pod back"] == 2.0
+        legend = ax.get_legend()
+        fig.canvas.draw()
+        box = legend.get_window_extent()
+        assert box.x0 >= ax.get_window_extent().x1  # right of the data, not over it
+    finally:
+        plt.close(fig)

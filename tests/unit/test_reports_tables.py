@@ -50,7 +50,20 @@ def upstream_like_result(failure: str = "decode_worker_pod") -> TestResult:
 
 
 def test_legacy_group_table_is_byte_identical_to_upstream():
-    assert legacy_group_tables([upstream_like_result()], "fancy") == UPSTREAM_LEGACY
+    text = legacy_group_tables([upstream_like_result()], "fancy")
+    assert text.startswith(UPSTREAM_LEGACY + "\n")
+
+
+def test_legacy_group_table_names_its_split_and_gives_the_attempts_under_it():
+    result = upstream_like_result()
+    after = result.overall.phases["upstream_after"]
+    after.attempts, after.failed_attempts, after.retried_requests = 1357, 8, 6
+    legend = legacy_group_tables([result], "fancy").removeprefix(UPSTREAM_LEGACY).splitlines()
+    assert "upstream two-way split" in legend[1] and "during + after" in legend[1]
+    assert legend[2] == (
+        "  decode_worker_pod: before: attempts 0, failed attempts 0, retried requests 0; "
+        "after: attempts 1357, failed attempts 8, retried requests 6"
+    )
 
 
 def test_sla_adds_violation_columns_and_markdown_flattens_headers():
@@ -117,18 +130,28 @@ def test_phase_table_and_recovery_line():
             "after": phase(8, 2),
             "overall": phase(19, 3),
         },
-        recovery=Recovery(2.5, 0.1, 1.9, 3, 10.0, recovered=True),
+        recovery=Recovery(2.5, 0.1, 1.2, 1.9, 5, 3, 10.0, recovered=True),
     )
     text = phase_table(metrics, "markdown")
     assert [line.split("|")[1].strip() for line in text.splitlines()[2:]] == [
-        "before",
-        "during",
-        "after",
+        "before (ended before the fault)",
+        "during (in flight at the fault)",
+        "after (started at or after it)",
         "overall",
     ]
+    assert "Attempts" in text.splitlines()[0] and "Retried requests" in text.splitlines()[0]
     result = TestResult(name="t", path=Path("."), kind="legacy", fault_time_source="events")
     result.overall = metrics
     line = recovery_line(result)
-    assert line.startswith("Recovery: 2.500 s after the fault (first error +0.100 s")
-    metrics.recovery = Recovery(None, 0.1, 5.0, 9, 10.0)
+    assert line.startswith(
+        "Recovery: 2.500 s after the fault (first error +0.100 s, downtime 1.200 s, failure span "
+        "1.900 s, 3 failed requests and 5 failed attempts during + after the fault"
+    )
+    metrics.recovery = Recovery(None, 0.1, 5.0, 5.0, 9, 9, 10.0)
     assert "NOT RECOVERED" in recovery_line(result)
+
+
+def test_a_baseline_says_there_is_no_fault_in_this_test():
+    result = TestResult(name="agg-none", path=Path("."), kind="legacy", failure="none")
+    result.overall = LoadMetrics(phases={"overall": phase(10, 0)})
+    assert recovery_line(result) == "Recovery: no fault in this test"

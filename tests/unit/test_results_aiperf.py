@@ -113,7 +113,7 @@ def test_real_aiperf_run_with_a_fault_window_splits_phases_and_recovers():
     assert phases["after"].failed == sum(1 for r in after if r.get("error"))
     recovery = result.overall.recovery
     assert recovery.recovered and recovery.recovery_time_s > 0
-    assert recovery.failed_after_fault == len(failed)
+    assert recovery.failed_attempts_after_fault == len(failed)
     # Pooled latency: numpy's percentile of every successful request_latency (ms → s).
     lat = sorted(
         r["metrics"]["request_latency"]["value"] / 1e3 for r in records if not r.get("error")

@@ -61,7 +61,7 @@ def test_info_describes_without_parsing():
 def test_json_output_is_versioned_and_round_trips(tmp_path):
     write_legacy_test(tmp_path / "vllm-agg-tp-1-dp-1-decode_worker")
     data = json.loads(run_cli("parse", str(tmp_path), "--format", "json").stdout)
-    assert data["schema"] == "ftctl.parse/v1"
+    assert data["schema"] == "ftctl.parse/v2"
     (test,) = data["tests"]
     assert test["kind"] == "legacy" and test["failure"] == "decode_worker"
     assert test["overall"]["recovery"]["recovery_time_s"] == pytest.approx(10.25, abs=1e-3)

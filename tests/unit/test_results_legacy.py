@@ -115,11 +115,12 @@ def test_hand_built_timeline_recovery_is_known_to_the_millisecond(tmp_path):
     # success after it: client 0 at 40.5 → 40.5 − 30.25.
     assert recovery.recovery_time_s == pytest.approx(10.25, abs=1e-3)
     assert recovery.recovered and not recovery.no_visible_impact
-    # First failure observed: client 1's request 30.125 ends at 30.125 + its duration.
-    assert recovery.time_to_first_error_s == pytest.approx(30.125 + duration_of(1, 60) - 30.25)
-    last_end = 40.125 + duration_of(1, 80)
-    assert recovery.outage_s == pytest.approx(last_end - (30.125 + duration_of(1, 60)))
-    assert recovery.failed_after_fault == 13
+    # First failure: client 1's request 30.125 was in flight at the fault: it fails at T_f.
+    assert recovery.time_to_first_error_s == pytest.approx(0.0)
+    assert recovery.failure_span_s == pytest.approx(40.125 - 30.25)  # to the blip's start
+    # No attempt started in [30.25, 33.125) succeeded, nor in [40.125, 40.5).
+    assert recovery.downtime_s == pytest.approx((33.125 - 30.25) + (40.5 - 40.125))
+    assert recovery.failed_attempts_after_fault == recovery.failed_requests_after_fault == 13
     assert result.fault_time_source == "events"
     assert result.startup_s == pytest.approx(87.5)
     assert result.pod_recovery_s == pytest.approx(45.0 - 30.25)
@@ -187,7 +188,7 @@ def test_failures_until_the_end_mean_not_recovered(tmp_path):
     result = parse_result_dir(write_legacy_test(tmp_path / "t-frontend", rows))
     recovery = result.overall.recovery
     assert recovery.recovery_time_s is None and not recovery.recovered
-    assert recovery.failed_after_fault == 25
+    assert recovery.failed_attempts_after_fault == 25
 
 
 def test_without_a_fault_every_request_is_before_and_there_is_no_recovery(tmp_path):

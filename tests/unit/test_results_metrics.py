@@ -47,11 +47,12 @@ def test_failure_with_unknown_end_sent_just_before_the_fault_is_during():
 
 def test_in_flight_failure_with_unknown_end_counts_after_the_fault_at_the_fault_time():
     result = recovery(_table(ROWS), T_F, window_s=10.0)
-    # Late failures: the in-flight one (observed at T_f) and the one sent at 100.5.
-    assert result.failed_after_fault == 2
+    # Late failures: the in-flight one (failing at T_f) and the one sent at 100.5.
+    assert result.failed_attempts_after_fault == result.failed_requests_after_fault == 2
     assert result.time_to_first_error_s == pytest.approx(0.0)
-    assert result.outage_s == pytest.approx(0.5)
+    assert result.failure_span_s == pytest.approx(0.5)
     assert result.recovery_time_s == pytest.approx(1.0)  # first success after: 101.0
+    assert result.downtime_s == pytest.approx(1.0)  # [100, 101): no attempt started and succeeded
 
 
 def test_known_ends_are_untouched():
@@ -59,6 +60,6 @@ def test_known_ends_are_untouched():
     masks = phase_masks(_table(rows), T_F)
     assert masks["before"].tolist() == [True, True, False, False]
     result = recovery(_table(rows), T_F)
-    assert result.failed_after_fault == 1
-    assert result.time_to_first_error_s == pytest.approx(0.6)
+    assert result.failed_attempts_after_fault == 1
+    assert result.time_to_first_error_s == pytest.approx(0.5)  # a failure is dated by its start
     assert np.array_equal(_table(rows).end_ns, np.array([int(e * S) for _, e, _ in rows]))

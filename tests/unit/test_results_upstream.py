@@ -43,8 +43,15 @@ def test_upstream_legacy_dir_reads_markers_and_phases():
     recovery = result.overall.recovery
     # First success started after the fault: client 1's request ending :47 started :46.5.
     assert recovery.recovery_time_s == pytest.approx(6.5)
-    assert recovery.time_to_first_error_s == pytest.approx(1.0)
-    assert recovery.outage_s == pytest.approx(5.0)
+    # Each failed request holds two attempts of 0.01 s: the first starts with the request
+    # (:40.5 → +0.5 s), the last ends with it (:45.99 + 0.01). No attempt started in
+    # [:40.5, :46.5) succeeded.
+    assert recovery.time_to_first_error_s == pytest.approx(0.5)
+    assert recovery.failure_span_s == pytest.approx(5.49)
+    assert recovery.downtime_s == pytest.approx(6.0)
+    assert (recovery.failed_requests_after_fault, recovery.failed_attempts_after_fault) == (6, 12)
+    after = phases["upstream_after"]
+    assert (after.attempts, after.failed_attempts, after.retried_requests) == (56, 12, 6)
 
 
 def test_upstream_log_recovery_converts_local_test_log_time_to_utc():

@@ -342,6 +342,38 @@ def test_explicit_checks_replace_the_profile_but_keep_stage1(tmp_path):
     )
 
 
+def test_checks_count_attempts_when_asked_and_requests_by_default(tmp_path):
+    path = write(
+        tmp_path,
+        BASE
+        + """\
+        deployment: {backend: vllm}
+        failures: [{type: decode_worker, at: 1s}]
+        checks:
+          - {kind: success_rate, min: 0.9}
+          - {kind: success_rate, min: 0.8, of: attempts, phase: after}
+          - {kind: max_failed_attempts, max: 20}
+        """,
+    )
+    (test,) = load_tests([path])
+    assert test.checks[1:] == (
+        Check(kind="success_rate", min=0.9),
+        Check(kind="success_rate", min=0.8, of="attempts", phase="after"),
+        Check(kind="max_failed_attempts", max=20),
+    )
+    assert test.checks[1].of == "requests"
+
+
+def test_a_failed_attempts_check_needs_its_max_and_of_names_a_known_count(tmp_path):
+    for bad in ("{kind: max_failed_attempts}", "{kind: success_rate, min: 0.9, of: retries}"):
+        path = write(
+            tmp_path,
+            BASE + f"deployment: {{backend: vllm}}\nchecks: [{bad}]\n",
+        )
+        with pytest.raises(ScenarioError):
+            load_tests([path])
+
+
 def test_explicit_events_resolve_roles_and_plan_times(tmp_path):
     path = write(
         tmp_path,
