@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor
+from tests.kube import crd_schema
 
 GROUP, VERSION, PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
 WATCH_HISTORY = 500  # pod watch events kept; older resourceVersions get 410 Expired
@@ -1081,6 +1082,11 @@ class FakeCluster:
                 group=GROUP,
                 kind="DynamoGraphDeployment",
             )
+        # status is a subresource: the apiserver drops it on create; the operator writes it.
+        body.pop("status", None)
+        causes = crd_schema.admit(body)  # prunes and defaults as the real CRD does
+        if causes:
+            return self._schema_refusal(name or "", causes)
         if not name or not isinstance((body.get("spec") or {}).get("services"), dict):
             return error_response(
                 422,
@@ -1104,8 +1110,6 @@ class FakeCluster:
                     "generation": 1,
                 }
             )
-            # status is a subresource: the apiserver drops it on create; the operator writes it.
-            body.pop("status", None)
             workdir = self.workdir / ns / f"{name}-{meta['uid'][:8]}"
             (workdir / "kv").mkdir(parents=True, exist_ok=True)
             (workdir / "home").mkdir(parents=True, exist_ok=True)
@@ -1117,6 +1121,17 @@ class FakeCluster:
             self.record_event(ns, "DynamoGraphDeployment", name, "Created", "graph created")
             self._push_dgd_watch("ADDED", body)
             return web.json_response(copy.deepcopy(body), status=201)
+
+    @staticmethod
+    def _schema_refusal(name: str, causes: list[dict[str, str]]) -> web.Response:
+        return error_response(
+            422,
+            crd_schema.message("DynamoGraphDeployment.nvidia.com", name, causes),
+            name=name,
+            group=GROUP,
+            kind="DynamoGraphDeployment",
+            causes=causes,
+        )
 
     def _dgd(self, request) -> DgdState | None:
         return self.dgds.get((request.match_info["ns"], request.match_info["name"]))
@@ -1153,9 +1168,13 @@ class FakeCluster:
             old_spec = copy.deepcopy(state.obj["spec"])
             old_services = old_spec["services"]
             status = state.obj.get("status")
-            state.obj = merge_patch(state.obj, patch)
+            patched = merge_patch(state.obj, patch)
             # status is a subresource: a patch of the object itself leaves it alone.
-            state.obj.pop("status", None)
+            patched.pop("status", None)
+            causes = crd_schema.admit(patched)
+            if causes:
+                return self._schema_refusal(name, causes)
+            state.obj = patched
             if status is not None:
                 state.obj["status"] = status
             state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
@@ -1189,8 +1208,11 @@ class FakeCluster:
                     **DGD_DETAILS,
                 )
             if isinstance(patch, dict) and "status" in patch:
-                status = merge_patch(state.obj.get("status") or {}, patch["status"])
-                state.obj["status"] = status
+                status = {"status": merge_patch(state.obj.get("status") or {}, patch["status"])}
+                causes = crd_schema.admit(status)
+                if causes:
+                    return self._schema_refusal(name, causes)
+                state.obj["status"] = status["status"]
                 state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
                 self._push_dgd_watch("MODIFIED", state.obj)
             return web.json_response(copy.deepcopy(state.obj))
