@@ -138,9 +138,12 @@ def made_dgd(target: Target) -> Iterator[Callable[..., dict[str, Any]]]:
     """Create DGDs; delete whatever is left of them afterwards."""
     names: list[str] = []
 
-    def make(name: str, **extra: Any) -> dict[str, Any]:
+    def make(name: str, spec: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         names.append(name)
-        return target.custom.create_namespaced_custom_object(G, V, NS, P, dgd(name, **extra))
+        body = dgd(name, **extra)
+        if spec is not None:
+            body["spec"] = spec
+        return target.custom.create_namespaced_custom_object(G, V, NS, P, body)
 
     yield make
     from kubernetes.client.exceptions import ApiException
@@ -210,6 +213,123 @@ def test_a_dgd_with_an_invalid_name_is_422_naming_metadata_name(target):
     assert [(c["reason"], c["field"]) for c in details["causes"]] == [
         ("FieldValueInvalid", "metadata.name")
     ]
+
+
+def worker(**fields: Any) -> dict[str, Any]:
+    return {"componentType": "worker", "replicas": 0, **fields}
+
+
+def with_worker(name: str, **fields: Any) -> dict[str, Any]:
+    body = dgd(name)
+    body["spec"]["services"]["Worker"] = worker(**fields)
+    return body
+
+
+def test_fields_the_crd_does_not_know_are_pruned_silently(target, made_dgd):
+    from tests.realkube.compare import differences
+
+    name = unique("pruned")
+    sent = with_worker(name, volumeMounts=[{"name": "cache", "mountPath": "/c"}])
+    sent["spec"]["notInTheCrd"] = {"a": 1}
+    created = made_dgd(name, spec=copy.deepcopy(sent["spec"]))
+    got = target.custom.get_namespaced_custom_object(G, V, NS, P, name)
+    assert created["spec"] == got["spec"]
+    assert differences(sent["spec"], got["spec"]) == [
+        "pruned: services.Worker.volumeMounts",
+        "pruned: notInTheCrd",
+    ]
+    patched = target.custom.patch_namespaced_custom_object(
+        G, V, NS, P, name, {"spec": {"services": {"Worker": {"alsoUnknown": True}}}}
+    )
+    assert "alsoUnknown" not in patched["spec"]["services"]["Worker"]
+    assert patched["metadata"]["generation"] == 1  # nothing the schema knows changed
+
+
+def test_the_crds_defaults_are_filled_in(target, made_dgd):
+    name = unique("defaulted")
+    ports = [{"containerPort": 8000, "name": "http"}]
+    spec = with_worker(
+        name, multinode={}, extraPodSpec={"mainContainer": {"image": "i:1", "ports": ports}}
+    )["spec"]
+    created = made_dgd(name, spec=spec)
+    svc = created["spec"]["services"]["Worker"]
+    assert svc["multinode"] == {"nodeCount": 2}
+    assert svc["extraPodSpec"]["mainContainer"]["ports"] == [
+        {"containerPort": 8000, "name": "http", "protocol": "TCP"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "cause"),
+    [
+        pytest.param(
+            {"replicas": "two"},
+            "spec.services.Worker.replicas",
+            'Invalid value: "string": spec.services.Worker.replicas in body must be of type '
+            'integer: "string"',
+            id="string-replicas",
+        ),
+        pytest.param(
+            {"resources": {"limits": {"gpu": 1}}},
+            "spec.services.Worker.resources.limits.gpu",
+            'Invalid value: "integer": spec.services.Worker.resources.limits.gpu in body must '
+            'be of type string: "integer"',
+            id="integer-gpu",
+        ),
+        pytest.param(
+            {"multinode": {"nodeCount": 1}},
+            "spec.services.Worker.multinode.nodeCount",
+            "Invalid value: 1: spec.services.Worker.multinode.nodeCount in body should be "
+            "greater than or equal to 2",
+            id="nodeCount-below-minimum",
+        ),
+    ],
+)
+def test_a_value_the_schema_refuses_is_422_naming_the_field(target, fields, field, cause):
+    name = unique("refused")
+    code, body = refused(
+        lambda: target.custom.create_namespaced_custom_object(
+            G, V, NS, P, with_worker(name, **fields)
+        )
+    )
+    assert code == 422
+    assert body["reason"] == "Invalid"
+    assert (
+        body["message"] == f'DynamoGraphDeployment.nvidia.com "{name}" is invalid: {field}: {cause}'
+    )
+    assert body["details"] == {
+        "name": name,
+        "group": G,
+        "kind": "DynamoGraphDeployment",
+        "causes": [{"reason": "FieldValueInvalid", "message": cause, "field": field}],
+    }
+
+
+def test_an_enum_value_outside_the_crd_is_422_unsupported_value(target):
+    name = unique("enum")
+    body = dgd(name)
+    body["spec"]["backendFramework"] = "tensorflow"
+    code, status = refused(lambda: target.custom.create_namespaced_custom_object(G, V, NS, P, body))
+    assert code == 422
+    (cause,) = status["details"]["causes"]
+    assert (cause["reason"], cause["field"]) == ("FieldValueNotSupported", "spec.backendFramework")
+    assert cause["message"] == (
+        'Unsupported value: "tensorflow": supported values: "sglang", "vllm", "trtllm"'
+    )
+
+
+def test_a_patch_the_schema_refuses_is_422_and_changes_nothing(target, made_dgd):
+    name = unique("badpatch")
+    made_dgd(name)
+    code, body = refused(
+        lambda: target.custom.patch_namespaced_custom_object(
+            G, V, NS, P, name, {"spec": {"services": {"Worker": {"replicas": "three"}}}}
+        )
+    )
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert [c["field"] for c in body["details"]["causes"]] == ["spec.services.Worker.replicas"]
+    got = target.custom.get_namespaced_custom_object(G, V, NS, P, name)
+    assert (got["spec"], got["metadata"]["generation"]) == (dgd(name)["spec"], 1)
 
 
 @pytest.mark.parametrize("verb", ["get", "patch", "delete"])
