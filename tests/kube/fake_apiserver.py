@@ -296,7 +296,15 @@ class FakeCluster:
         # starts when the CRD is established, it begins now: RV 1 is always too old (410).
         self.dgd_watch: list[tuple[int, str, dict[str, Any]]] = []
         self.dgd_watch_from = self._next_rv()  # a watch from below this: 410 Expired
-        self.namespaces: set[str] = set()
+        # The namespaces that exist: the system ones and the one a cluster set up for ftctl has;
+        # more are created through the API. Objects in any other namespace are refused (404).
+        self.namespaces = {
+            "default",
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "fault-tolerance-test",
+        }
         self.api_pods: set[tuple[str, str]] = set()  # pods created through the API (no process)
         self.frozen_status: set[str] = set()  # DGDs whose status is never updated (a lag)
         self.events: list[dict[str, Any]] = []
@@ -958,8 +966,16 @@ class FakeCluster:
     async def h_group_apps(self, request):
         return self._resources("apps/v1", [("statefulsets", "StatefulSet", True, ["sts"])])
 
+    def _no_namespace(self, ns: str) -> web.Response | None:
+        """The apiserver's 404 for an object created in a namespace that does not exist."""
+        if ns in self.namespaces:
+            return None
+        return error_response(404, f'namespaces "{ns}" not found', name=ns, kind="namespaces")
+
     async def h_namespace(self, request):
         ns = request.match_info["ns"]
+        if (missing := self._no_namespace(ns)) is not None:
+            return missing
         return web.json_response(
             {
                 "apiVersion": "v1",
@@ -1087,6 +1103,8 @@ class FakeCluster:
         causes = crd_schema.admit(body)  # prunes and defaults as the real CRD does
         if causes:
             return self._schema_refusal(name or "", causes)
+        if (missing := self._no_namespace(ns)) is not None:
+            return missing
         if not name or not isinstance((body.get("spec") or {}).get("services"), dict):
             return error_response(
                 422,
@@ -1298,6 +1316,8 @@ class FakeCluster:
                 ],
             )
         with self.lock:
+            if (missing := self._no_namespace(ns)) is not None:
+                return missing
             if (ns, name) in self.rendered:
                 return error_response(409, f'pods "{name}" already exists', name=name, kind="pods")
             body.update(apiVersion="v1", kind="Pod")
@@ -1477,6 +1497,8 @@ class FakeCluster:
         body = await request.json()
         name = (body.get("metadata") or {}).get("name", "")
         with self.lock:
+            if (missing := self._no_namespace(ns)) is not None:
+                return missing
             if any(
                 e["metadata"]["namespace"] == ns and e["metadata"]["name"] == name
                 for e in self.events

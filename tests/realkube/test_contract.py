@@ -785,6 +785,38 @@ def test_an_unsupported_event_field_selector_is_400_field_label_not_supported(ta
     )
 
 
+# -- namespaces -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["dgd", "pod", "event"])
+def test_creating_in_a_namespace_that_does_not_exist_is_404_naming_it(target, kind):
+    from ftctl.platforms.kube.client import api_error
+
+    ns = unique("absent")
+    event = {"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"}}
+    calls = {
+        "dgd": lambda: target.custom.create_namespaced_custom_object(G, V, ns, P, dgd("d")),
+        "pod": lambda: target.core.create_namespaced_pod(ns, pod("p")),
+        "event": lambda: target.core.create_namespaced_event(ns, event),
+    }
+    from kubernetes.client.exceptions import ApiException
+
+    with pytest.raises(ApiException) as err:
+        calls[kind]()
+    body = json.loads(err.value.body)
+    assert (err.value.status, body["reason"], body["details"]) == (
+        404,
+        "NotFound",
+        {"name": ns, "kind": "namespaces"},
+    )
+    # How ftctl reports it (exit 3): the apiserver's own words after ftctl's action.
+    assert api_error(err.value, "create").message == (
+        f'create: not found (HTTP 404): namespaces "{ns}" not found'
+    )
+    code, _ = refused(lambda: target.core.read_namespace(ns))
+    assert code == 404
+
+
 # -- pod subresources (need something behind the pod: the fake's operator, or a kubelet) --------
 
 
