@@ -1075,7 +1075,7 @@ class FakeCluster:
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "DynamoGraphDeploymentList",
-                "metadata": {"resourceVersion": str(self.rv)},
+                "metadata": {"continue": "", "resourceVersion": str(self.rv)},
                 "items": items,
             }
         )

@@ -886,3 +886,30 @@ def test_a_port_forward_reaches_the_pods_port(target, running_pod):
 
     body = http_get_via_forward(target.configuration, RUN_NS, running_pod, 9090, "/health")
     assert json.loads(body)["status"] in ("ready", "healthy", "notready")
+
+
+# -- list envelopes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pods", "events", "dgds"])
+def test_a_list_answers_kind_api_version_a_resource_version_and_items(target, kind):
+    calls = {
+        "pods": lambda: target.core.list_namespaced_pod(NS, _preload_content=False),
+        "events": lambda: target.core.list_namespaced_event(NS, _preload_content=False),
+        "dgds": lambda: target.custom.list_namespaced_custom_object(
+            G, V, NS, P, _preload_content=False
+        ),
+    }
+    listed = json.loads(calls[kind]().data)
+    expected = {
+        "pods": ("PodList", "v1"),
+        "events": ("EventList", "v1"),
+        "dgds": ("DynamoGraphDeploymentList", f"{G}/{V}"),
+    }
+    assert (listed["kind"], listed["apiVersion"]) == expected[kind]
+    assert set(listed) == {"kind", "apiVersion", "metadata", "items"}
+    # A custom resource list also says "continue": "" (the CR store's own list code).
+    extra = {"continue": ""} if kind == "dgds" else {}
+    rv = listed["metadata"]["resourceVersion"]
+    assert isinstance(rv, str) and listed["metadata"] == {"resourceVersion": rv, **extra}
+    assert isinstance(listed["items"], list)
