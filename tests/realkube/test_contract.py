@@ -821,7 +821,7 @@ def test_creating_in_a_namespace_that_does_not_exist_is_404_naming_it(target, ki
 
 
 @pytest.fixture(scope="session")
-def running_pod(target: Target) -> str:
+def running_pod(target: Target) -> Iterator[str]:
     """A Running, ready pod with a real process behind it, in RUN_NS; returns its name."""
     if target.fake is None:
         if not KUBELET.exists():
@@ -853,7 +853,10 @@ def running_pod(target: Target) -> str:
                 return p.metadata.name
         return None
 
-    return wait_for(f"a ready pod of DGD {RUN_NS}/{name}", ready, timeout=120)
+    try:
+        yield wait_for(f"a ready pod of DGD {RUN_NS}/{name}", ready, timeout=120)
+    finally:
+        target.custom.delete_namespaced_custom_object(G, V, RUN_NS, P, name)
 
 
 def test_exec_returns_the_exit_code_from_the_status_channel(target, running_pod):
