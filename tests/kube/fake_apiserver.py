@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor
-from tests.kube import channels
+from tests.kube import channels, crd_schema
 from tests.kube.pod_processes import (
     NEVER_READY_IMAGE,
     host_ports,
@@ -38,7 +38,36 @@ from tests.kube.pod_processes import (
 
 GROUP, VERSION, PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
 WATCH_HISTORY = 500  # pod watch events kept; older resourceVersions get 410 Expired
-POD_FIELDS = {"metadata.name", "metadata.namespace", "status.phase", "spec.nodeName"}
+# The field labels the real apiserver (1.20) accepts in field selectors; others are 400.
+POD_FIELDS = {
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+}
+EVENT_FIELDS = {
+    "metadata.name",
+    "metadata.namespace",
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+}
+# What the real apiserver names in Status details for a DGD (the resource, not the kind).
+DGD_DETAILS = {"group": GROUP, "kind": PLURAL}
+_RFC1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def rfc3339(ns: int | None) -> str | None:
@@ -77,9 +106,68 @@ _REASONS = {
 }
 
 
-def error_response(code: int, message: str) -> web.Response:
-    """A JSON Status response with ``code``."""
-    return web.json_response(status_obj(code, _REASONS.get(code, "Unknown"), message), status=code)
+def error_response(code: int, message: str, **details: Any) -> web.Response:
+    """A JSON Status response with ``code`` (and ``details``, as the apiserver adds them)."""
+    reason = _REASONS.get(code, "Unknown")
+    return web.json_response(status_obj(code, reason, message, **details), status=code)
+
+
+def invalid_response(
+    what: str, name: str, field: str, value: Any, why: str, **details: Any
+) -> web.Response:
+    """A 422 Invalid Status with one FieldValueInvalid cause, worded as the apiserver does.
+
+    ``what`` is the kind as the message names it (``DynamoGraphDeployment.nvidia.com``);
+    ``details`` are the Status details besides name and causes (group, kind).
+    """
+    cause = f"Invalid value: {json.dumps(value)}: {why}"
+    return error_response(
+        422,
+        f'{what} "{name}" is invalid: {field}: {cause}',
+        name=name,
+        **details,
+        causes=[{"reason": "FieldValueInvalid", "message": cause, "field": field}],
+    )
+
+
+def pod_defaults(body: dict[str, Any]) -> dict[str, Any]:
+    """The defaults the real apiserver fills in on pod create (what ftctl may read)."""
+    spec = body.setdefault("spec", {})
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("priority", 0)
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault(
+        "tolerations",
+        [
+            {"key": f"node.kubernetes.io/{t}", "operator": "Exists", "effect": "NoExecute"}
+            | {"tolerationSeconds": 300}
+            for t in ("not-ready", "unreachable")
+        ],
+    )
+    requests = limits = 0
+    guaranteed = True
+    for c in spec.get("containers") or []:
+        res = c.setdefault("resources", {})
+        if res.get("limits"):
+            res.setdefault("requests", dict(res["limits"]))
+        requests += len(res.get("requests") or {})
+        limits += len(res.get("limits") or {})
+        guaranteed = guaranteed and {"cpu", "memory"} <= set(res.get("limits") or {})
+        guaranteed = guaranteed and res.get("requests") == res.get("limits")
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        image = str(c.get("image", ""))
+        untagged = ":" not in image.rsplit("/", 1)[-1]
+        pull = "Always" if untagged or image.endswith(":latest") else "IfNotPresent"
+        c.setdefault("imagePullPolicy", pull)
+    qos = "Guaranteed" if guaranteed else ("Burstable" if requests or limits else "BestEffort")
+    body["status"] = {"phase": "Pending", "qosClass": qos}
+    return body
 
 
 def match_labels(labels: dict[str, str], selector: str | None) -> bool:
@@ -116,6 +204,14 @@ def _field(obj: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         obj = obj.get(part) if isinstance(obj, dict) else None
     return obj
+
+
+def _field_str(obj: dict[str, Any], path: str) -> str:
+    """A field as a field selector compares it: absent is the empty string."""
+    if path == "source":  # events: the field label "source" is source.component
+        path = "source.component"
+    value = _field(obj, path)
+    return "" if value is None else str(value)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -185,6 +281,20 @@ class FakeCluster:
         self.rendered: dict[tuple[str, str], dict[str, Any]] = {}  # last rendered pods
         self.pod_watch: list[tuple[int, str, dict[str, Any]]] = []
         self.compacted_rv = 0  # watch from a resourceVersion below this: 410 Expired
+        # DGD watch history. Like the real apiserver's watch cache of a custom resource, which
+        # starts when the CRD is established, it begins now: RV 1 is always too old (410).
+        self.dgd_watch: list[tuple[int, str, dict[str, Any]]] = []
+        self.dgd_watch_from = self._next_rv()  # a watch from below this: 410 Expired
+        # The namespaces that exist: the system ones and the one a cluster set up for ftctl has;
+        # more are created through the API. Objects in any other namespace are refused (404).
+        self.namespaces = {
+            "default",
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "fault-tolerance-test",
+        }
+        self.api_pods: set[tuple[str, str]] = set()  # pods created through the API (no process)
         self.frozen_status: set[str] = set()  # DGDs whose status is never updated (a lag)
         self.events: list[dict[str, Any]] = []
         self.statefulsets: dict[tuple[str, str], dict[str, Any]] = {}
@@ -294,6 +404,10 @@ class FakeCluster:
                     "lastTimestamp": now,
                     "count": 1,
                     "source": {"component": "fake-operator"},
+                    # A core/v1 event as the real apiserver stores it: eventTime is null.
+                    "eventTime": None,
+                    "reportingComponent": "",
+                    "reportingInstance": "",
                 }
             )
 
@@ -644,13 +758,16 @@ class FakeCluster:
         r.add_get(f"/apis/{GROUP}/{VERSION}", self.h_group_dgd)
         r.add_get("/apis/apps/v1", self.h_group_apps)
         r.add_get("/api/v1/namespaces/{ns}", self.h_namespace)
+        r.add_post("/api/v1/namespaces", self.h_namespace_create)
         base = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}"
         r.add_get(base, self.h_dgd_list)
         r.add_post(base, self.h_dgd_create)
         r.add_get(base + "/{name}", self.h_dgd_get)
         r.add_patch(base + "/{name}", self.h_dgd_patch)
         r.add_delete(base + "/{name}", self.h_dgd_delete)
+        r.add_patch(base + "/{name}/status", self.h_dgd_status_patch)
         r.add_get("/api/v1/namespaces/{ns}/pods", self.h_pod_list)
+        r.add_post("/api/v1/namespaces/{ns}/pods", self.h_pod_create)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}", self.h_pod_get)
         r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.h_pod_delete)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.h_pod_log)
@@ -659,6 +776,7 @@ class FakeCluster:
         r.add_get("/api/v1/namespaces/{ns}/events", self.h_events)
         # The client sends the proxied path as one parameter: "stats%2Fsummary".
         r.add_get("/api/v1/nodes/{node}/proxy/{path:.*}", self.h_node_stats)
+        r.add_post("/api/v1/namespaces/{ns}/events", self.h_event_create)
         r.add_get("/api/v1/namespaces/{ns}/services/{name}", self.h_service)
         r.add_delete("/api/v1/namespaces/{ns}/persistentvolumeclaims", self.h_pvc_delete)
         sts = "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}"
@@ -764,8 +882,16 @@ class FakeCluster:
     async def h_group_apps(self, request):
         return self._resources("apps/v1", [("statefulsets", "StatefulSet", True, ["sts"])])
 
+    def _no_namespace(self, ns: str) -> web.Response | None:
+        """The apiserver's 404 for an object created in a namespace that does not exist."""
+        if ns in self.namespaces:
+            return None
+        return error_response(404, f'namespaces "{ns}" not found', name=ns, kind="namespaces")
+
     async def h_namespace(self, request):
         ns = request.match_info["ns"]
+        if (missing := self._no_namespace(ns)) is not None:
+            return missing
         return web.json_response(
             {
                 "apiVersion": "v1",
@@ -774,6 +900,32 @@ class FakeCluster:
                 "status": {"phase": "Active"},
             }
         )
+
+    def _new_meta(self, meta: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+        """What the apiserver sets on every created object."""
+        if namespace is not None:
+            meta["namespace"] = namespace
+        meta.update(
+            uid=str(uuid.uuid4()),
+            resourceVersion=str(self._next_rv()),
+            creationTimestamp=rfc3339(time.time_ns()),
+        )
+        return meta
+
+    async def h_namespace_create(self, request):
+        body = await request.json()
+        name = (body.get("metadata") or {}).get("name", "")
+        with self.lock:
+            if name in self.namespaces:
+                return error_response(
+                    409, f'namespaces "{name}" already exists', name=name, kind="namespaces"
+                )
+            self.namespaces.add(name)
+            body.update(apiVersion="v1", kind="Namespace")
+            self._new_meta(body.setdefault("metadata", {}), None)
+            body["spec"] = {"finalizers": ["kubernetes"]}
+            body["status"] = {"phase": "Active"}
+        return web.json_response(body, status=201)
 
     def _list(self, kind: str, items: list[dict[str, Any]]) -> web.Response:
         return web.json_response(
@@ -785,8 +937,49 @@ class FakeCluster:
             }
         )
 
+    def _push_dgd_watch(self, etype: str, obj: dict[str, Any]) -> None:
+        self.dgd_watch.append((int(obj["metadata"]["resourceVersion"]), etype, copy.deepcopy(obj)))
+        if len(self.dgd_watch) > WATCH_HISTORY:
+            self.dgd_watch_from = self.dgd_watch[-WATCH_HISTORY - 1][0]
+            del self.dgd_watch[:-WATCH_HISTORY]
+
+    async def _watch_dgds(self, request, ns: str):
+        """DGD events after ``resourceVersion`` (created, patched, deleted through the API)."""
+        since = int(request.query.get("resourceVersion") or 0)
+        timeout = float(request.query.get("timeoutSeconds") or 30)
+        sel = request.query.get("labelSelector")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        with self.lock:
+            if 0 < since < self.dgd_watch_from:
+                msg = f"too old resource version: {since} ({self.dgd_watch_from})"
+                line = {"type": "ERROR", "object": status_obj(410, "Expired", msg)}
+                await resp.write((json.dumps(line) + "\n").encode())
+                return resp
+            if since == 0:
+                since = self.rv
+                backlog = [(since, "ADDED", s.obj) for (n, _), s in self.dgds.items() if n == ns]
+            else:
+                backlog = []
+        deadline = time.monotonic() + timeout
+        while True:
+            for rv, etype, obj in backlog:
+                since = max(since, rv)
+                if obj["metadata"]["namespace"] == ns and match_labels(
+                    obj["metadata"].get("labels") or {}, sel
+                ):
+                    line = {"type": etype, "object": copy.deepcopy(obj)}
+                    await resp.write((json.dumps(line) + "\n").encode())
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return resp
+            await asyncio.sleep(0.05)
+            with self.lock:
+                backlog = [e for e in self.dgd_watch if e[0] > since]
+
     async def h_dgd_list(self, request):
         ns = request.match_info["ns"]
+        if request.query.get("watch") in ("true", "1"):
+            return await self._watch_dgds(request, ns)
         sel = request.query.get("labelSelector")
         with self.lock:
             items = [
@@ -798,7 +991,7 @@ class FakeCluster:
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "DynamoGraphDeploymentList",
-                "metadata": {"resourceVersion": str(self.rv)},
+                "metadata": {"continue": "", "resourceVersion": str(self.rv)},
                 "items": items,
             }
         )
@@ -810,6 +1003,24 @@ class FakeCluster:
         except ValueError:
             return error_response(400, "request body is not JSON")
         name = (body.get("metadata") or {}).get("name")
+        if name and not _RFC1123_SUBDOMAIN.fullmatch(name):
+            return invalid_response(
+                "DynamoGraphDeployment.nvidia.com",
+                name,
+                "metadata.name",
+                name,
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                "characters, '-' or '.', and must start and end with an alphanumeric character",
+                group=GROUP,
+                kind="DynamoGraphDeployment",
+            )
+        # status is a subresource: the apiserver drops it on create; the operator writes it.
+        body.pop("status", None)
+        causes = crd_schema.admit(body)  # prunes and defaults as the real CRD does
+        if causes:
+            return self._schema_refusal(name or "", causes)
+        if (missing := self._no_namespace(ns)) is not None:
+            return missing
         if not name or not isinstance((body.get("spec") or {}).get("services"), dict):
             return error_response(
                 422,
@@ -818,7 +1029,10 @@ class FakeCluster:
         with self.lock:
             if (ns, name) in self.dgds:
                 return error_response(
-                    409, f'dynamographdeployments.nvidia.com "{name}" already exists'
+                    409,
+                    f'dynamographdeployments.nvidia.com "{name}" already exists',
+                    name=name,
+                    **DGD_DETAILS,
                 )
             meta = body["metadata"]
             meta.update(
@@ -830,7 +1044,6 @@ class FakeCluster:
                     "generation": 1,
                 }
             )
-            body["status"] = {"state": "initializing", "conditions": []}
             workdir = self.workdir / ns / f"{name}-{meta['uid'][:8]}"
             (workdir / "kv").mkdir(parents=True, exist_ok=True)
             (workdir / "home").mkdir(parents=True, exist_ok=True)
@@ -840,7 +1053,19 @@ class FakeCluster:
             self.dgds[(ns, name)] = state
             self._create_pods(ns, name, state)
             self.record_event(ns, "DynamoGraphDeployment", name, "Created", "graph created")
+            self._push_dgd_watch("ADDED", body)
             return web.json_response(copy.deepcopy(body), status=201)
+
+    @staticmethod
+    def _schema_refusal(name: str, causes: list[dict[str, str]]) -> web.Response:
+        return error_response(
+            422,
+            crd_schema.message("DynamoGraphDeployment.nvidia.com", name, causes),
+            name=name,
+            group=GROUP,
+            kind="DynamoGraphDeployment",
+            causes=causes,
+        )
 
     def _dgd(self, request) -> DgdState | None:
         return self.dgds.get((request.match_info["ns"], request.match_info["name"]))
@@ -849,9 +1074,12 @@ class FakeCluster:
         with self.lock:
             state = self._dgd(request)
             if state is None:
+                name = request.match_info["name"]
                 return error_response(
                     404,
-                    f'dynamographdeployments.nvidia.com "{request.match_info["name"]}" not found',
+                    f'dynamographdeployments.nvidia.com "{name}" not found',
+                    name=name,
+                    **DGD_DETAILS,
                 )
             return web.json_response(copy.deepcopy(state.obj))
 
@@ -861,17 +1089,32 @@ class FakeCluster:
         with self.lock:
             state = self._dgd(request)
             if state is None:
-                return error_response(404, f'dynamographdeployments.nvidia.com "{name}" not found')
+                return error_response(
+                    404,
+                    f'dynamographdeployments.nvidia.com "{name}" not found',
+                    name=name,
+                    **DGD_DETAILS,
+                )
             if isinstance(patch, list):
                 return error_response(
                     415, "json-patch is not supported by this fake; use merge patch"
                 )
-            old_services = copy.deepcopy(state.obj["spec"]["services"])
+            old_spec = copy.deepcopy(state.obj["spec"])
+            old_services = old_spec["services"]
             status = state.obj.get("status")
-            state.obj = merge_patch(state.obj, patch)
-            state.obj["status"] = status
+            patched = merge_patch(state.obj, patch)
+            # status is a subresource: a patch of the object itself leaves it alone.
+            patched.pop("status", None)
+            causes = crd_schema.admit(patched)
+            if causes:
+                return self._schema_refusal(name, causes)
+            state.obj = patched
+            if status is not None:
+                state.obj["status"] = status
             state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
-            state.obj["metadata"]["generation"] = state.obj["metadata"].get("generation", 1) + 1
+            if state.obj["spec"] != old_spec:  # generation counts spec changes only
+                state.obj["metadata"]["generation"] = state.obj["metadata"].get("generation", 1) + 1
+            self._push_dgd_watch("MODIFIED", state.obj)
             changed = [
                 s
                 for s, spec in state.obj["spec"]["services"].items()
@@ -885,14 +1128,67 @@ class FakeCluster:
                     ).start()
             return web.json_response(copy.deepcopy(state.obj))
 
+    async def h_dgd_status_patch(self, request):
+        """PATCH .../status: only ``status`` changes; generation stays."""
+        name = request.match_info["name"]
+        patch = await request.json()
+        with self.lock:
+            state = self._dgd(request)
+            if state is None:
+                return error_response(
+                    404,
+                    f'dynamographdeployments.nvidia.com "{name}" not found',
+                    name=name,
+                    **DGD_DETAILS,
+                )
+            if isinstance(patch, dict) and "status" in patch:
+                status = {"status": merge_patch(state.obj.get("status") or {}, patch["status"])}
+                causes = crd_schema.admit(status)
+                if causes:
+                    return self._schema_refusal(name, causes)
+                state.obj["status"] = status["status"]
+                state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
+                self._push_dgd_watch("MODIFIED", state.obj)
+            return web.json_response(copy.deepcopy(state.obj))
+
     async def h_dgd_delete(self, request):
         ns, name = request.match_info["ns"], request.match_info["name"]
         with self.lock:
             state = self._dgd(request)
             if state is None:
-                return error_response(404, f'dynamographdeployments.nvidia.com "{name}" not found')
+                return error_response(
+                    404,
+                    f'dynamographdeployments.nvidia.com "{name}" not found',
+                    name=name,
+                    **DGD_DETAILS,
+                )
+            has_pods = any(p.namespace == ns and p.dgd == name for p in self.pods.values())
+            if not has_pods and not any(r.running for r in state.supervisor.all_replicas()):
+                # Nothing holds it (no finalizer): gone at once, answered with Status Success.
+                self.dgds.pop((ns, name), None)
+                state.deleting = True
+                rv = str(self._next_rv())
+                gone = copy.deepcopy(state.obj)
+                gone["metadata"]["resourceVersion"] = rv
+                self._push_dgd_watch("DELETED", gone)
+                uid = state.obj["metadata"]["uid"]
+                return web.json_response(
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": {"name": name, **DGD_DETAILS, "uid": uid},
+                    }
+                )
             if not state.deleting:
-                state.obj["metadata"]["deletionTimestamp"] = rfc3339(time.time_ns())
+                # The fake's operator holds the DGD until its pods are gone, as the real
+                # operator's finalizer does: the answer is the object, being deleted.
+                meta = state.obj["metadata"]
+                meta["deletionTimestamp"] = rfc3339(time.time_ns())
+                meta["finalizers"] = sorted({*meta.get("finalizers", []), "nvidia.com/finalizer"})
+                meta["resourceVersion"] = str(self._next_rv())
+                self._push_dgd_watch("MODIFIED", state.obj)
                 self._delete_dgd_async(ns, name, state)
             return web.json_response(copy.deepcopy(state.obj))
 
@@ -905,19 +1201,76 @@ class FakeCluster:
                 continue
             key, op, value = re.match(r"^([^=!]+)(==|!=|=)(.*)$", term).groups()
             if key not in POD_FIELDS:
-                return error_response(
-                    400,
-                    f'"{key}" is not a known field selector: only "{", ".join(sorted(POD_FIELDS))}"',
-                )
+                return error_response(400, f"field label not supported: {key}")
             terms.append((key, op, value))
         out = []
         with self.lock:
             for (n, _), obj in sorted(self.rendered.items()):
                 if n != ns or not match_labels(obj["metadata"].get("labels") or {}, sel):
                     continue
-                if all((str(_field(obj, k)) == v) == (op != "!=") for k, op, v in terms):
+                if all((_field_str(obj, k) == v) == (op != "!=") for k, op, v in terms):
                     out.append(copy.deepcopy(obj))
         return out
+
+    async def h_pod_create(self, request):
+        """A pod created through the API: stored with the apiserver's defaults, no process."""
+        ns = request.match_info["ns"]
+        body = await request.json()
+        name = (body.get("metadata") or {}).get("name", "")
+        if not (body.get("spec") or {}).get("containers"):
+            return error_response(
+                422,
+                f'Pod "{name}" is invalid: spec.containers: Required value',
+                name=name,
+                kind="Pod",
+                causes=[
+                    {
+                        "reason": "FieldValueRequired",
+                        "message": "Required value",
+                        "field": "spec.containers",
+                    }
+                ],
+            )
+        with self.lock:
+            if (missing := self._no_namespace(ns)) is not None:
+                return missing
+            if (ns, name) in self.rendered:
+                return error_response(409, f'pods "{name}" already exists', name=name, kind="pods")
+            body.update(apiVersion="v1", kind="Pod")
+            self._new_meta(body.setdefault("metadata", {}), ns)
+            pod_defaults(body)
+            self.rendered[(ns, name)] = body
+            self.api_pods.add((ns, name))
+            self._push_watch(int(body["metadata"]["resourceVersion"]), "ADDED", body)
+            return web.json_response(copy.deepcopy(body), status=201)
+
+    def _delete_api_pod(self, ns: str, name: str, grace: int) -> dict[str, Any]:
+        """Delete a pod created through the API as the apiserver does without a kubelet.
+
+        A graceful delete of a pod bound to a node only marks it (deletionTimestamp = now +
+        grace); the pod stays until a kubelet completes it or a delete with grace 0 comes. An
+        unbound pod, or grace 0, goes at once. Either way the answer is the Pod.
+        """
+        obj = self.rendered[(ns, name)]
+        meta = obj["metadata"]
+        bound = bool(obj["spec"].get("nodeName"))
+        if bound and grace > 0:
+            if "deletionTimestamp" not in meta:
+                meta["deletionTimestamp"] = rfc3339(time.time_ns() + grace * 10**9)
+                meta["deletionGracePeriodSeconds"] = grace
+                meta["resourceVersion"] = str(self._next_rv())
+                self._push_watch(int(meta["resourceVersion"]), "MODIFIED", obj)
+            return copy.deepcopy(obj)
+        # Marked first (a MODIFIED a watch sees), then removed (DELETED), as the registry does.
+        meta.setdefault("deletionTimestamp", rfc3339(time.time_ns()))
+        meta["deletionGracePeriodSeconds"] = 0
+        meta["resourceVersion"] = str(self._next_rv())
+        self._push_watch(int(meta["resourceVersion"]), "MODIFIED", obj)
+        meta["resourceVersion"] = str(self._next_rv())
+        del self.rendered[(ns, name)]
+        self.api_pods.discard((ns, name))
+        self._push_watch(int(meta["resourceVersion"]), "DELETED", obj)
+        return copy.deepcopy(obj)
 
     async def h_pod_list(self, request):
         ns = request.match_info["ns"]
@@ -977,7 +1330,7 @@ class FakeCluster:
         with self.lock:
             obj = self.rendered.get(key)
             if obj is None:
-                return error_response(404, f'pods "{key[1]}" not found')
+                return error_response(404, f'pods "{key[1]}" not found', name=key[1], kind="pods")
             return web.json_response(copy.deepcopy(obj))
 
     async def h_pod_delete(self, request):
@@ -988,6 +1341,11 @@ class FakeCluster:
                 grace = (await request.json()).get("gracePeriodSeconds")
             except ValueError:
                 grace = None
+        with self.lock:
+            if (ns, name) in self.api_pods:
+                default = self.rendered[(ns, name)]["spec"].get("terminationGracePeriodSeconds")
+                grace = int(default if grace is None else grace)
+                return web.json_response(self._delete_api_pod(ns, name, grace))
         grace = 30 if grace is None else int(grace)
         with self.lock:
             pod = self._pod(request)
@@ -996,7 +1354,7 @@ class FakeCluster:
                 or pod.name not in [self._pod_name(pod.dgd, pod.replica)]
                 or (ns, name) not in self.rendered
             ):
-                return error_response(404, f'pods "{name}" not found')
+                return error_response(404, f'pods "{name}" not found', name=name, kind="pods")
             state = self.dgds.get((ns, pod.dgd))
             obj = copy.deepcopy(self.rendered[(ns, name)])
             if pod.deletion_ns is None and state is not None and not pod.replica.deleted:
@@ -1059,16 +1417,45 @@ class FakeCluster:
 
     async def h_events(self, request):
         fsel = request.query.get("fieldSelector") or ""
-        terms = [t.split("=", 1) for t in fsel.split(",") if t]
+        terms = []
+        for term in fsel.split(","):
+            if term:
+                key, op, value = re.match(r"^([^=!]+)(==|!=|=)(.*)$", term).groups()
+                if key not in EVENT_FIELDS:
+                    return error_response(400, f"field label not supported: {key}")
+                terms.append((key, op, value))
         ns = request.match_info["ns"]
         with self.lock:
             items = [
                 copy.deepcopy(e)
                 for e in self.events
                 if e["metadata"]["namespace"] == ns
-                and all(str(_field(e, k)) == v for k, v in terms)
+                and all((_field_str(e, k) == v) == (op != "!=") for k, op, v in terms)
             ]
         return self._list("EventList", items)
+
+    async def h_event_create(self, request):
+        """A core/v1 Event created through the API (eventTime stays null, as on a real one)."""
+        ns = request.match_info["ns"]
+        body = await request.json()
+        name = (body.get("metadata") or {}).get("name", "")
+        with self.lock:
+            if (missing := self._no_namespace(ns)) is not None:
+                return missing
+            if any(
+                e["metadata"]["namespace"] == ns and e["metadata"]["name"] == name
+                for e in self.events
+            ):
+                return error_response(
+                    409, f'events "{name}" already exists', name=name, kind="events"
+                )
+            body.update(apiVersion="v1", kind="Event")
+            self._new_meta(body.setdefault("metadata", {}), ns)
+            body.setdefault("eventTime", None)
+            body.setdefault("reportingComponent", "")
+            body.setdefault("reportingInstance", "")
+            self.events.append(body)
+            return web.json_response(copy.deepcopy(body), status=201)
 
     async def h_service(self, request):
         return error_response(404, f'services "{request.match_info["name"]}" not found')

@@ -49,9 +49,11 @@ def test_watch_streams_pod_events_and_expires_old_versions(fake, core, platform_
 def test_unknown_field_selector_is_rejected_like_a_real_apiserver(fake, core):
     from kubernetes.client.exceptions import ApiException
 
+    # status.podIP is a real pod field label (tests/realkube/test_contract.py); hostIP is not.
     with pytest.raises(ApiException) as info:
-        core.list_namespaced_pod("fault-tolerance-test", field_selector="status.podIP=1.2.3.4")
+        core.list_namespaced_pod("fault-tolerance-test", field_selector="status.hostIP=1.2.3.4")
     assert info.value.status == 400
+    assert "field label not supported: status.hostIP" in info.value.body
 
 
 def test_exec_returns_exit_code_in_the_status_channel(fake, core, platform_factory, tmp_path):
