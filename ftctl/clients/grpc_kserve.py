@@ -329,3 +329,19 @@ def probe(target: str, model: str | None, timeout: float = 3.0) -> tuple[bool, s
             return False, f"ModelMetadata({model}): grpc {exc.code().name}: {exc.details()}"
         names = [i.name for i in meta.inputs]
         return True, f"ModelMetadata({meta.name}): inputs {', '.join(names) or 'none'}"
+
+
+def probe_infer(target: str, model: str, timeout: float = 10.0) -> str | None:
+    """One small unary ``ModelInfer`` (blocking): None when a non-empty completion came back,
+    else what went wrong (the local platform's first-completion check in KServe mode)."""
+    body = build_request(model, "ready check", False, 2, "ftctl-ready")
+    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
+        try:
+            raw = ch.unary_unary(INFER)(body, timeout=timeout)
+        except grpc.RpcError as exc:
+            return f"grpc {exc.code().name}: {exc.details()}"
+    resp = _parse(M.ModelInferResponse, raw)
+    if isinstance(resp, str):
+        return resp
+    text, _finish = _decode(resp)
+    return None if text else f"no text_output in {resp}"[:200]
