@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import math
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ftctl.clients.base import LoadTarget
 from ftctl.clients.loadtable import RUN_FILE, read_run, render_compare, render_run
+from ftctl.clients.protocol import PROTOCOLS, detect_protocol
 from ftctl.errors import ClientError, ExitStatus, UsageError
 from ftctl.scenario.model import LoadSpec, TokenDist
 
@@ -78,6 +80,7 @@ def build_spec(
     timeout: float,
     endpoint: str,
     seed: int,
+    protocol: str = "http",
 ) -> LoadSpec:
     """A LoadSpec from command-line values; bad combinations raise UsageError (exit 2)."""
     if clients < 1:
@@ -101,6 +104,8 @@ def build_spec(
     for option, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens)):
         if not 1 <= value <= MAX_TOKENS:
             raise UsageError(f"{option}: expected 1 to {MAX_TOKENS}, got {value}")
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if duration is None and requests_per_client is None:
         requests_per_client = 10
     return LoadSpec(
@@ -120,6 +125,8 @@ def build_spec(
         timeout=timeout,
         endpoint=endpoint,
         seed=seed,
+        # "auto" stays "http" here; load_command asks the server and replaces it.
+        protocol="grpc" if protocol == "grpc" else "http",  # type: ignore[arg-type]
     )
 
 
@@ -136,7 +143,7 @@ def _check_seconds(option: str, value: float, *, zero_ok: bool) -> None:
 def check_url(url: str) -> None:
     """``http(s)://HOST[:PORT][/prefix]`` with a real host and port, else UsageError."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https", "grpc"):
         raise UsageError(f"URL {url!r}: expected http://HOST:PORT")
     host = parts.hostname or ""
     if ":" in host:
@@ -351,6 +358,7 @@ def load_command(
     metrics_port: int | None = None,
     processes: int | None = None,
     progress: Callable[[str], None] | None = None,
+    protocol: str | None = None,
 ) -> tuple[str, ExitStatus]:
     """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
 
@@ -383,7 +391,16 @@ def load_command(
 
         n_procs = max(1, min(processes or default_processes(spec), spec.clients))
         check_fd_limit(spec, n_procs, len(urls))
-        name = model or discover_model(urls[0])
+        if protocol == "auto":
+            found, name, evidence = detect_protocol(urls[0], model, endpoint=spec.endpoint)
+            spec = dataclasses.replace(spec, protocol=found)  # type: ignore[arg-type]
+            (progress or (lambda _line: None))(f"ftctl load: protocol {found} ({evidence})")
+        elif spec.protocol == "grpc":
+            if model is None:
+                raise UsageError("--protocol grpc: KServe has no model listing; pass --model")
+            name = model
+        else:
+            name = model or discover_model(urls[0])
         emit = progress or (lambda _line: None)
         server = None
         if metrics_port is not None:

@@ -1,0 +1,73 @@
+"""``--protocol auto``: an OpenAI HTTP server, a KServe gRPC server and neither, told apart
+(loopback fakes here; tests/e2e/test_grpc_local.py asks the real Dynamo frontend)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from ftctl.clients.protocol import detect_protocol
+from ftctl.errors import ClientError, UsageError
+from ftctl.platforms.kserve_relay import ENGINE_ENDPOINT, fill_max_tokens, mocker_args
+from tests.fake_kserve import FakeKserve
+from tests.fake_llm import FakeLLM
+
+
+def test_openai_server_is_http_and_names_its_model():
+    with FakeLLM() as srv:
+        protocol, model, evidence = detect_protocol(srv.url, None)
+    assert protocol == "http"
+    assert model
+    assert "/v1/models" in evidence
+
+
+def test_kserve_server_is_grpc_when_the_model_is_known():
+    with FakeKserve() as srv:
+        protocol, model, evidence = detect_protocol(f"http://{srv.target}", "tiny")
+    assert (protocol, model) == ("grpc", "tiny")
+    assert "ModelMetadata" in evidence and "text_input" in evidence
+
+
+def test_kserve_server_without_a_model_asks_for_one():
+    with FakeKserve() as srv, pytest.raises(UsageError, match="pass --model"):
+        detect_protocol(f"http://{srv.target}", None)
+
+
+def test_kserve_server_that_lacks_the_model_is_neither():
+    with FakeKserve() as srv, pytest.raises(ClientError, match="NOT_FOUND"):
+        detect_protocol(f"http://{srv.target}", "other")
+
+
+def test_closed_port_names_both_probes():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ClientError, match="neither OpenAI HTTP .* nor KServe gRPC"):
+        detect_protocol(f"http://127.0.0.1:{port}", "tiny", timeout=1.0)
+
+
+def test_relay_fills_max_tokens_only_when_missing():
+    assert fill_max_tokens({"stop_conditions": {"max_tokens": None}}, 7) == {
+        "stop_conditions": {"max_tokens": 7}
+    }
+    assert fill_max_tokens({}, 7)["stop_conditions"]["max_tokens"] == 7
+    assert fill_max_tokens({"stop_conditions": {"max_tokens": 3}}, 7)["stop_conditions"] == {
+        "max_tokens": 3
+    }
+
+
+def test_mocker_serves_the_engine_endpoint_under_its_own_model_name():
+    args = mocker_args(
+        ["--model-path", "/m", "--model-name", "tiny", "--speedup-ratio", "1"], "tiny"
+    )
+    assert args == [
+        "--model-path",
+        "/m",
+        "--speedup-ratio",
+        "1",
+        "--endpoint",
+        ENGINE_ENDPOINT,
+        "--model-name",
+        "tiny-engine",
+    ]
