@@ -131,3 +131,21 @@ def test_protocol_auto_picks_http_and_grpc_on_the_ports_of_real_frontends(tmp_pa
         assert proc.returncode == 3 and "neither OpenAI HTTP" in proc.stderr, proc.stderr
     finally:
         kserve.teardown()
+
+
+def test_grpc_load_reaches_the_replacement_of_a_deleted_frontend_pod(tmp_path):
+    doc = yaml.safe_load(GRPC_SCENARIO.read_text())
+    doc["failures"] = [{"at": "6s", "type": "frontend_pod"}]
+    doc["load"]["requests_per_client"] = 45
+    scenario = tmp_path / "grpc-frontend-pod.yaml"
+    scenario.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (report,) = json.loads((out / "report.json").read_text())["tests"]
+    fault = report["faults"][0]
+    assert fault["action"] == "delete_pod" and fault["verified"]
+    overall = report["result"]["overall"]
+    assert overall["recovery"]["recovery_time_s"] is not None
+    # Requests after the fault succeed: the proxy sent the new gRPC connections to the new pod.
+    assert overall["phases"]["after"]["ok"] > 0
