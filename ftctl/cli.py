@@ -367,6 +367,9 @@ def load(
     protocol: Annotated[
         str, typer.Option(help="http (OpenAI) | grpc (KServe v2) | auto (ask the server).")
     ] = "http",
+    each_pod: Annotated[
+        bool, typer.Option(help="Load each URL (one pod each) in turn; one row per pod.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of prompts and arrivals.")] = 100,
     processes: Annotated[
         int | None, typer.Option(help="Worker processes (default: by client count).")
@@ -422,6 +425,7 @@ def load(
         processes=processes,
         progress=progress,
         protocol=protocol,
+        each_pod=each_pod,
     )
     _emit(text)
     raise typer.Exit(int(status))

@@ -359,6 +359,7 @@ def load_command(
     processes: int | None = None,
     progress: Callable[[str], None] | None = None,
     protocol: str | None = None,
+    each_pod: bool = False,
 ) -> tuple[str, ExitStatus]:
     """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
 
@@ -382,6 +383,18 @@ def load_command(
     for d in compare:
         if not Path(d).is_dir():
             raise UsageError(f"--compare {d}: not a directory")
+    if each_pod and len(urls) > 1:
+        return _each_pod(
+            urls,
+            model=model,
+            spec=spec,
+            output_dir=output_dir,
+            fmt=fmt,
+            compare=compare,
+            processes=processes,
+            progress=progress,
+            protocol=protocol,
+        )
     runs = []
     status = ExitStatus.OK
     if urls:
@@ -479,6 +492,55 @@ def load_command(
         runs.append(run)
     if len(runs) == 1:
         return render_run(runs[0], fmt), status
+    return render_compare(runs, fmt), status
+
+
+def _each_pod(
+    urls: Sequence[str],
+    *,
+    model: str | None,
+    spec: LoadSpec | None,
+    output_dir: Path | None,
+    fmt: str,
+    compare: Sequence[Path],
+    processes: int | None,
+    progress: Callable[[str], None] | None,
+    protocol: str | None,
+) -> tuple[str, ExitStatus]:
+    """``--each-pod``: the same load against every URL in turn (one pod each, not spread), then
+    one table with a row per pod (and per ``--compare`` run); the worst status wins."""
+    root = new_run_dir() if output_dir is None else output_dir
+    runs = []
+    status = ExitStatus.OK
+    emit = progress or (lambda _line: None)
+    for i, url in enumerate(urls):
+        parts = urllib.parse.urlsplit(url)
+        out = root / f"pod{i}-{parts.hostname}_{parts.port}"
+        emit(f"ftctl load: pod {i + 1}/{len(urls)}: {url}")
+        _text, one = load_command(
+            [url],
+            model=model,
+            spec=spec,
+            output_dir=out,
+            fmt="json",
+            processes=processes,
+            progress=progress,
+            protocol=protocol,
+        )
+        if one == ExitStatus.INTERRUPTED:
+            status = one
+        elif one != ExitStatus.OK and status == ExitStatus.OK:
+            status = one
+        run = read_run(out)
+        used = json.loads((out / RUN_FILE).read_text()).get("spec", {}).get("protocol", "http")
+        run.name = f"{url} ({used})"
+        runs.append(run)
+        if status == ExitStatus.INTERRUPTED:
+            break
+    for d in compare:
+        run = read_run(Path(d))
+        run.name = str(d)
+        runs.append(run)
     return render_compare(runs, fmt), status
 
 

@@ -149,3 +149,32 @@ def test_grpc_load_reaches_the_replacement_of_a_deleted_frontend_pod(tmp_path):
     assert overall["recovery"]["recovery_time_s"] is not None
     # Requests after the fault succeed: the proxy sent the new gRPC connections to the new pod.
     assert overall["phases"]["after"]["ok"] > 0
+
+
+def test_each_pod_loads_both_frontends_of_a_dp2_kserve_graph_and_prints_two_rows(tmp_path):
+    doc = yaml.safe_load(GRPC_SCENARIO.read_text())
+    doc["deployment"]["dp"] = 2
+    path = tmp_path / "dp2.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (test,) = load_tests([path])
+    platform = _deploy(test, tmp_path / "graph")
+    try:
+        fronts = [r for r in platform.supervisor.replicas() if r.role == "frontend"]
+        urls = [f"http://127.0.0.1:{platform._replica_ports(r)['grpc']}" for r in fronts]
+        assert len(urls) == 2
+        proc = _load(
+            urls[0],
+            tmp_path / "each",
+            urls[1],
+            "--each-pod",
+            "--model",
+            platform.model,
+            "--format",
+            "markdown",
+        )
+    finally:
+        platform.teardown()
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| http://")]
+    assert [r.split(" ")[1] for r in rows] == urls, proc.stdout
+    assert all("(grpc)" in r for r in rows)

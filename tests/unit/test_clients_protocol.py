@@ -71,3 +71,43 @@ def test_mocker_serves_the_engine_endpoint_under_its_own_model_name():
         "--model-name",
         "tiny-engine",
     ]
+
+
+def test_each_pod_loads_every_url_in_turn_and_prints_a_row_per_pod(tmp_path):
+    from ftctl.clients.standalone import build_spec, load_command
+
+    spec = build_spec(
+        clients=1,
+        requests_per_client=3,
+        duration=None,
+        concurrency=1,
+        rate=None,
+        arrival="closed",
+        streaming=True,
+        input_tokens=4,
+        output_tokens=3,
+        retries=0,
+        retry_delay=0.0,
+        timeout=5.0,
+        endpoint="/v1/chat/completions",
+        seed=1,
+        protocol="auto",
+    )
+    with FakeLLM() as http_srv, FakeKserve() as grpc_srv:
+        http_srv.behavior.model = "tiny"
+        urls = [http_srv.url, f"http://{grpc_srv.target}"]
+        text, status = load_command(
+            urls,
+            model="tiny",
+            spec=spec,
+            output_dir=tmp_path,
+            fmt="markdown",
+            protocol="auto",
+            each_pod=True,
+        )
+    assert int(status) == 0, text
+    rows = [line for line in text.splitlines() if line.startswith("| http")]
+    assert len(rows) == 2, text
+    assert "(http)" in rows[0] and "(grpc)" in rows[1]
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["pod0", "pod1"]
+    assert len(grpc_srv.requests) == 3
