@@ -370,6 +370,10 @@ def load(
     each_pod: Annotated[
         bool, typer.Option(help="Load each URL (one pod each) in turn; one row per pod.")
     ] = False,
+    sla: Annotated[
+        float | None,
+        typer.Option(help="With --each-pod: sustainable req/s at p95 <= SLA seconds, per pod."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of prompts and arrivals.")] = 100,
     processes: Annotated[
         int | None, typer.Option(help="Worker processes (default: by client count).")
@@ -426,6 +430,7 @@ def load(
         progress=progress,
         protocol=protocol,
         each_pod=each_pod,
+        sla=sla,
     )
     _emit(text)
     raise typer.Exit(int(status))

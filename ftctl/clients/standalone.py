@@ -360,6 +360,7 @@ def load_command(
     progress: Callable[[str], None] | None = None,
     protocol: str | None = None,
     each_pod: bool = False,
+    sla: float | None = None,
 ) -> tuple[str, ExitStatus]:
     """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
 
@@ -383,6 +384,8 @@ def load_command(
     for d in compare:
         if not Path(d).is_dir():
             raise UsageError(f"--compare {d}: not a directory")
+    if sla is not None:
+        _check_seconds("--sla", sla, zero_ok=False)
     if each_pod and len(urls) > 1:
         return _each_pod(
             urls,
@@ -394,6 +397,7 @@ def load_command(
             processes=processes,
             progress=progress,
             protocol=protocol,
+            sla=sla,
         )
     runs = []
     status = ExitStatus.OK
@@ -490,9 +494,10 @@ def load_command(
         run = read_run(Path(d))
         run.name = str(d)
         runs.append(run)
-    if len(runs) == 1:
-        return render_run(runs[0], fmt), status
-    return render_compare(runs, fmt), status
+    text = render_run(runs[0], fmt) if len(runs) == 1 else render_compare(runs, fmt)
+    if sla is not None and urls and fmt != "json":
+        text += "\n" + capacity_text(runs[:1], sla)
+    return text, status
 
 
 def _each_pod(
@@ -506,6 +511,7 @@ def _each_pod(
     processes: int | None,
     progress: Callable[[str], None] | None,
     protocol: str | None,
+    sla: float | None = None,
 ) -> tuple[str, ExitStatus]:
     """``--each-pod``: the same load against every URL in turn (one pod each, not spread), then
     one table with a row per pod (and per ``--compare`` run); the worst status wins."""
@@ -526,7 +532,7 @@ def _each_pod(
             processes=processes,
             progress=progress,
             protocol=protocol,
-        )
+        )  # no sla here: the capacity lines come once, under the per-pod table
         if one == ExitStatus.INTERRUPTED:
             status = one
         elif one != ExitStatus.OK and status == ExitStatus.OK:
@@ -537,11 +543,49 @@ def _each_pod(
         runs.append(run)
         if status == ExitStatus.INTERRUPTED:
             break
+    pods = list(runs)
     for d in compare:
         run = read_run(Path(d))
         run.name = str(d)
         runs.append(run)
-    return render_compare(runs, fmt), status
+    text = render_compare(runs, fmt)
+    if sla is not None and fmt != "json":
+        text += "\n" + capacity_text(pods, sla)
+    return text, status
+
+
+# The seed guide's capacity planning: keep a 20 % buffer on a measured rate.
+CAPACITY_BUFFER = 0.2
+
+
+def capacity_at_sla(throughput: float, p95_s: float | None, sla_s: float) -> float | None:
+    """Sustainable req/s of one pod at a latency SLA, from a run at fixed concurrency.
+
+    ``throughput x (1 - CAPACITY_BUFFER)`` when that run's p95 latency met the SLA; None when it
+    did not (the run says nothing about a lower rate: rerun with less concurrency).
+    """
+    if p95_s is None or p95_s > sla_s:
+        return None
+    return throughput * (1.0 - CAPACITY_BUFFER)
+
+
+def capacity_text(runs: Sequence, sla_s: float) -> str:
+    """Per-pod and total sustainable rate at p95 <= ``sla_s`` (lines under the table)."""
+    lines = [f"Capacity at p95 <= {sla_s * 1e3:g} ms (measured rate - 20 % buffer):"]
+    total, missed = 0.0, 0
+    for r in runs:
+        p95 = r.latency.get("p95")
+        cap = capacity_at_sla(r.throughput, p95, sla_s)
+        if cap is None:
+            missed += 1
+            shown = f"{p95 * 1e3:.1f} ms" if p95 is not None else "no successful request"
+            lines.append(f"  {r.name}: SLA missed at {r.mode} (p95 {shown}); rerun with less load")
+        else:
+            total += cap
+            lines.append(f"  {r.name}: {cap:.1f} req/s")
+    note = f" ({missed} pod(s) missed the SLA, not counted)" if missed else ""
+    lines.append(f"  total: {total:.1f} req/s{note}")
+    return "\n".join(lines)
 
 
 def _metrics_server(port: int, stats: Callable):

@@ -111,3 +111,47 @@ def test_each_pod_loads_every_url_in_turn_and_prints_a_row_per_pod(tmp_path):
     assert "(http)" in rows[0] and "(grpc)" in rows[1]
     assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["pod0", "pod1"]
     assert len(grpc_srv.requests) == 3
+
+
+def test_capacity_at_sla_keeps_a_buffer_and_refuses_a_missed_sla():
+    from ftctl.clients.standalone import capacity_at_sla
+
+    assert capacity_at_sla(100.0, 0.050, 0.100) == pytest.approx(80.0)
+    assert capacity_at_sla(100.0, 0.150, 0.100) is None
+    assert capacity_at_sla(100.0, None, 0.100) is None
+
+
+def test_each_pod_with_sla_prints_capacity_per_pod_and_total(tmp_path):
+    from ftctl.clients.standalone import build_spec, load_command
+
+    spec = build_spec(
+        clients=1,
+        requests_per_client=3,
+        duration=None,
+        concurrency=2,
+        rate=None,
+        arrival="closed",
+        streaming=False,
+        input_tokens=4,
+        output_tokens=3,
+        retries=0,
+        retry_delay=0.0,
+        timeout=5.0,
+        endpoint="/v1/chat/completions",
+        seed=1,
+        protocol="grpc",
+    )
+    with FakeKserve() as a, FakeKserve() as b:
+        urls = [f"http://{a.target}", f"http://{b.target}"]
+        text, status = load_command(
+            urls, model="tiny", spec=spec, output_dir=tmp_path, each_pod=True, sla=60.0
+        )
+        _t, _s = load_command(
+            urls[:1], model="tiny", spec=spec, output_dir=tmp_path / "tight", sla=1e-9
+        )
+    assert int(status) == 0, text
+    lines = text.splitlines()
+    i = lines.index("Capacity at p95 <= 60000 ms (measured rate - 20 % buffer):")
+    assert all(lines[i + k].strip().startswith(urls[k - 1]) for k in (1, 2))
+    assert lines[i + 3].strip().startswith("total: ") and "missed" not in lines[i + 3]
+    assert "SLA missed" in _t and "1 pod(s) missed the SLA" in _t
