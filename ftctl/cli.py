@@ -364,6 +364,16 @@ def load(
     retry_delay: Annotated[float, typer.Option(help="Seconds between attempts.")] = 1.0,
     timeout: Annotated[float, typer.Option(help="Seconds per attempt.")] = 30.0,
     endpoint: Annotated[str, typer.Option(help="API path.")] = "/v1/chat/completions",
+    protocol: Annotated[
+        str, typer.Option(help="http (OpenAI) | grpc (KServe v2) | auto (ask the server).")
+    ] = "http",
+    each_pod: Annotated[
+        bool, typer.Option(help="Load each URL (one pod each) in turn; one row per pod.")
+    ] = False,
+    sla: Annotated[
+        float | None,
+        typer.Option(help="With --each-pod: sustainable req/s at p95 <= SLA seconds, per pod."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of prompts and arrivals.")] = 100,
     processes: Annotated[
         int | None, typer.Option(help="Worker processes (default: by client count).")
@@ -401,6 +411,7 @@ def load(
             timeout=timeout,
             endpoint=endpoint,
             seed=seed,
+            protocol=protocol,
         )
 
     def progress(line: str) -> None:
@@ -417,6 +428,9 @@ def load(
         metrics_port=metrics_port,
         processes=processes,
         progress=progress,
+        protocol=protocol,
+        each_pod=each_pod,
+        sla=sla,
     )
     _emit(text)
     raise typer.Exit(int(status))

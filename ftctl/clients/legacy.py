@@ -208,7 +208,14 @@ class ClientRun:
         if not urls:
             raise ClientError("the legacy client needs at least one target URL")
         self.spec = spec
-        self.urls = [u.rstrip("/") + spec.endpoint for u in urls]
+        self.grpc = spec.protocol == "grpc"
+        if self.grpc:
+            from ftctl.clients.grpc_kserve import grpc_target  # grpc is imported only when used
+
+            # KServe v2 over gRPC: the URL names the server; the RPC is in the record's url.
+            self.urls = [f"grpc://{grpc_target(u)}" for u in urls]
+        else:
+            self.urls = [u.rstrip("/") + spec.endpoint for u in urls]
         self.model = model
         self.out_dir = Path(out_dir)
         self.clients = list(range(spec.clients)) if clients is None else list(clients)
@@ -270,7 +277,12 @@ class ClientRun:
                 url = self.urls[(client + index + a) % n_urls]
                 att_start = perf_counter_ns()
                 try:
-                    att = await send(session, url, body, spec.streaming, timeout)
+                    if self.grpc:
+                        att = await self._send_grpc(
+                            session, url, body, spec.streaming, spec.timeout
+                        )
+                    else:
+                        att = await send(session, url, body, spec.streaming, timeout)
                 except asyncio.CancelledError:
                     att = Attempt(url=url, start_perf=att_start).fail(
                         "cancelled", "the load was stopped before the answer came"
@@ -364,9 +376,16 @@ class ClientRun:
             return False
         return rpc is None or index < rpc
 
+    def _maker(self, client: int):
+        if self.grpc:
+            from ftctl.clients.grpc_kserve import GrpcPayloadMaker
+
+            return GrpcPayloadMaker(self.spec, self.model, client)
+        return PayloadMaker(self.spec, self.model, client)
+
     # -- closed loop -----------------------------------------------------------------------
     async def _closed_client(self, session, timeout, client: int) -> None:
-        maker = PayloadMaker(self.spec, self.model, client)
+        maker = self._maker(client)
         counter = itertools.count()
         interval_ns = int(1e9 / self.rate) if self.rate else 0
         # Spread the clients' first requests over one interval: clients that start in lockstep
@@ -407,7 +426,7 @@ class ClientRun:
         self.summary.offered_rate = self.rate
         rng = random.Random(spec.seed + 7919 * (self.seed_offset + 1))
         clients = self.clients
-        makers = {c: PayloadMaker(spec, self.model, c) for c in clients}
+        makers = {c: self._maker(c) for c in clients}
         counters = {c: itertools.count() for c in clients}
         total = None
         if spec.requests_per_client is not None:
@@ -452,22 +471,37 @@ class ClientRun:
         if self.spec.duration is not None:
             self._deadline = perf_counter_ns() + int(self.spec.duration * 1e9)
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout)
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         try:
-            async with aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
-            ) as session:
-                if self.open_loop:
-                    main = asyncio.create_task(self._open_loop(session, timeout))
-                else:
-                    main = asyncio.create_task(self._closed_loop(session, timeout))
-                await self._supervise(main)
+            if self.grpc:
+                from ftctl.clients.grpc_kserve import GrpcChannels, grpc_target, send_grpc
+
+                self._send_grpc = send_grpc
+                async with GrpcChannels([grpc_target(u) for u in self.urls]) as channels:
+                    await self._run_main(channels, timeout)
+            else:
+                await self._run_http(timeout)
         finally:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
         self._finish_lags()
         return self.summary
+
+    async def _run_main(self, session, timeout) -> None:
+        if self.open_loop:
+            main = asyncio.create_task(self._open_loop(session, timeout))
+        else:
+            main = asyncio.create_task(self._closed_loop(session, timeout))
+        await self._supervise(main)
+
+    async def _run_http(self, timeout) -> None:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        async with aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
+            await self._run_main(session, timeout)
 
     async def _supervise(self, main: asyncio.Task) -> None:
         stop_wait = asyncio.create_task(self.stop.wait())

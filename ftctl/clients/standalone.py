@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import math
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ftctl.clients.base import LoadTarget
 from ftctl.clients.loadtable import RUN_FILE, read_run, render_compare, render_run
+from ftctl.clients.protocol import PROTOCOLS, detect_protocol
 from ftctl.errors import ClientError, ExitStatus, UsageError
 from ftctl.scenario.model import LoadSpec, TokenDist
 
@@ -78,6 +80,7 @@ def build_spec(
     timeout: float,
     endpoint: str,
     seed: int,
+    protocol: str = "http",
 ) -> LoadSpec:
     """A LoadSpec from command-line values; bad combinations raise UsageError (exit 2)."""
     if clients < 1:
@@ -101,6 +104,8 @@ def build_spec(
     for option, value in (("--input-tokens", input_tokens), ("--output-tokens", output_tokens)):
         if not 1 <= value <= MAX_TOKENS:
             raise UsageError(f"{option}: expected 1 to {MAX_TOKENS}, got {value}")
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if duration is None and requests_per_client is None:
         requests_per_client = 10
     return LoadSpec(
@@ -120,6 +125,8 @@ def build_spec(
         timeout=timeout,
         endpoint=endpoint,
         seed=seed,
+        # "auto" stays "http" here; load_command asks the server and replaces it.
+        protocol="grpc" if protocol == "grpc" else "http",  # type: ignore[arg-type]
     )
 
 
@@ -136,7 +143,7 @@ def _check_seconds(option: str, value: float, *, zero_ok: bool) -> None:
 def check_url(url: str) -> None:
     """``http(s)://HOST[:PORT][/prefix]`` with a real host and port, else UsageError."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https", "grpc"):
         raise UsageError(f"URL {url!r}: expected http://HOST:PORT")
     host = parts.hostname or ""
     if ":" in host:
@@ -351,6 +358,9 @@ def load_command(
     metrics_port: int | None = None,
     processes: int | None = None,
     progress: Callable[[str], None] | None = None,
+    protocol: str | None = None,
+    each_pod: bool = False,
+    sla: float | None = None,
 ) -> tuple[str, ExitStatus]:
     """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
 
@@ -374,6 +384,21 @@ def load_command(
     for d in compare:
         if not Path(d).is_dir():
             raise UsageError(f"--compare {d}: not a directory")
+    if sla is not None:
+        _check_seconds("--sla", sla, zero_ok=False)
+    if each_pod and len(urls) > 1:
+        return _each_pod(
+            urls,
+            model=model,
+            spec=spec,
+            output_dir=output_dir,
+            fmt=fmt,
+            compare=compare,
+            processes=processes,
+            progress=progress,
+            protocol=protocol,
+            sla=sla,
+        )
     runs = []
     status = ExitStatus.OK
     if urls:
@@ -383,7 +408,16 @@ def load_command(
 
         n_procs = max(1, min(processes or default_processes(spec), spec.clients))
         check_fd_limit(spec, n_procs, len(urls))
-        name = model or discover_model(urls[0])
+        if protocol == "auto":
+            found, name, evidence = detect_protocol(urls[0], model, endpoint=spec.endpoint)
+            spec = dataclasses.replace(spec, protocol=found)  # type: ignore[arg-type]
+            (progress or (lambda _line: None))(f"ftctl load: protocol {found} ({evidence})")
+        elif spec.protocol == "grpc":
+            if model is None:
+                raise UsageError("--protocol grpc: KServe has no model listing; pass --model")
+            name = model
+        else:
+            name = model or discover_model(urls[0])
         emit = progress or (lambda _line: None)
         server = None
         if metrics_port is not None:
@@ -460,9 +494,98 @@ def load_command(
         run = read_run(Path(d))
         run.name = str(d)
         runs.append(run)
-    if len(runs) == 1:
-        return render_run(runs[0], fmt), status
-    return render_compare(runs, fmt), status
+    text = render_run(runs[0], fmt) if len(runs) == 1 else render_compare(runs, fmt)
+    if sla is not None and urls and fmt != "json":
+        text += "\n" + capacity_text(runs[:1], sla)
+    return text, status
+
+
+def _each_pod(
+    urls: Sequence[str],
+    *,
+    model: str | None,
+    spec: LoadSpec | None,
+    output_dir: Path | None,
+    fmt: str,
+    compare: Sequence[Path],
+    processes: int | None,
+    progress: Callable[[str], None] | None,
+    protocol: str | None,
+    sla: float | None = None,
+) -> tuple[str, ExitStatus]:
+    """``--each-pod``: the same load against every URL in turn (one pod each, not spread), then
+    one table with a row per pod (and per ``--compare`` run); the worst status wins."""
+    root = new_run_dir() if output_dir is None else output_dir
+    runs = []
+    status = ExitStatus.OK
+    emit = progress or (lambda _line: None)
+    for i, url in enumerate(urls):
+        parts = urllib.parse.urlsplit(url)
+        out = root / f"pod{i}-{parts.hostname}_{parts.port}"
+        emit(f"ftctl load: pod {i + 1}/{len(urls)}: {url}")
+        _text, one = load_command(
+            [url],
+            model=model,
+            spec=spec,
+            output_dir=out,
+            fmt="json",
+            processes=processes,
+            progress=progress,
+            protocol=protocol,
+        )  # no sla here: the capacity lines come once, under the per-pod table
+        if one == ExitStatus.INTERRUPTED:
+            status = one
+        elif one != ExitStatus.OK and status == ExitStatus.OK:
+            status = one
+        run = read_run(out)
+        used = json.loads((out / RUN_FILE).read_text()).get("spec", {}).get("protocol", "http")
+        run.name = f"{url} ({used})"
+        runs.append(run)
+        if status == ExitStatus.INTERRUPTED:
+            break
+    pods = list(runs)
+    for d in compare:
+        run = read_run(Path(d))
+        run.name = str(d)
+        runs.append(run)
+    text = render_compare(runs, fmt)
+    if sla is not None and fmt != "json":
+        text += "\n" + capacity_text(pods, sla)
+    return text, status
+
+
+# The seed guide's capacity planning: keep a 20 % buffer on a measured rate.
+CAPACITY_BUFFER = 0.2
+
+
+def capacity_at_sla(throughput: float, p95_s: float | None, sla_s: float) -> float | None:
+    """Sustainable req/s of one pod at a latency SLA, from a run at fixed concurrency.
+
+    ``throughput x (1 - CAPACITY_BUFFER)`` when that run's p95 latency met the SLA; None when it
+    did not (the run says nothing about a lower rate: rerun with less concurrency).
+    """
+    if p95_s is None or p95_s > sla_s:
+        return None
+    return throughput * (1.0 - CAPACITY_BUFFER)
+
+
+def capacity_text(runs: Sequence, sla_s: float) -> str:
+    """Per-pod and total sustainable rate at p95 <= ``sla_s`` (lines under the table)."""
+    lines = [f"Capacity at p95 <= {sla_s * 1e3:g} ms (measured rate - 20 % buffer):"]
+    total, missed = 0.0, 0
+    for r in runs:
+        p95 = r.latency.get("p95")
+        cap = capacity_at_sla(r.throughput, p95, sla_s)
+        if cap is None:
+            missed += 1
+            shown = f"{p95 * 1e3:.1f} ms" if p95 is not None else "no successful request"
+            lines.append(f"  {r.name}: SLA missed at {r.mode} (p95 {shown}); rerun with less load")
+        else:
+            total += cap
+            lines.append(f"  {r.name}: {cap:.1f} req/s")
+    note = f" ({missed} pod(s) missed the SLA, not counted)" if missed else ""
+    lines.append(f"  total: {total:.1f} req/s{note}")
+    return "\n".join(lines)
 
 
 def _metrics_server(port: int, stats: Callable):

@@ -215,6 +215,18 @@ class LocalPlatform:
         extra_env = dict(overrides.env) if overrides else {}
         launcher = [self.python, "-m", "ftctl.platforms.local_launch"]
         opts = deployment.local
+        if service.role == "frontend" and opts.kserve_grpc:
+            # KServe mode serves gRPC on --http-port (Dynamo 1.6.1 binds it on 0.0.0.0 whatever
+            # --http-host says) and /health, /v1/models, /metrics on --grpc-metrics-port.
+            grpc_port, port = self._port(), self._port()
+            args = ["--http-host", "127.0.0.1", "--http-port", str(grpc_port)]
+            args += ["--kserve-grpc-server", "--grpc-metrics-port", str(port)]
+            if opts.migration_limit:
+                args += ["--migration-limit", str(opts.migration_limit)]
+            if opts.router_mode:
+                args += ["--router-mode", opts.router_mode]
+            argv = [*launcher, "dynamo.frontend", "--", *args, *extra_args]
+            return ProcessSpec(argv, self._env(extra_env)), {"http": port, "grpc": grpc_port}
         if service.role == "frontend":
             port = self._port()
             args = ["--http-host", "127.0.0.1", "--http-port", str(port)]
@@ -242,8 +254,23 @@ class LocalPlatform:
             args += ["--max-model-len", str(deployment.max_model_len)]
         # The label is what `ps` shows in a real pod: dynamo.vllm, dynamo.sglang, dynamo.trtllm.
         argv = [*launcher, f"dynamo.{deployment.backend}", "--", *args, *extra_args]
-        env = self._env({"DYN_SYSTEM_PORT": str(port), **extra_env})
+        relay = self._kserve_relay_env(deployment) if opts.kserve_grpc else {}
+        env = self._env({"DYN_SYSTEM_PORT": str(port), **relay, **extra_env})
         return ProcessSpec(argv, env), {"system": port}
+
+    def _kserve_relay_env(self, deployment: Deployment) -> dict[str, str]:
+        """Environment of a KServe graph's worker: the mocker plus its max_tokens relay."""
+        if deployment.topology != "agg":
+            raise PlatformError(
+                "local platform: deployment.local.kserve_grpc supports topology agg only"
+            )
+        loads = self.test.loads if self.test is not None else ()
+        osl = max((int(ld.output_tokens.mean) for ld in loads), default=16)
+        return {
+            "FTCTL_KSERVE_MODEL": deployment.model,
+            "FTCTL_KSERVE_MODEL_PATH": str(TOKENIZER_DIR),
+            "FTCTL_KSERVE_MAX_TOKENS": str(max(1, osl)),
+        }
 
     def deploy(self, test: TestCase, run_dir: Path) -> None:
         """Start every replica of ``test.deployment``; returns at once (see ``wait_ready``)."""
@@ -317,6 +344,8 @@ class LocalPlatform:
 
     def _health_instances(self) -> set[str] | None:
         """Worker instance ids (hex) in ``/health`` of any serving frontend; None if none answers."""
+        if self._kserve():
+            return self._engine_instances()
         for fe in self._frontends(ready_only=False):
             port = self._replica_ports(fe).get("http")
             data = _get_json(port, "/health") if port else None
@@ -328,6 +357,31 @@ class LocalPlatform:
                 if inst.get("endpoint") == "generate" and "instance_id" in inst
             }
         return None
+
+    def _engine_instances(self) -> set[str] | None:
+        """KServe mode: engine instance ids (hex) registered in the file discovery store.
+
+        The KServe frontend's ``/health`` lists no instances, so the store the graph discovers
+        itself through is read instead; None while no frontend serves (as for ``/health``).
+        """
+        from urllib.parse import unquote
+
+        from ftctl.platforms.kserve_relay import ENGINE_ENDPOINT
+
+        if not self._frontends(ready_only=True) or self._state_dir is None:
+            return None
+        prefix = ENGINE_ENDPOINT.removeprefix("dyn://").replace(".", "/") + "/"
+        try:
+            names = os.listdir(self._state_dir / "kv" / "v1" / "instances")
+        except OSError:
+            return set()
+        out = set()
+        for name in names:
+            key = unquote(name)
+            if key.startswith(prefix):
+                with contextlib.suppress(ValueError):
+                    out.add(format(int(key[len(prefix) :], 16), "x"))
+        return out
 
     def stale_instances(self) -> set[str] | None:
         """Worker instance ids a frontend still lists but no live replica owns (dead ones).
@@ -447,8 +501,15 @@ class LocalPlatform:
         if self.ready_ns is None:
             self.ready_ns = time.time_ns()
 
+    def _kserve(self) -> bool:
+        return self.test is not None and self.test.deployment.local.kserve_grpc
+
     def _try_completion(self) -> str | None:
         assert self._proxy is not None and self._proxy.address is not None
+        if self._kserve():
+            from ftctl.clients.grpc_kserve import probe_infer
+
+            return probe_infer("{}:{}".format(*self._proxy.address), self.model)
         body = json.dumps(
             {
                 "model": self.model,
@@ -478,7 +539,8 @@ class LocalPlatform:
     # -- endpoint -------------------------------------------------------------------------------
     def _frontend_addresses(self) -> list[tuple[str, int]]:
         ready = self._frontends(ready_only=True) if self.supervisor else []
-        return [("127.0.0.1", self._replica_ports(r)["http"]) for r in ready]
+        key = "grpc" if self._kserve() else "http"
+        return [("127.0.0.1", self._replica_ports(r)[key]) for r in ready]
 
     def endpoint(self) -> str:
         """``http://127.0.0.1:PORT`` of a proxy over the ready frontends (re-resolved per connection)."""

@@ -41,6 +41,12 @@ def main(argv: list[str]) -> None:
     label, args = argv[0], argv[2:]
     module = "dynamo.frontend" if label == "dynamo.frontend" else "dynamo.mocker"
     _die_with_parent()
+    if module == "dynamo.mocker" and os.environ.get("FTCTL_KSERVE_MODEL"):
+        # A KServe gRPC graph: the mocker plus the max_tokens relay (see kserve_relay).
+        from ftctl.platforms.kserve_relay import run
+
+        run(args)
+        return
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -72,6 +72,21 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
             [*path, "placement"],
             "'cluster' (load as Kubernetes Jobs) is not supported by this version; use 'local'",
         )
+    local = (doc.data.get("deployment") or {}).get("local") or {}
+    kserve = isinstance(local, dict) and local.get("kserve_grpc") is True
+    protocol = spec.get("protocol", "grpc" if kserve else "http")
+    if protocol == "grpc" and spec.get("client", base.client) != "legacy":
+        raise doc.error(
+            [*path, "protocol" if "protocol" in spec else "client"],
+            "protocol 'grpc' (KServe v2) is spoken by the built-in client only; set client: legacy",
+        )
+    if kserve and protocol != "grpc":
+        raise doc.error(
+            [*path, "protocol"],
+            "deployment.local.kserve_grpc starts a frontend that speaks KServe gRPC only; "
+            "set protocol: grpc",
+        )
+    kw["protocol"] = protocol
     for key in ("placement", "endpoint", "seed", "retries", "request_rate"):
         if key in spec:
             kw[key] = spec[key]
@@ -214,6 +229,7 @@ def _deployment(doc: Document, cell: _Cell, base_dir: Path, platform: str) -> De
             if "restart_delay" in local
             else 1.0,
             router_mode=local.get("router_mode"),
+            kserve_grpc=bool(local.get("kserve_grpc", False)),
         ),
         max_model_len=dep.get("max_model_len"),
         data_parallel=mode,

@@ -53,6 +53,7 @@ class LoadSpec:
     timeout: float = 30.0
     placement: Literal["local", "cluster"] = "local"
     endpoint: str = "/v1/chat/completions"
+    protocol: Literal["http", "grpc"] = "http"  # grpc: KServe v2 ModelInfer/ModelStreamInfer
     seed: int = 100
     # Where this load's client files go, relative to the output dir. None: the test's own
     # directory. Token overflow uses "<test>_overflow" / "<test>_recovery" (REFERENCE §2).
@@ -77,6 +78,7 @@ class LocalOptions:
     speedup_ratio: float = 1.0
     restart_delay: float = 1.0
     router_mode: str | None = None
+    kserve_grpc: bool = False  # frontend --kserve-grpc-server: the endpoint speaks KServe gRPC
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,347 @@
+"""One KServe v2 gRPC attempt of the legacy client (``load.protocol: grpc``).
+
+Dynamo's KServe frontend (``python -m dynamo.frontend --kserve-grpc-server``, ai-dynamo 1.6.1)
+serves text generation as a completions model: ``ModelMetadata`` lists the inputs
+``text_input`` (BYTES, shape [1]) and ``streaming`` (BOOL, shape [1]) and the outputs
+``text_output`` and ``finish_reason`` (BYTES); its request conversion accepts only those two
+inputs (``stream`` is an alias of ``streaming``) and rejects any other name. ``ModelInfer`` folds
+the stream into one response; ``ModelStreamInfer`` answers one response per token chunk and
+ends with a chunk whose ``finish_reason`` is set. Request ``parameters`` are not read by 1.6.1;
+ftctl still sends ``max_tokens`` there (Triton's LLM backends read it), so a server that honours
+it gets the scenario's output length.
+
+An attempt fills the same ``Attempt`` as HTTP (``ftctl.clients.http``), so records, parsing,
+checks and reports are protocol-blind: a gRPC ``OK`` with a complete, non-empty completion is
+written as status 200 (the KServe protocol's HTTP equivalent of OK); any other outcome is a
+failed attempt whose status and error text carry the gRPC code (``grpc UNAVAILABLE: ...``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from time import perf_counter_ns
+from urllib.parse import urlsplit
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+
+from ftctl.clients.http import MAX_CONTENT_CHARS, Attempt
+from ftctl.clients.kserve_pb import M, method
+from ftctl.clients.prompts import sample_length, synthetic_prompt
+from ftctl.scenario.model import LoadSpec
+
+INFER = method("ModelInfer")
+STREAM_INFER = method("ModelStreamInfer")
+# Reconnect quickly after a frontend restart (grpc's default backoff starts at 1 s and grows
+# to 120 s, which would hide a recovery behind the client's own backoff).
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),  # ftctl's retries are attempts; grpc must not add hidden ones
+    ("grpc.use_local_subchannel_pool", 1),  # each channel its own connection (spread over pods)
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+)
+# Channels per target: logical clients share them round-robin (HTTP/2 multiplexes requests).
+CHANNELS_PER_TARGET = 4
+
+_CLIENT_SIDE = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def grpc_target(url: str) -> str:
+    """``host:port`` of ``grpc://host:port``, ``http://host:port`` or ``host:port``."""
+    if "://" not in url:
+        return url.rstrip("/")
+    parts = urlsplit(url)
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"not a host:port URL: {url!r}")
+    return f"{parts.hostname}:{parts.port}"
+
+
+def build_request(model: str, prompt: str, streaming: bool, max_tokens: int, rid: str) -> bytes:
+    """A serialized ``ModelInferRequest`` with the inputs Dynamo's KServe frontend expects."""
+    req = M.ModelInferRequest(model_name=model, id=rid)
+    text = req.inputs.add(name="text_input", datatype="BYTES", shape=[1])
+    text.contents.bytes_contents.append(prompt.encode())
+    flag = req.inputs.add(name="streaming", datatype="BOOL", shape=[1])
+    flag.contents.bool_contents.append(streaming)
+    req.parameters["max_tokens"].int64_param = max_tokens
+    return req.SerializeToString()
+
+
+class GrpcPayloadMaker:
+    """The gRPC twin of ``PayloadMaker``: same seeded prompts and lengths, protobuf bytes."""
+
+    def __init__(self, spec: LoadSpec, model: str, client: int) -> None:
+        self.spec = spec
+        self.model = model
+        self.rng = random.Random(spec.seed * 1_000_003 + client)
+        self.client = client
+        self._ids = itertools.count()
+
+    def make(self) -> tuple[bytes, int]:
+        spec, rng = self.spec, self.rng
+        if spec.prompts:
+            prompt = rng.choice(spec.prompts)
+        else:
+            prompt = synthetic_prompt(rng, sample_length(rng, spec.input_tokens))
+        osl = sample_length(rng, spec.output_tokens)
+        rid = f"ftctl-{self.client}-{next(self._ids)}"
+        return build_request(self.model, prompt, spec.streaming, osl, rid), osl
+
+
+class GrpcChannels:
+    """The engine's gRPC "session": a few insecure channels per target, closed together."""
+
+    def __init__(self, targets: Sequence[str], per_target: int = CHANNELS_PER_TARGET) -> None:
+        self._channels: dict[str, list[grpc.aio.Channel]] = {}
+        self._next: dict[str, itertools.count] = {}
+        for t in targets:
+            if t not in self._channels:
+                self._channels[t] = [
+                    grpc.aio.insecure_channel(t, options=CHANNEL_OPTIONS) for _ in range(per_target)
+                ]
+                self._next[t] = itertools.count()
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        chans = self._channels[target]
+        return chans[next(self._next[target]) % len(chans)]
+
+    async def close(self) -> None:
+        for chans in self._channels.values():
+            for ch in chans:
+                await ch.close(grace=None)
+
+    async def __aenter__(self) -> GrpcChannels:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _classify(err: grpc.aio.AioRpcError, got_data: bool) -> str:
+    code = err.code()
+    details = err.details() or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "timeout"
+    if code == grpc.StatusCode.CANCELLED:
+        return "truncated" if got_data else "reset"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        if got_data:
+            return "truncated"
+        low = details.lower()
+        if "connect" in low or "connection refused" in low or "dns" in low:
+            return "connect"
+        return "reset" if ("reset" in low or "closed" in low or "goaway" in low) else "http_5xx"
+    if code == grpc.StatusCode.INTERNAL and "deserializ" in details.lower():
+        return "protocol"  # the answer's bytes were no ModelInferResponse
+    if code in _CLIENT_SIDE:
+        return "http_4xx"
+    return "truncated" if got_data else "http_5xx"
+
+
+def _fail_rpc(att: Attempt, err: grpc.aio.AioRpcError, got_data: bool) -> Attempt:
+    cls = _classify(err, got_data)
+    text = f"grpc {err.code().name}: {err.details() or 'no details'}"
+    return att.fail(cls, text)
+
+
+def _bytes_output(resp, name: str) -> list[bytes] | None:
+    """The elements of BYTES output ``name`` (typed contents or raw length-prefixed form)."""
+    for i, out in enumerate(resp.outputs):
+        if out.name != name:
+            continue
+        if out.HasField("contents"):
+            return list(out.contents.bytes_contents)
+        if i < len(resp.raw_output_contents):
+            raw, items, pos = resp.raw_output_contents[i], [], 0
+            while pos + 4 <= len(raw):
+                n = int.from_bytes(raw[pos : pos + 4], "little")
+                items.append(raw[pos + 4 : pos + 4 + n])
+                pos += 4 + n
+            return items
+        return []
+    return None
+
+
+def _parse(cls, raw: object):
+    """``cls`` parsed from ``raw`` bytes, or the error text when they are not one."""
+    if not isinstance(raw, bytes):
+        return f"gRPC answer of type {type(raw).__name__}, expected bytes"
+    try:
+        return cls.FromString(raw)
+    except DecodeError as exc:
+        return f"undecodable {cls.DESCRIPTOR.name} ({len(raw)} bytes): {exc}"
+
+
+def _decode(resp) -> tuple[str | None, str | None]:
+    """(text, finish reason) of one response; text None when ``text_output`` is missing."""
+    text = _bytes_output(resp, "text_output")
+    reason = _bytes_output(resp, "finish_reason")
+    joined = None if text is None else b"".join(text).decode("utf-8", "replace")
+    fin = b"".join(reason).decode("utf-8", "replace") if reason else ""
+    return joined, (fin or None)
+
+
+def _result(att: Attempt, resp_id: str, model: str, text: str, finish: str | None) -> None:
+    att.result = {
+        "id": resp_id or None,
+        "object": "text_completion",
+        "model": model or None,
+        "choices": [{"index": 0, "text": text[:MAX_CONTENT_CHARS], "finish_reason": finish}],
+        "usage": None,
+    }
+
+
+async def send_grpc(
+    channels: GrpcChannels, url: str, body: bytes, streaming: bool, timeout: float
+) -> Attempt:
+    """Send one serialized ``ModelInferRequest`` to ``url``; classify (never raises but on
+    cancellation). Streaming uses ``ModelStreamInfer`` (one request on its own stream)."""
+    att = Attempt(url=url, start_perf=perf_counter_ns())
+    try:
+        channel = channels.channel(grpc_target(url))
+    except (KeyError, ValueError) as exc:
+        return att.fail("connect", f"no gRPC channel for {url}: {exc}")
+    if streaming:
+        return await _stream(att, channel, body, timeout)
+    # No deserializer: raw bytes come back and are parsed here, so bytes that are no
+    # ModelInferResponse become this request's "protocol" error, not a grpc-internal log line.
+    call = channel.unary_unary(INFER)
+    try:
+        raw = await call(body, timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        return _fail_rpc(att, exc, False)
+    except Exception as exc:  # a client-side surprise is this request's error, never a crash
+        return att.fail("protocol", f"{type(exc).__name__}: {exc}")
+    att.end_perf = perf_counter_ns()
+    resp = _parse(M.ModelInferResponse, raw)
+    if isinstance(resp, str):
+        return att.fail("protocol", resp)
+    text, finish = _decode(resp)
+    if text is None:
+        return att.fail("protocol", "ModelInferResponse without a text_output tensor")
+    _result(att, resp.id, resp.model_name, text, finish)
+    if not text:
+        return att.fail("empty", "empty completion")
+    att.status = 200
+    return att
+
+
+async def _stream(att: Attempt, channel: grpc.aio.Channel, body: bytes, timeout: float) -> Attempt:
+    call = channel.stream_stream(STREAM_INFER)(timeout=timeout)
+    parts: list[str] = []
+    first = last = 0
+    tokens = 0
+    finish = None
+    rid = model = ""
+    try:
+        await call.write(body)
+        await call.done_writing()
+        async for raw in call:
+            now = perf_counter_ns()
+            msg = _parse(M.ModelStreamInferResponse, raw)
+            if isinstance(msg, str):
+                att.output_tokens = tokens
+                return att.fail("protocol", msg)
+            if msg.error_message:
+                att.ttft_ns = first - att.start_perf if first else None
+                att.output_tokens = tokens
+                return att.fail("stream_error", f"grpc stream error: {msg.error_message}")
+            if not msg.HasField("infer_response"):
+                return att.fail("protocol", "ModelStreamInferResponse without infer_response")
+            resp = msg.infer_response
+            rid = rid or resp.id
+            model = model or resp.model_name
+            piece, fin = _decode(resp)
+            if piece is None:
+                return att.fail("protocol", "stream response without a text_output tensor")
+            if piece:
+                if first:
+                    att.itl_s.append(round((now - last) / 1e9, 6))
+                else:
+                    first = now
+                last = now
+                tokens += 1
+                parts.append(piece)
+            if fin:
+                finish = fin
+                break
+    except grpc.aio.AioRpcError as exc:
+        att.ttft_ns = first - att.start_perf if first else None
+        att.output_tokens = tokens
+        return _fail_rpc(att, exc, bool(tokens))
+    except Exception as exc:  # e.g. UsageError on a stream the server already closed
+        return att.fail("truncated" if tokens else "protocol", f"{type(exc).__name__}: {exc}")
+    finally:
+        if not call.done():
+            call.cancel()
+    att.end_perf = perf_counter_ns()
+    if first:
+        att.ttft_ns = first - att.start_perf
+    att.output_tokens = tokens
+    _result(att, rid, model, "".join(parts), finish)
+    if finish is None:
+        return att.fail("truncated", "stream ended without a finish_reason")
+    if not tokens:
+        return att.fail("empty", "stream carried no content")
+    att.status = 200
+    return att
+
+
+# -- probes (auto-detect, readiness) ---------------------------------------------------------
+def probe(target: str, model: str | None, timeout: float = 3.0) -> tuple[bool, str]:
+    """Is ``target`` a KServe v2 gRPC server? (ok, what was found), by ``ServerLive`` and, with a
+    model, ``ModelMetadata`` (blocking; for the CLI and the platform, not the load engine)."""
+    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
+        try:
+            live = ch.unary_unary(
+                method("ServerLive"),
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=M.ServerLiveResponse.FromString,
+            )(M.ServerLiveRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            return False, f"ServerLive: grpc {exc.code().name}: {exc.details()}"
+        if not live.live:
+            return False, "ServerLive answered live=false"
+        if not model:
+            return True, "ServerLive: live"
+        try:
+            meta = ch.unary_unary(
+                method("ModelMetadata"),
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=M.ModelMetadataResponse.FromString,
+            )(M.ModelMetadataRequest(name=model), timeout=timeout)
+        except grpc.RpcError as exc:
+            return False, f"ModelMetadata({model}): grpc {exc.code().name}: {exc.details()}"
+        names = [i.name for i in meta.inputs]
+        return True, f"ModelMetadata({meta.name}): inputs {', '.join(names) or 'none'}"
+
+
+def probe_infer(target: str, model: str, timeout: float = 10.0) -> str | None:
+    """One small unary ``ModelInfer`` (blocking): None when a non-empty completion came back,
+    else what went wrong (the local platform's first-completion check in KServe mode)."""
+    body = build_request(model, "ready check", False, 2, "ftctl-ready")
+    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
+        try:
+            raw = ch.unary_unary(INFER)(body, timeout=timeout)
+        except grpc.RpcError as exc:
+            return f"grpc {exc.code().name}: {exc.details()}"
+    resp = _parse(M.ModelInferResponse, raw)
+    if isinstance(resp, str):
+        return resp
+    text, _finish = _decode(resp)
+    return None if text else f"no text_output in {resp}"[:200]
