@@ -34,6 +34,7 @@ from tests.kube.pod_processes import (
     is_frontend,
     probe,
     process_spec,
+    stats_summary,
 )
 
 GROUP, VERSION, PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
@@ -1389,31 +1390,17 @@ class FakeCluster:
         return web.Response(text=text, content_type="text/plain")
 
     async def h_node_stats(self, request):
-        """The kubelet's /stats/summary through the node proxy: each running pod's process
-        tree, sampled here (psutil), in the kubelet's shape (podRef, cpu, memory)."""
-        from ftctl.observe import sample_resources
-
+        """The kubelet's /stats/summary through the node proxy, for every running pod."""
         path = urllib.parse.unquote(request.match_info["path"])
         if request.match_info["node"] != "fake-node" or path != "stats/summary":
             return error_response(404, f'nodes "{request.match_info["node"]}" not found')
         with self.lock:
-            pods = [(key, pod.replica.pid) for key, pod in self.pods.items() if pod.replica.running]
-        entries = []
-        for (ns, name), pid in pods:
-            sample = sample_resources(pid)
-            if not sample.get("ok"):
-                continue
-            entries.append(
-                {
-                    "podRef": {"name": name, "namespace": ns},
-                    "cpu": {"usageCoreNanoSeconds": int(sample["cpu_s"] * 1e9)},
-                    "memory": {
-                        "workingSetBytes": sample["rss_bytes"],
-                        "rssBytes": sample["rss_bytes"],
-                    },
-                }
-            )
-        return web.json_response({"node": {"nodeName": "fake-node"}, "pods": entries})
+            pods = [
+                (ns, name, p.replica.pid)
+                for (ns, name), p in self.pods.items()
+                if p.replica.running
+            ]
+        return web.json_response(stats_summary("fake-node", pods))
 
     async def h_events(self, request):
         fsel = request.query.get("fieldSelector") or ""

@@ -174,3 +174,23 @@ def probe(image: str, replica: Replica, ports: dict[int, int]) -> bool:
         return False
     # The endpoint's namespace is DYN_NAMESPACE when the operator sets it (dynamo-<dgd>).
     return REGISTERED.search(text) is not None
+
+
+def stats_summary(node: str, pods: list[tuple[str, str, int]]) -> dict[str, Any]:
+    """The kubelet's /stats/summary (the fields ftctl reads) for running pods given as
+    (namespace, name, pid of the main process): each pod's process tree sampled here."""
+    from ftctl.observe import sample_resources
+
+    entries = []
+    for namespace, name, pid in pods:
+        sample = sample_resources(pid)
+        if not sample.get("ok"):
+            continue
+        entries.append(
+            {
+                "podRef": {"name": name, "namespace": namespace},
+                "cpu": {"usageCoreNanoSeconds": int(sample["cpu_s"] * 1e9)},
+                "memory": {"workingSetBytes": sample["rss_bytes"], "rssBytes": sample["rss_bytes"]},
+            }
+        )
+    return {"node": {"nodeName": node}, "pods": entries}

@@ -31,7 +31,13 @@ from aiohttp import web
 
 from ftctl.platforms.supervisor import Replica, Supervisor
 from tests.kube import channels
-from tests.kube.pod_processes import NEVER_READY_IMAGE, host_ports, is_frontend, probe
+from tests.kube.pod_processes import (
+    NEVER_READY_IMAGE,
+    host_ports,
+    is_frontend,
+    probe,
+    stats_summary,
+)
 from tests.kube.pod_processes import process_spec as container_process
 
 LABEL_TYPE = "nvidia.com/dynamo-component-type"
@@ -443,28 +449,14 @@ class KubeletStandIn:
         return web.Response(text="ok")
 
     async def h_stats_summary(self, request: web.Request) -> web.Response:
-        """The kubelet's stats summary (the fields ftctl reads): each running pod's process
-        tree sampled here, cumulative CPU and resident memory."""
-        from ftctl.observe import sample_resources
-
+        """The kubelet's stats summary of the pods this node runs."""
         with self._lock:
-            runs = [r for r in self.runs.values() if r.replica.running]
-        pods = []
-        for run in runs:
-            sample = sample_resources(run.replica.pid)
-            if not sample.get("ok"):
-                continue
-            pods.append(
-                {
-                    "podRef": {"name": run.name, "namespace": run.namespace, "uid": run.uid},
-                    "cpu": {"usageCoreNanoSeconds": int(sample["cpu_s"] * 1e9)},
-                    "memory": {
-                        "workingSetBytes": sample["rss_bytes"],
-                        "rssBytes": sample["rss_bytes"],
-                    },
-                }
-            )
-        return web.json_response({"node": {"nodeName": self.name}, "pods": pods})
+            pods = [
+                (r.namespace, r.name, r.replica.pid)
+                for r in self.runs.values()
+                if r.replica.running
+            ]
+        return web.json_response(stats_summary(self.name, pods))
 
     async def h_logs(self, request: web.Request) -> web.Response:
         run = self._run_of(request)
