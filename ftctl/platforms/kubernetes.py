@@ -42,6 +42,8 @@ WORKER_METRICS_PORT = 9090
 POLL = 0.25
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
+# How a pod's processes are listed (see KubernetesPlatform.list_processes).
+PS_ARGV = ("ps", "-ww", "-eo", "pid,args")
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
 ROLLOUT_ENV = "FTCTL_ROLLOUT"
 
@@ -402,8 +404,15 @@ class KubernetesPlatform:
         return pod_exec(self.configuration, self.namespace, pod, argv, timeout=timeout)
 
     def list_processes(self, pod: str) -> list[tuple[int, str]]:
-        """(pid, command line) of a pod's processes, from ``ps -eo pid,args``."""
-        result = self.exec(pod, ["ps", "-eo", "pid,args"])
+        """(pid, command line) of a pod's processes, from ``ps -ww -eo pid,args``.
+
+        ``-ww``: ps writing to a pipe cuts lines at 80 columns, which drops the module name
+        from a long interpreter path (``/opt/venv/bin/python3 -m dynamo.vllm`` ...). A ps
+        without it (busybox built without wide output) gets the plain form.
+        """
+        result = self.exec(pod, list(PS_ARGV))
+        if result.exit_code not in (0, None):
+            result = self.exec(pod, [arg for arg in PS_ARGV if arg != "-ww"])
         if result.exit_code not in (0, None) or not result.stdout.strip():
             raise PlatformError(
                 f"kubernetes: ps in pod {pod} failed (exit {result.exit_code}): "

@@ -268,6 +268,15 @@ class DgdState:
     rolling: set = field(default_factory=set)
 
 
+def _ps_width(args: list[str]) -> int:
+    """procps' output width with no terminal: 80 columns, 132 with one ``w``, unlimited with two.
+
+    Real ps cuts every line there when it writes to a pipe, as it does under exec.
+    """
+    ws = sum(arg.count("w") for arg in args if arg.startswith("-") and not arg.startswith("--"))
+    return {0: 80, 1: 132}.get(ws, 1 << 30)
+
+
 class FakeCluster:
     """State, operator and HTTP handlers of the fake API server."""
 
@@ -1500,18 +1509,18 @@ class FakeCluster:
                 for p, cmd in pod.replica.processes()
             ]
             procs.append((99999, "ps " + " ".join(argv[1:])))
+            width = _ps_width(argv[1:])
             if "-eo" in argv or "-o" in argv:
-                return 0, "    PID COMMAND\n" + "".join(f"{p:>7} {c}\n" for p, c in procs), ""
-            head = "USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND\n"
-            return (
-                0,
-                head
-                + "".join(
-                    f"root     {p:>7}  0.0  0.0      0     0 ?        S    00:00   0:00 {c}\n"
-                    for p, c in procs
-                ),
-                "",
-            )
+                lines = ["    PID COMMAND", *(f"{p:>7} {c}" for p, c in procs)]
+            else:
+                lines = [
+                    "USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND",
+                    *(
+                        f"root     {p:>7}  0.0  0.0      0     0 ?        S    00:00   0:00 {c}"
+                        for p, c in procs
+                    ),
+                ]
+            return 0, "".join(line[:width] + "\n" for line in lines), ""
         if prog == "kill":
             args = argv[1:]
             signame = "TERM"

@@ -67,7 +67,7 @@ def test_exec_returns_exit_code_in_the_status_channel(fake, core, platform_facto
         core.connect_get_namespaced_pod_exec,
         pod,
         "fault-tolerance-test",
-        command=["ps", "-eo", "pid,args"],
+        command=["ps", "-ww", "-eo", "pid,args"],
         stderr=True,
         stdin=False,
         stdout=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ftctl.errors import ExitStatus, PlatformError, UsageError
@@ -66,6 +68,28 @@ def test_sigkill_of_a_non_pid1_worker_exits_137(fake, platform_factory, tmp_path
     assert record.evidence["signal_sent"] == "SIGKILL"
     assert record.verified
     assert record.evidence["after"]["last_terminated"]["exit_code"] == 137
+
+
+def _proc_cmdline(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return " ".join(part.decode() for part in raw.split(b"\0") if part)
+
+
+def test_process_list_holds_whole_command_lines_past_80_columns(platform_factory, tmp_path):
+    # ps writing to a pipe cuts lines at 80 columns; a long install path then hides the
+    # module name a terminate_process fault matches on.
+    platform = platform_factory()
+    platform.deploy(make_test("ps-width"), tmp_path)
+    platform.wait_ready(60)
+    worker = platform.pods("VllmDecodeWorker")[0]
+    listed = [cmd for _, cmd in platform.list_processes(worker.name) if not cmd.startswith("ps ")]
+    # The pod's processes are host processes here (the fake may renumber the main one to 1).
+    on_host = {_proc_cmdline(int(d.name)) for d in Path("/proc").iterdir() if d.name.isdigit()}
+    assert any(len(cmd) > 80 for cmd in listed), listed
+    assert [cmd for cmd in listed if cmd not in on_host] == []
 
 
 def test_a_process_that_does_not_exist_is_not_verified(platform_factory, tmp_path):

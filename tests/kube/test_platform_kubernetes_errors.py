@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ftctl.errors import ExitStatus, PlatformError
+from ftctl.platforms.kubernetes import PS_ARGV
 from tests.kube.conftest import make_test
 
 pytestmark = pytest.mark.fake_only
@@ -71,7 +72,7 @@ def test_exec_stream_closed_without_status_does_not_crash(fake, platform_factory
     platform.wait_ready(60)
     worker = platform.pods("VllmDecodeWorker")[0]
     fake.exec_mode = "no_status"
-    result = platform.exec(worker.name, ["ps", "-eo", "pid,args"])
+    result = platform.exec(worker.name, list(PS_ARGV))
     assert result.exit_code is None and result.status is None
     assert "dynamo.vllm" in result.stdout
     record = platform.verify_fault(platform.terminate_process(worker, "dynamo.vllm", "SIGKILL"), 60)

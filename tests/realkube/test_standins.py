@@ -82,11 +82,12 @@ def test_one_pod_per_replica_with_the_dcd_paths_names_labels_and_owner(graph):
 
 def test_exec_runs_real_ps_and_kill_scoped_to_the_pod(graph, real_cluster):
     from ftctl.platforms.kube.stream import pod_exec
+    from ftctl.platforms.kubernetes import PS_ARGV
 
     core, _, name = graph
     pod = _pods(core, name, "VllmDecodeWorker")[0].metadata.name
     configuration = core.api_client.configuration
-    ps = pod_exec(configuration, NAMESPACE, pod, ["ps", "-eo", "pid,args"])
+    ps = pod_exec(configuration, NAMESPACE, pod, list(PS_ARGV))
     assert ps.exit_code == 0 and "dynamo.vllm" in ps.stdout
     assert "kube-apiserver" not in ps.stdout  # only the pod's process tree
     stranger = real_cluster.plane._procs["etcd"].pid
