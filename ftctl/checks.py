@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from ftctl.checks_server import SERVER_KINDS, ServerContext, evaluate_server
 from ftctl.errors import ExitStatus
+from ftctl.events import FAULT_INJECTED, FAULT_NOT_VERIFIED, FAULT_VERIFIED
+from ftctl.layout import LOG_SUFFIX, NOT_POD_LOG_SUFFIXES
 from ftctl.scenario.model import Check
 
 Status = Literal["passed", "failed", "inconclusive"]
@@ -73,13 +75,13 @@ def summarize_faults(events: list[dict[str, Any]]) -> FaultSummary:
     summary = FaultSummary(not_verified=[], known_limitations=[])
     for event in events:
         kind = event.get("kind")
-        if kind == "fault_injected":
+        if kind == FAULT_INJECTED:
             summary.injected += 1
-        elif kind == "fault_verified":
+        elif kind == FAULT_VERIFIED:
             summary.verified += 1
             if event.get("skipped_reason"):
                 summary.known_limitations.append(str(event["skipped_reason"]))
-        elif kind == "fault_not_verified":
+        elif kind == FAULT_NOT_VERIFIED:
             summary.not_verified.append(str(event.get("reason") or event.get("pod") or "?"))
     return summary
 
@@ -115,8 +117,8 @@ def _grep_service_logs(result_dir: Path, service: str, pattern: str) -> bool | N
     if not folder.is_dir():
         return None
     regex = re.compile(pattern)
-    for path in sorted(folder.glob("*.log")):
-        if path.name.endswith((".metrics.log", ".events.log")):
+    for path in sorted(folder.glob(f"*{LOG_SUFFIX}")):
+        if path.name.endswith(NOT_POD_LOG_SUFFIXES):
             continue
         with path.open("r", encoding="utf-8", errors="replace") as handle:
             if any(regex.search(line) for line in handle):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from ftctl.events import FAULT_INJECTED
 from ftctl.results.server import (
     PodSeries,
     increase,
@@ -22,16 +23,9 @@ from ftctl.results.server import (
     slope_per_minute,
     window,
 )
-from ftctl.scenario.model import Check
+from ftctl.scenario.model import Check, ServerCheckKind
 
-SERVER_KINDS = (
-    "metric",
-    "worker_removed_after_fault",
-    "queue_drains_after_fault",
-    "no_throughput_collapse",
-    "memory_growth",
-    "no_engine_restart",
-)
+SERVER_KINDS: tuple[str, ...] = get_args(ServerCheckKind)
 # What the shortcuts look at when the check names no metric (ai-dynamo 1.6.1 frontend names).
 QUEUE_METRIC = "dynamo_frontend_queued_requests"
 THROUGHPUT_METRIC = "dynamo_frontend_requests_total"
@@ -56,7 +50,7 @@ class ServerContext:
 
     @classmethod
     def read(cls, result_dir: Path, events: list[dict[str, Any]], overall: Any) -> ServerContext:
-        fault = next((e for e in events if e.get("kind") == "fault_injected"), None)
+        fault = next((e for e in events if e.get("kind") == FAULT_INJECTED), None)
         rec = getattr(overall, "recovery", None)
         recovery_s = None
         if rec is not None:

@@ -131,6 +131,28 @@ class ErrorCollector:
         raise_all(self.errors)
 
 
+class OptionError(UsageError):
+    """A bad option value given to the core (exit 2). ``option`` is its field name: the core
+    never names a flag; the command layer does (``phrase``)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option, self.problem = option, problem
+        super().__init__(f"{option}: {problem}")
+
+    def phrase(self, flag: str) -> str:
+        """The message with the option named as the user typed it."""
+        return f"{flag}: {self.problem}"
+
+
+class OptionNotTakenError(OptionError):
+    """A run option the test's platform does not take (exit 2), e.g. a namespace for local."""
+
+    def __init__(self, option: str, platform: str, test: str | None = None) -> None:
+        self.platform, self.test = platform, test
+        where = f" (test {test})" if test else ""
+        super().__init__(option, f"the {platform} platform does not take this option{where}")
+
+
 class ParseError(FtctlError):
     """A result directory that cannot be read."""
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EVENTS_FILE = "events.jsonl"
+from ftctl.layout import EVENTS_FILE  # noqa: F401 (re-exported: readers name it ev.EVENTS_FILE)
 
 DEPLOY_START = "deploy_start"
 READY = "ready"
@@ -28,6 +28,14 @@ LOAD_END = "load_end"
 TEARDOWN = "teardown"
 EVENT_START = "event_start"
 EVENT_END = "event_end"
+
+# Kinds the runner only notifies its observers of (the progress display); not in events.jsonl.
+TEST_START = "test_start"
+TEST_END = "test_end"
+PLATFORM_LOG = "platform_log"
+METRICS_SERVER = "metrics_server"  # run --metrics-port: where the live metrics are served
+EVENT = "event"  # a timeline event begins
+TICK = "tick"  # load progress while waiting
 
 
 def now_ns() -> int:

@@ -5,11 +5,73 @@ Writers and readers both take their file names from here, so a layout change is 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-# Server-side observation, one file per pod: <Service>/<pod>.metrics.jsonl and .resources.jsonl
-METRICS_SUFFIX = ".metrics.jsonl"
+# A test directory, <output-dir>/<test-name>/
+RUN_FILE = "run.json"  # ftctl's marker: a directory holding it was written by a run
+EVENTS_FILE = "events.jsonl"
+TEST_LOG_FILE = "test.log.txt"  # human log with the upstream marker lines
+TEST_REPORT_FILE = "report.json"  # one test's report
+MARKDOWN_REPORT_FILE = "report.md"
+TIMELINE_FILE = "timeline.png"
+# Names ftctl writes into a result directory and never reads back as results.
+REPORT_SUFFIXES = (".md", ".png")
+
+# The output root
+RUN_REPORT_FILE = "report.json"  # the run's aggregate report
+PREVIOUS_DIR = ".previous"  # earlier results set aside by a new run
+LOADS_DIR = "loads"  # named loads of a test with several
+
+CLIENT_PREFIX = "client_"  # client_N.log.txt (legacy) and client_N/ (aiperf)
+
+# Legacy client: JSONL, one line per logical request
+CLIENT_LOG_GLOB = "client_*.log.txt"
+CLIENT_LOG_RE = re.compile(r"^client_(\d+)\.log\.txt$")
+LOAD_WORKER_STDERR_GLOB = "load_worker_*.stderr.log"
+LOAD_RUN_FILE = "load.json"  # what `ftctl load` saves beside the JSONL (spec + summary)
+
+# aiperf client: client_N/attempt_M/
+CLIENT_DIR_RE = re.compile(r"^client_(\d+)$")
+ATTEMPT_DIR_RE = re.compile(r"^attempt_(\d+)$")
+AIPERF_SUMMARY_FILE = "profile_export_aiperf.json"
+AIPERF_RECORDS_FILE = "profile_export.jsonl"
+AIPERF_CSV_FILE = "profile_export_aiperf.csv"
+GENAI_PERF_LOG = "genai_perf.log"
+AIPERF_LOG = Path("logs") / "aiperf.log"
+ATTEMPT_FILE = "attempt.json"  # ftctl's record of one attempt
+PROMPTS_FILE = "prompts.jsonl"
+
+# Pods, one folder per service: <Service>/<pod><suffix>
+LOG_SUFFIX = ".log"
+PREVIOUS_LOG_SUFFIX = ".previous.log"  # the log before a restart
+METRICS_LOG_SUFFIX = ".metrics.log"  # one /metrics scrape at collection
+POD_EVENTS_SUFFIX = ".events.log"
+POD_YAML_SUFFIX = ".yaml"  # pod manifest and status
+NOT_POD_LOG_SUFFIXES = (METRICS_LOG_SUFFIX, POD_EVENTS_SUFFIX)  # *.log that are not logs
+METRICS_SUFFIX = ".metrics.jsonl"  # server-side series scraped during the run
 RESOURCES_SUFFIX = ".resources.jsonl"
+DGD_FILE = "dgd.yaml"  # the DynamoGraphDeployment applied (kubernetes)
+
+
+def client_log(client: int) -> str:
+    """``client_<N>.log.txt``."""
+    return f"client_{client}.log.txt"
+
+
+def load_worker_stderr(process: int) -> str:
+    """``load_worker_<P>.stderr.log``."""
+    return f"load_worker_{process}.stderr.log"
+
+
+def client_dir(client: int) -> str:
+    """``client_<N>`` (aiperf)."""
+    return f"client_{client}"
+
+
+def attempt_dir(attempt: int) -> str:
+    """``attempt_<M>`` (aiperf)."""
+    return f"attempt_{attempt}"
 
 
 def pod_file(result_dir: Path, service: str, pod: str, suffix: str) -> Path:

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ftctl import __version__
+from ftctl import __version__, layout
 from ftctl import events as ev
 from ftctl.checks import CheckResult, evaluate, summarize_faults, verdict, worst
 from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError, UsageError
+from ftctl.layout import PREVIOUS_DIR, RUN_FILE, RUN_REPORT_FILE
 from ftctl.observe import Scraper
-from ftctl.platforms.base import FaultRecord, Platform, Pod
+from ftctl.platforms.base import FaultRecord, LocalPlatformOptions, Platform, Pod, platform_options
 from ftctl.scenario.model import Event, LoadSpec, TestCase
 
 if TYPE_CHECKING:
@@ -115,21 +116,18 @@ def make_platform(
 ) -> Platform:
     """Build the platform called ``name`` (imports lazily: kubernetes is heavy).
 
-    ``options`` holds the CLI's platform options; each platform takes those it knows.
+    ``options``: the platform options given (field name → value, only those set); an option
+    the platform does not take raises OptionNotTakenError (exit 2) rather than being dropped.
     """
-    import inspect
+    typed = platform_options(name, options)
+    if isinstance(typed, LocalPlatformOptions):
+        from ftctl.platforms.local import LocalPlatform
 
-    if name == "local":
-        from ftctl.platforms.local import LocalPlatform as cls
-    elif name == "kubernetes":
-        from ftctl.platforms.kubernetes import KubernetesPlatform as cls
-    else:
-        raise FtctlError(f"unknown platform '{name}' (choose local or kubernetes)")
-    accepted = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted}
-    if log is not None and "log" in accepted:
-        kwargs["log"] = log
-    return cls(**kwargs)
+        return LocalPlatform()
+    from ftctl.platforms.kubernetes import KubernetesPlatform
+
+    kwargs = {k: v for k, v in dataclasses.asdict(typed).items() if v is not None}
+    return KubernetesPlatform(**kwargs, log=log)
 
 
 class _TestLog:
@@ -225,7 +223,7 @@ class TestRun:
         self.load_start_ns: int | None = None
         self.scraper: Scraper | None = None
         self.events = ev.EventLog(result_dir)
-        self.log = _TestLog(result_dir / "test.log.txt", test.name)
+        self.log = _TestLog(result_dir / layout.TEST_LOG_FILE, test.name)
 
     # -- helpers ----------------------------------------------------------------------------
     def _event(self, kind: str, t_ns: int | None = None, **fields: Any) -> dict[str, Any]:
@@ -238,7 +236,7 @@ class TestRun:
             return self.options.output_dir / spec.result_dir
         if spec.name == "default":
             return self.result_dir
-        return self.result_dir / "loads" / spec.name
+        return self.result_dir / layout.LOADS_DIR / spec.name
 
     def _spec(self, name: str) -> LoadSpec:
         spec = self.test.load(name)
@@ -288,16 +286,19 @@ class TestRun:
     def _run_event(self, index: int, event: Event) -> None:
         started = time.time_ns()
         self.events.write(ev.EVENT_START, started, event=event.kind, index=index)
-        _safe_notify(self.observer, "event", test=self.test.name, event=event, index=index)
+        _safe_notify(self.observer, ev.EVENT, test=self.test.name, event=event, index=index)
         detail: dict[str, Any] = {}
         try:
-            handler = getattr(self, f"_do_{event.kind}")
-            detail = handler(event) or {}
+            handler = HANDLERS.get(event.kind)
+            if handler is None:
+                raise FtctlError(f"no handler for timeline event kind '{event.kind}'")
+            detail = handler(self, event) or {}
         finally:
             self.events.write(ev.EVENT_END, None, event=event.kind, index=index, **detail)
 
     def _do_start_load(self, event: Event) -> dict[str, Any]:
-        from ftctl.clients.base import LoadTarget, launch_load
+        from ftctl.clients.base import LoadTarget
+        from ftctl.clients.launch import launch_load
 
         name = event.load or "default"
         spec = self._spec(name)
@@ -343,7 +344,7 @@ class TestRun:
                 return
             time.sleep(min(remaining, 0.5))
             progress = {n: h.progress() for n, h in self.loads.items()}
-            _safe_notify(self.observer, "tick", test=self.test.name, loads=progress)
+            _safe_notify(self.observer, ev.TICK, test=self.test.name, loads=progress)
 
     def _targets(self, event: Event) -> list[Pod]:
         pods: list[Pod] = []
@@ -452,7 +453,7 @@ class TestRun:
         deadline = time.monotonic() + timeout
         while not handle.wait(0.5):
             _safe_notify(
-                self.observer, "tick", test=self.test.name, loads={name: handle.progress()}
+                self.observer, ev.TICK, test=self.test.name, loads={name: handle.progress()}
             )
             if time.monotonic() > deadline:
                 self.cancelled = True
@@ -511,6 +512,20 @@ class TestRun:
             _restore_interrupts(previous)
 
 
+# The handler of every timeline event kind (scenario.model.Event.kind).
+HANDLERS: dict[str, Callable[[TestRun, Event], dict[str, Any]]] = {
+    "start_load": TestRun._do_start_load,
+    "wait": TestRun._do_wait,
+    "terminate_process": TestRun._do_terminate_process,
+    "delete_pod": TestRun._do_delete_pod,
+    "wait_for_recovery": TestRun._do_wait_for_recovery,
+    "wait_for_log_pattern": TestRun._do_wait_for_log_pattern,
+    "rolling_upgrade": TestRun._do_rolling_upgrade,
+    "stop_load": TestRun._do_stop_load,
+    "wait_for_load_completion": TestRun._do_wait_for_load_completion,
+}
+
+
 def _ignore_interrupts() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
@@ -559,7 +574,7 @@ def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelle
     for spec in test.loads:
         if spec.result_dir:
             extra_dir = options.output_dir / spec.result_dir
-            for name in ("events.jsonl", "test.log.txt", "run.json"):
+            for name in (layout.EVENTS_FILE, layout.TEST_LOG_FILE, RUN_FILE):
                 source = outcome.result_dir / name
                 if source.exists() and not (extra_dir / name).exists():
                     (extra_dir / name).write_bytes(source.read_bytes())
@@ -583,10 +598,7 @@ def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelle
     outcome.status = verdict(outcome.checks)
 
 
-PREVIOUS_DIR = ".previous"
-RUN_FILE = "run.json"  # ftctl's marker: a directory holding it was written by a run
 RUN_SCHEMA = "ftctl.run/v1"
-RUN_REPORT_FILE = "report.json"  # the run's aggregate report at the output root
 RUN_REPORT_SCHEMA = "ftctl.run-report/v1"
 
 
@@ -710,7 +722,7 @@ def run_test(
     outcome = TestOutcome(test.name, result_dir, ExitStatus.OK)
 
     def platform_log(message: str) -> None:
-        _safe_notify(observer, "platform_log", test=test.name, message=message)
+        _safe_notify(observer, ev.PLATFORM_LOG, test=test.name, message=message)
 
     for previous in filter(None, set_aside):
         platform_log(f"previous results moved to {previous}")
@@ -718,7 +730,7 @@ def run_test(
     factory = platform_factory or (
         lambda name: make_platform(name, options.platform_options, platform_log)
     )
-    _safe_notify(observer, "test_start", test=test.name, platform=platform_name)
+    _safe_notify(observer, ev.TEST_START, test=test.name, platform=platform_name)
     run: TestRun | None = None
     interrupted = False
     try:
@@ -758,7 +770,7 @@ def run_test(
             pass
     outcome.duration_s = time.monotonic() - started
     _write_report(outcome, test.reports)
-    _safe_notify(observer, "test_end", test=test.name, status=outcome.status.name)
+    _safe_notify(observer, ev.TEST_END, test=test.name, status=outcome.status.name)
     if interrupted:
         raise Interrupted("interrupted; the deployment was torn down")
     return outcome
@@ -769,7 +781,7 @@ def _write_report(outcome: TestOutcome, reports: tuple[str, ...] = ()) -> None:
     from ftctl.reports.json_report import outcome_to_json
 
     try:
-        path = outcome.result_dir / "report.json"
+        path = outcome.result_dir / layout.TEST_REPORT_FILE
         path.write_text(json.dumps(outcome_to_json(outcome), indent=2, default=_json_default))
     except OSError:
         return
@@ -777,13 +789,15 @@ def _write_report(outcome: TestOutcome, reports: tuple[str, ...] = ()) -> None:
         return
     try:
         if "summary" in reports:
-            from ftctl.reports.compare import report_command
+            from ftctl.reports.markdown import write_markdown_report
 
-            report_command(outcome.result_dir, markdown=outcome.result_dir / "report.md")
+            write_markdown_report(
+                outcome.result_dir, outcome.result_dir / layout.MARKDOWN_REPORT_FILE
+            )
         if "timeline" in reports:
             from ftctl.reports.timeline import plot_timeline
 
-            plot_timeline(outcome.result, outcome.result_dir / "timeline.png")
+            plot_timeline(outcome.result, outcome.result_dir / layout.TIMELINE_FILE)
     except Exception as exc:  # a report that cannot be drawn must not change the verdict
         outcome.result.warnings.append(f"report: {exc}")
 
@@ -803,6 +817,9 @@ def run_tests(
             name = test.name if options.repeat == 1 else f"{test.name}-repeat-{repeat}"
             planned.append(options.output_dir / name)
         planned += [options.output_dir / spec.result_dir for spec in test.loads if spec.result_dir]
+    for test in tests:  # before anything is written or deployed
+        if not test.skip_reason:
+            platform_options(options.platform or test.platform, options.platform_options, test.name)
     check_result_paths(planned, options.output_dir)
     options.output_dir.mkdir(parents=True, exist_ok=True)
     with _sigterm_as_interrupt(), _live_metrics(options, observer or _NullObserver()) as live:
@@ -843,7 +860,7 @@ def _live_metrics(options: RunOptions, observer: Observer) -> Iterator[LiveRegis
             f"metrics port {options.metrics_port}: cannot listen on 127.0.0.1 ({exc.strerror})"
         ) from exc
     with server:
-        _safe_notify(observer, "metrics_server", url=f"http://127.0.0.1:{server.port}/metrics")
+        _safe_notify(observer, ev.METRICS_SERVER, url=f"http://127.0.0.1:{server.port}/metrics")
         yield live
 
 
@@ -868,24 +885,18 @@ def run_scenarios(
     paths: list[Path],
     options: RunOptions,
     *,
-    keyword: str | None = None,
-    include_custom_build: bool = False,
     image: str | None = None,
-    failures_file: Path | None = None,
-    thresholds_file: Path | None = None,
     observer: Observer | None = None,
+    **selection: Any,
 ) -> RunOutcome:
-    """Load, expand and select the tests of ``paths``, then run them (the `ftctl run` core)."""
+    """Load, expand and select the tests of ``paths``, then run them (the `ftctl run` core).
+
+    ``selection``: keyword, include_custom_build, failures_file, thresholds_file (as
+    ``scenario.load_tests`` takes them; the platform is ``options.platform``).
+    """
     from ftctl.scenario import load_tests
 
-    tests = load_tests(
-        paths,
-        keyword=keyword,
-        include_custom_build=include_custom_build,
-        platform=options.platform,
-        failures_file=failures_file,
-        thresholds_file=thresholds_file,
-    )
+    tests = load_tests(paths, platform=options.platform, **selection)
     if not tests:
         raise FtctlError("no test selected (check the paths and -k)")
     if image:

@@ -12,7 +12,7 @@ from concurrent import futures
 
 import grpc
 
-from ftctl.clients.kserve_pb import PACKAGE, SERVICE, M
+from ftctl.kserve.messages import PACKAGE, SERVICE, M
 
 MODES = ("ok", "garbage", "no_text", "stream_error", "cut", "abort", "empty")
 

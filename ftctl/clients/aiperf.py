@@ -25,15 +25,26 @@ from pathlib import Path
 
 from ftctl.clients.base import LoadProgress, LoadTarget
 from ftctl.errors import ClientError
-from ftctl.results.aiperf import GENAI_LOG, RECORDS_FILE, attempt_outcome
+from ftctl.layout import (
+    AIPERF_LOG,
+    ATTEMPT_FILE,
+    PROMPTS_FILE,
+)
+from ftctl.layout import AIPERF_RECORDS_FILE as RECORDS_FILE
+from ftctl.layout import GENAI_PERF_LOG as GENAI_LOG
+from ftctl.layout import (
+    attempt_dir as attempt_dir_name,
+)
+from ftctl.layout import (
+    client_dir as client_dir_name,
+)
+from ftctl.results.aiperf import attempt_outcome
 from ftctl.scenario.model import LoadSpec
 
 log = logging.getLogger(__name__)
 
 ENV_AIPERF = "FTCTL_AIPERF"
 CONSOLE_LOG = GENAI_LOG  # aiperf's console output, under the upstream name detection looks for
-ATTEMPT_FILE = "attempt.json"
-PROMPTS_FILE = "prompts.jsonl"
 RERUN_FAILED_FRACTION = 0.9  # rerun when at least this share of an attempt's requests failed
 # The line aiperf logs (logs/aiperf.log) right before its first request: start-up is over.
 PROFILING_MARKER = b"AIPerf System is PROFILING"
@@ -281,7 +292,7 @@ class AiperfLoad:
         self._aiperf_arg = aiperf
         self.aiperf: str | None = None
         self._clients = [
-            _Client(i, self.out_dir / f"client_{i}") for i in range(max(0, spec.clients))
+            _Client(i, self.out_dir / client_dir_name(i)) for i in range(max(0, spec.clients))
         ]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -301,7 +312,9 @@ class AiperfLoad:
             return
         self.aiperf = find_aiperf(self._aiperf_arg)
         # Validate the mapping once before anything is spawned.
-        aiperf_argv(self.spec, self.target, self.out_dir / "client_0" / "attempt_0", 0)
+        aiperf_argv(
+            self.spec, self.target, self.out_dir / client_dir_name(0) / attempt_dir_name(0), 0
+        )
         self._started = True
         try:
             for client in self._clients:
@@ -395,7 +408,7 @@ class AiperfLoad:
             if attempt_dir is None:
                 continue
             try:
-                if PROFILING_MARKER in (attempt_dir / "logs" / "aiperf.log").read_bytes():
+                if PROFILING_MARKER in (attempt_dir / AIPERF_LOG).read_bytes():
                     count += 1
             except OSError:
                 continue
@@ -419,7 +432,7 @@ class AiperfLoad:
 
     # -- internals ---------------------------------------------------------------------------
     def _launch(self, client: _Client, attempt: int) -> None:
-        attempt_dir = client.directory / f"attempt_{attempt}"
+        attempt_dir = client.directory / attempt_dir_name(attempt)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         argv = aiperf_argv(
             self.spec,

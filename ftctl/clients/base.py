@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ftctl.scenario.model import LoadSpec
-
 
 @dataclass
 class LoadProgress:
@@ -48,14 +46,3 @@ class LoadHandle(Protocol):
 
     def kill(self) -> None:
         """End every client process at once (cleanup path). Idempotent."""
-
-
-def launch_load(spec: LoadSpec, target: LoadTarget, out_dir: Path) -> LoadHandle:
-    """Build the load handle for ``spec.client`` writing into ``out_dir`` (not started)."""
-    if spec.client == "legacy":
-        from ftctl.clients.legacy import LegacyLoad
-
-        return LegacyLoad(spec, target, out_dir)
-    from ftctl.clients.aiperf import AiperfLoad
-
-    return AiperfLoad(spec, target, out_dir)

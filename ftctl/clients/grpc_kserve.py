@@ -22,29 +22,24 @@ import itertools
 import random
 from collections.abc import Sequence
 from time import perf_counter_ns
-from urllib.parse import urlsplit
 
 import grpc
 import grpc.aio
-from google.protobuf.message import DecodeError
 
 from ftctl.clients.http import MAX_CONTENT_CHARS, Attempt
-from ftctl.clients.kserve_pb import M, method
 from ftctl.clients.prompts import sample_length, synthetic_prompt
+from ftctl.kserve.messages import M
+from ftctl.kserve.wire import (
+    CHANNEL_OPTIONS,
+    INFER,
+    STREAM_INFER,
+    build_request,
+    decode,
+    grpc_target,
+    parse_message,
+)
 from ftctl.scenario.model import LoadSpec
 
-INFER = method("ModelInfer")
-STREAM_INFER = method("ModelStreamInfer")
-# Reconnect quickly after a frontend restart (grpc's default backoff starts at 1 s and grows
-# to 120 s, which would hide a recovery behind the client's own backoff).
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.enable_retries", 0),  # ftctl's retries are attempts; grpc must not add hidden ones
-    ("grpc.use_local_subchannel_pool", 1),  # each channel its own connection (spread over pods)
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-)
 # Channels per target: logical clients share them round-robin (HTTP/2 multiplexes requests).
 CHANNELS_PER_TARGET = 4
 
@@ -59,27 +54,6 @@ _CLIENT_SIDE = {
     grpc.StatusCode.UNIMPLEMENTED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-
-
-def grpc_target(url: str) -> str:
-    """``host:port`` of ``grpc://host:port``, ``http://host:port`` or ``host:port``."""
-    if "://" not in url:
-        return url.rstrip("/")
-    parts = urlsplit(url)
-    if not parts.hostname or parts.port is None:
-        raise ValueError(f"not a host:port URL: {url!r}")
-    return f"{parts.hostname}:{parts.port}"
-
-
-def build_request(model: str, prompt: str, streaming: bool, max_tokens: int, rid: str) -> bytes:
-    """A serialized ``ModelInferRequest`` with the inputs Dynamo's KServe frontend expects."""
-    req = M.ModelInferRequest(model_name=model, id=rid)
-    text = req.inputs.add(name="text_input", datatype="BYTES", shape=[1])
-    text.contents.bytes_contents.append(prompt.encode())
-    flag = req.inputs.add(name="streaming", datatype="BOOL", shape=[1])
-    flag.contents.bool_contents.append(streaming)
-    req.parameters["max_tokens"].int64_param = max_tokens
-    return req.SerializeToString()
 
 
 class GrpcPayloadMaker:
@@ -159,43 +133,6 @@ def _fail_rpc(att: Attempt, err: grpc.aio.AioRpcError, got_data: bool) -> Attemp
     return att.fail(cls, text)
 
 
-def _bytes_output(resp, name: str) -> list[bytes] | None:
-    """The elements of BYTES output ``name`` (typed contents or raw length-prefixed form)."""
-    for i, out in enumerate(resp.outputs):
-        if out.name != name:
-            continue
-        if out.HasField("contents"):
-            return list(out.contents.bytes_contents)
-        if i < len(resp.raw_output_contents):
-            raw, items, pos = resp.raw_output_contents[i], [], 0
-            while pos + 4 <= len(raw):
-                n = int.from_bytes(raw[pos : pos + 4], "little")
-                items.append(raw[pos + 4 : pos + 4 + n])
-                pos += 4 + n
-            return items
-        return []
-    return None
-
-
-def _parse(cls, raw: object):
-    """``cls`` parsed from ``raw`` bytes, or the error text when they are not one."""
-    if not isinstance(raw, bytes):
-        return f"gRPC answer of type {type(raw).__name__}, expected bytes"
-    try:
-        return cls.FromString(raw)
-    except DecodeError as exc:
-        return f"undecodable {cls.DESCRIPTOR.name} ({len(raw)} bytes): {exc}"
-
-
-def _decode(resp) -> tuple[str | None, str | None]:
-    """(text, finish reason) of one response; text None when ``text_output`` is missing."""
-    text = _bytes_output(resp, "text_output")
-    reason = _bytes_output(resp, "finish_reason")
-    joined = None if text is None else b"".join(text).decode("utf-8", "replace")
-    fin = b"".join(reason).decode("utf-8", "replace") if reason else ""
-    return joined, (fin or None)
-
-
 def _result(att: Attempt, resp_id: str, model: str, text: str, finish: str | None) -> None:
     att.result = {
         "id": resp_id or None,
@@ -228,10 +165,10 @@ async def send_grpc(
     except Exception as exc:  # a client-side surprise is this request's error, never a crash
         return att.fail("protocol", f"{type(exc).__name__}: {exc}")
     att.end_perf = perf_counter_ns()
-    resp = _parse(M.ModelInferResponse, raw)
+    resp = parse_message(M.ModelInferResponse, raw)
     if isinstance(resp, str):
         return att.fail("protocol", resp)
-    text, finish = _decode(resp)
+    text, finish = decode(resp)
     if text is None:
         return att.fail("protocol", "ModelInferResponse without a text_output tensor")
     _result(att, resp.id, resp.model_name, text, finish)
@@ -253,7 +190,7 @@ async def _stream(att: Attempt, channel: grpc.aio.Channel, body: bytes, timeout:
         await call.done_writing()
         async for raw in call:
             now = perf_counter_ns()
-            msg = _parse(M.ModelStreamInferResponse, raw)
+            msg = parse_message(M.ModelStreamInferResponse, raw)
             if isinstance(msg, str):
                 att.output_tokens = tokens
                 return att.fail("protocol", msg)
@@ -266,7 +203,7 @@ async def _stream(att: Attempt, channel: grpc.aio.Channel, body: bytes, timeout:
             resp = msg.infer_response
             rid = rid or resp.id
             model = model or resp.model_name
-            piece, fin = _decode(resp)
+            piece, fin = decode(resp)
             if piece is None:
                 return att.fail("protocol", "stream response without a text_output tensor")
             if piece:
@@ -300,48 +237,3 @@ async def _stream(att: Attempt, channel: grpc.aio.Channel, body: bytes, timeout:
         return att.fail("empty", "stream carried no content")
     att.status = 200
     return att
-
-
-# -- probes (auto-detect, readiness) ---------------------------------------------------------
-def probe(target: str, model: str | None, timeout: float = 3.0) -> tuple[bool, str]:
-    """Is ``target`` a KServe v2 gRPC server? (ok, what was found), by ``ServerLive`` and, with a
-    model, ``ModelMetadata`` (blocking; for the CLI and the platform, not the load engine)."""
-    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
-        try:
-            live = ch.unary_unary(
-                method("ServerLive"),
-                request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=M.ServerLiveResponse.FromString,
-            )(M.ServerLiveRequest(), timeout=timeout)
-        except grpc.RpcError as exc:
-            return False, f"ServerLive: grpc {exc.code().name}: {exc.details()}"
-        if not live.live:
-            return False, "ServerLive answered live=false"
-        if not model:
-            return True, "ServerLive: live"
-        try:
-            meta = ch.unary_unary(
-                method("ModelMetadata"),
-                request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=M.ModelMetadataResponse.FromString,
-            )(M.ModelMetadataRequest(name=model), timeout=timeout)
-        except grpc.RpcError as exc:
-            return False, f"ModelMetadata({model}): grpc {exc.code().name}: {exc.details()}"
-        names = [i.name for i in meta.inputs]
-        return True, f"ModelMetadata({meta.name}): inputs {', '.join(names) or 'none'}"
-
-
-def probe_infer(target: str, model: str, timeout: float = 10.0) -> str | None:
-    """One small unary ``ModelInfer`` (blocking): None when a non-empty completion came back,
-    else what went wrong (the local platform's first-completion check in KServe mode)."""
-    body = build_request(model, "ready check", False, 2, "ftctl-ready")
-    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
-        try:
-            raw = ch.unary_unary(INFER)(body, timeout=timeout)
-        except grpc.RpcError as exc:
-            return f"grpc {exc.code().name}: {exc.details()}"
-    resp = _parse(M.ModelInferResponse, raw)
-    if isinstance(resp, str):
-        return resp
-    text, _finish = _decode(resp)
-    return None if text else f"no text_output in {resp}"[:200]

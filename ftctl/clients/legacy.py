@@ -31,6 +31,7 @@ from ftctl.clients.http import ERROR_CLASSES, Attempt, send
 from ftctl.clients.loadtable import percentile
 from ftctl.clients.prompts import PayloadMaker
 from ftctl.errors import ClientError
+from ftctl.layout import client_log, load_worker_stderr
 from ftctl.scenario.model import LoadSpec, TokenDist
 
 # Prometheus histogram bounds of client_latency_seconds (seconds; +Inf implied).
@@ -210,7 +211,7 @@ class ClientRun:
         self.spec = spec
         self.grpc = spec.protocol == "grpc"
         if self.grpc:
-            from ftctl.clients.grpc_kserve import grpc_target  # grpc is imported only when used
+            from ftctl.kserve.wire import grpc_target  # grpc is imported only when used
 
             # KServe v2 over gRPC: the URL names the server; the RPC is in the record's url.
             self.urls = [f"grpc://{grpc_target(u)}" for u in urls]
@@ -241,7 +242,7 @@ class ClientRun:
     def _fd(self, client: int) -> int:
         fd = self._fds.get(client)
         if fd is None:
-            path = self.out_dir / f"client_{client}.log.txt"
+            path = self.out_dir / client_log(client)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._fds[client] = fd
         return fd
@@ -473,7 +474,8 @@ class ClientRun:
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout)
         try:
             if self.grpc:
-                from ftctl.clients.grpc_kserve import GrpcChannels, grpc_target, send_grpc
+                from ftctl.clients.grpc_kserve import GrpcChannels, send_grpc
+                from ftctl.kserve.wire import grpc_target
 
                 self._send_grpc = send_grpc
                 async with GrpcChannels([grpc_target(u) for u in self.urls]) as channels:
@@ -660,7 +662,7 @@ class LegacyLoad:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         for p, cfg in enumerate(self._configs()):
-            err = open(self.out_dir / f"load_worker_{p}.stderr.log", "wb")  # noqa: SIM115
+            err = open(self.out_dir / load_worker_stderr(p), "wb")  # noqa: SIM115
             try:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "ftctl.clients.legacy_worker"],
@@ -797,7 +799,7 @@ class LegacyLoad:
                         pass
 
     def _stderr_tail(self, p: int) -> str:
-        path = self.out_dir / f"load_worker_{p}.stderr.log"
+        path = self.out_dir / load_worker_stderr(p)
         try:
             lines = path.read_text(errors="replace").strip().splitlines()
         except OSError:
@@ -807,7 +809,7 @@ class LegacyLoad:
     def _tidy(self) -> None:
         # Worker stderr files are kept only when something was written there.
         for p in range(len(self._procs)):
-            path = self.out_dir / f"load_worker_{p}.stderr.log"
+            path = self.out_dir / load_worker_stderr(p)
             try:
                 if path.stat().st_size == 0:
                     path.unlink()

@@ -9,9 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 from ftctl.errors import ParseError
+from ftctl.layout import CLIENT_LOG_GLOB, LOAD_RUN_FILE
 from ftctl.results.outcome import attempt_outcomes, record_succeeded
 
-RUN_FILE = "load.json"  # what `ftctl load` saves beside the JSONL (spec + summary)
 STATS = ("min", "max", "mean", "median", "p90", "p95", "p99")
 
 
@@ -138,16 +138,16 @@ def mode_text(arrival: str, streams: int | None, rate: float | None) -> str:
 def read_run(path: Path) -> RunStats:
     """Statistics of a saved run directory (``ftctl load`` output, a test dir, or upstream)."""
     path = Path(path)
-    files = sorted(path.glob("client_*.log.txt"))
+    files = sorted(path.glob(CLIENT_LOG_GLOB))
     if not files:
         raise ParseError(f"{path}: no client_*.log.txt files; is this a legacy load directory?")
     run = RunStats(name=path.name or str(path))
     meta: dict = {}
-    if (path / RUN_FILE).is_file():
+    if (path / LOAD_RUN_FILE).is_file():
         try:
-            meta = json.loads((path / RUN_FILE).read_text())
+            meta = json.loads((path / LOAD_RUN_FILE).read_text())
         except ValueError as exc:
-            raise ParseError(f"{path / RUN_FILE}: invalid JSON: {exc}") from exc
+            raise ParseError(f"{path / LOAD_RUN_FILE}: invalid JSON: {exc}") from exc
     spec = meta.get("spec") or {}
     summary = meta.get("summary") or {}
     run.clients = int(spec.get("clients") or len(files))

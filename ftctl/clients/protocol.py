@@ -75,7 +75,7 @@ def detect_protocol(
         if model is None and not models:
             raise ClientError(f"{base_url} lists no model; pass --model")
         return "http", model or models[0], f"HTTP: /v1/models lists {', '.join(models)}"
-    from ftctl.clients.grpc_kserve import grpc_target, probe
+    from ftctl.kserve.wire import grpc_target, probe
 
     ok, grpc_note = probe(grpc_target(base_url), model, timeout)
     if ok and model:

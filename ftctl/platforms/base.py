@@ -6,10 +6,11 @@ Everything above it — runner, clients, parsers, checks, reports — is platfor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from ftctl.errors import FtctlError, OptionNotTakenError
 from ftctl.scenario.model import TestCase
 
 
@@ -110,3 +111,47 @@ class Platform(Protocol):
 
     def teardown(self) -> None:
         """Remove everything deployed. Idempotent; safe to call on any exit path."""
+
+
+@dataclass(frozen=True)
+class LocalPlatformOptions:
+    """The command-line options the local platform takes: none (it runs on this machine)."""
+
+
+@dataclass(frozen=True)
+class KubernetesPlatformOptions:
+    """The command-line options the kubernetes platform takes."""
+
+    namespace: str | None = None  # None: the platform's default namespace
+    allow_namespaces: tuple[str, ...] = ()
+    kubeconfig: Path | None = None
+    context: str | None = None
+    skip_service_restart: bool = False
+
+
+PLATFORM_OPTIONS: dict[str, type[LocalPlatformOptions] | type[KubernetesPlatformOptions]] = {
+    "local": LocalPlatformOptions,
+    "kubernetes": KubernetesPlatformOptions,
+}
+
+
+def platform_options(
+    platform: str, given: dict[str, Any], test: str | None = None
+) -> LocalPlatformOptions | KubernetesPlatformOptions:
+    """The typed options of ``platform`` from those given (field name → value, only those set).
+
+    Raises:
+        OptionNotTakenError: an option the platform does not take (named by its field).
+        FtctlError: an unknown platform.
+    """
+    cls = PLATFORM_OPTIONS.get(platform)
+    if cls is None:
+        raise FtctlError(f"unknown platform '{platform}' (choose local or kubernetes)")
+    taken = {f.name for f in fields(cls)}
+    for option in given:
+        if option not in taken:
+            raise OptionNotTakenError(option, platform, test)
+    values = dict(given)
+    if "allow_namespaces" in values:
+        values["allow_namespaces"] = tuple(values["allow_namespaces"])
+    return cls(**values)

@@ -17,6 +17,14 @@ from typing import Any
 import yaml
 
 from ftctl.errors import PlatformError
+from ftctl.layout import (
+    DGD_FILE,
+    LOG_SUFFIX,
+    METRICS_LOG_SUFFIX,
+    POD_EVENTS_SUFFIX,
+    POD_YAML_SUFFIX,
+    PREVIOUS_LOG_SUFFIX,
+)
 from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
 from ftctl.platforms.kube.client import (
     DEFAULT_NAMESPACE,
@@ -29,11 +37,11 @@ from ftctl.platforms.kube.client import (
     KubeTarget,
     api_call,
     check_namespace,
-    is_protected,
     load_configuration,
     status_of,
 )
 from ftctl.platforms.kube.dgd import build_dgd, expected_replicas, role_of, set_service_env
+from ftctl.platforms.kube.procs import PS_ARGV, kill_argv
 from ftctl.platforms.kube.stream import ResilientEndpoint, http_get_via_forward, pod_exec
 from ftctl.scenario.model import TestCase
 
@@ -42,8 +50,6 @@ WORKER_METRICS_PORT = 9090
 POLL = 0.25
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
-# How a pod's processes are listed (see KubernetesPlatform.list_processes).
-PS_ARGV = ("ps", "-ww", "-eo", "pid,args")
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
 ROLLOUT_ENV = "FTCTL_ROLLOUT"
 
@@ -451,7 +457,7 @@ class KubernetesPlatform:
             sent = "SIGINT"
             record.evidence["pid1"] = f"{sig} to PID 1 is ignored by the kernel; sent SIGINT"
         record.evidence["signal_sent"] = sent
-        argv = ["kill", "-s", sent.removeprefix("SIG"), *[str(pid) for pid, _ in matched]]
+        argv = kill_argv(sent, [pid for pid, _ in matched])
         record.t_ns = time.time_ns()  # T_f: right before the kill exec
         result = self.exec(pod.name, argv)
         record.evidence["kill_exit_code"] = result.exit_code
@@ -688,11 +694,13 @@ class KubernetesPlatform:
         if pod is None:
             return
         data = self._api_client.sanitize_for_serialization(pod)
-        (folder / f"{name}{suffix}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-        (folder / f"{name}{suffix}.log").write_text(self._pod_log(name))
+        (folder / f"{name}{suffix}{POD_YAML_SUFFIX}").write_text(
+            yaml.safe_dump(data, sort_keys=False)
+        )
+        (folder / f"{name}{suffix}{LOG_SUFFIX}").write_text(self._pod_log(name))
         c = _main_status(pod)
         if c is not None and (c.restart_count or 0) > 0:
-            (folder / f"{name}{suffix}.previous.log").write_text(self._pod_log(name, True))
+            (folder / f"{name}{suffix}{PREVIOUS_LOG_SUFFIX}").write_text(self._pod_log(name, True))
         port = FRONTEND_PORT if self.roles.get(service) == "frontend" else WORKER_METRICS_PORT
         try:
             metrics = http_get_via_forward(
@@ -700,7 +708,7 @@ class KubernetesPlatform:
             )
         except PlatformError as exc:
             metrics = f"# scrape failed: {exc}\n"
-        (folder / f"{name}{suffix}.metrics.log").write_text(metrics)
+        (folder / f"{name}{suffix}{METRICS_LOG_SUFFIX}").write_text(metrics)
         lines = []
         try:
             with api_call(f"list events of pod {name}"):
@@ -712,7 +720,7 @@ class KubernetesPlatform:
                 lines.append(f"{when} {ev.type} {ev.reason}: {ev.message}")
         except PlatformError as exc:
             lines.append(f"# events unavailable: {exc}")
-        (folder / f"{name}{suffix}.events.log").write_text("\n".join(lines) + "\n")
+        (folder / f"{name}{suffix}{POD_EVENTS_SUFFIX}").write_text("\n".join(lines) + "\n")
 
     def collect_logs(self, dest: Path) -> None:
         """Write ``<Service>/<pod>.log``, ``.previous.log``, ``.metrics.log``, ``.yaml``, ``.events.log``."""
@@ -725,7 +733,7 @@ class KubernetesPlatform:
             self._write_pod_files(folder, pod.name, pod.service)
         dgd = self._get_dgd(self.dgd_name)
         if dgd is not None:
-            (dest / "dgd.yaml").write_text(yaml.safe_dump(dgd, sort_keys=False))
+            (dest / DGD_FILE).write_text(yaml.safe_dump(dgd, sort_keys=False))
 
     # -- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:
@@ -784,24 +792,6 @@ def cleanup(
     return names
 
 
-def cleanup_command(
-    namespace: str = DEFAULT_NAMESPACE,
-    kubeconfig: str | Path | None = None,
-    context: str | None = None,
-    allow_namespaces: tuple[str, ...] | list[str] = (),
-) -> str:
-    """``ftctl cleanup``: delete leftovers by label; return the report text."""
-    lines: list[str] = []
-    names = cleanup(namespace, kubeconfig, context, allow_namespaces, log=lines.append)
-    if not names:
-        lines.append(f"kubernetes: nothing to clean up in namespace {namespace}")
-    else:
-        lines.append(
-            f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
-        )
-    return "\n".join(lines)
-
-
 DRY_RUN_HEADER = "# DynamoGraphDeployment for "
 
 
@@ -831,43 +821,3 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
                 what += " (force)" if event.force else " (graceful)"
             lines.append(f"# {what}: service {svc}, {which}")
     return "\n".join(lines).rstrip() + "\n"
-
-
-def namespace_line(namespace: str, allow: tuple[str, ...] | list[str] = ()) -> str:
-    """The plan's namespace line; raises UsageError (exit 2) when ``run`` would refuse it."""
-    check_namespace(namespace, allow)
-    if is_protected(namespace):
-        return (
-            f"# namespace: {namespace} (protected: a system or shared namespace, "
-            "allowed by --allow-namespace)"
-        )
-    return f"# namespace: {namespace}"
-
-
-def annotate_plan(
-    text: str,
-    namespace: str = DEFAULT_NAMESPACE,
-    allow: tuple[str, ...] | list[str] = (),
-    *,
-    as_json: bool = False,
-) -> str:
-    """Add the namespace to each kubernetes test of a plan (text or JSON); others unchanged.
-
-    Raises UsageError (exit 2) when the namespace would be refused, so a plan never shows a
-    deployment that ``run`` would not make.
-    """
-    line = namespace_line(namespace, allow)
-    if as_json:
-        plans = json.loads(text)
-        if not isinstance(plans, list):
-            return text
-        for plan in plans:
-            if isinstance(plan, dict) and "dgd" in plan:
-                plan["namespace"] = {"name": namespace, "protected": is_protected(namespace)}
-        return json.dumps(plans, indent=2, default=str)
-    out: list[str] = []
-    for row in text.split("\n"):
-        out.append(row)
-        if row.startswith(DRY_RUN_HEADER):
-            out.append(line)
-    return "\n".join(out)

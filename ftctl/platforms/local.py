@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ftctl.errors import PlatformError
+from ftctl.layout import METRICS_LOG_SUFFIX, POD_EVENTS_SUFFIX, POD_YAML_SUFFIX
 from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
 from ftctl.platforms.proxy import TcpProxy
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor, proc_cmdline
@@ -507,7 +508,7 @@ class LocalPlatform:
     def _try_completion(self) -> str | None:
         assert self._proxy is not None and self._proxy.address is not None
         if self._kserve():
-            from ftctl.clients.grpc_kserve import probe_infer
+            from ftctl.kserve.wire import probe_infer
 
             return probe_infer("{}:{}".format(*self._proxy.address), self.model)
         body = json.dumps(
@@ -761,7 +762,7 @@ class LocalPlatform:
         except (OSError, http.client.HTTPException):
             return
         if status == 200:
-            r.log_path.with_name(f"{r.name}{suffix}.metrics.log").write_bytes(body)
+            r.log_path.with_name(f"{r.name}{suffix}{METRICS_LOG_SUFFIX}").write_bytes(body)
 
     def _status(self, r: Replica) -> dict:
         return {
@@ -805,10 +806,10 @@ class LocalPlatform:
             out.mkdir(parents=True, exist_ok=True)
             for src in r.log_path.parent.glob(f"{r.name}.*"):
                 shutil.copy2(src, out / src.name)
-            (out / f"{r.name}.yaml").write_text(
+            (out / f"{r.name}{POD_YAML_SUFFIX}").write_text(
                 yaml.safe_dump(self._status(r), sort_keys=False), encoding="utf-8"
             )
-            (out / f"{r.name}.events.log").write_text(_events_text(r), encoding="utf-8")
+            (out / f"{r.name}{POD_EVENTS_SUFFIX}").write_text(_events_text(r), encoding="utf-8")
 
     # -- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:

@@ -14,6 +14,8 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftctl.layout import LOG_SUFFIX, PREVIOUS_LOG_SUFFIX
+
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 _STABLE_S = 10.0  # a container that lived this long resets the crash-loop backoff
 _MAX_BACKOFF_S = 30.0
@@ -120,8 +122,8 @@ class Replica:
         self.deleted = False
         service_dir = log_dir / service
         service_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = service_dir / f"{name}.log"
-        self.previous_log_path = service_dir / f"{name}.previous.log"
+        self.log_path = service_dir / f"{name}{LOG_SUFFIX}"
+        self.previous_log_path = service_dir / f"{name}{PREVIOUS_LOG_SUFFIX}"
         self.history: list[dict] = []
         self._supervisor = weakref.ref(supervisor)
         self._lock = threading.RLock()

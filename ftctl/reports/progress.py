@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ftctl import events as ev
+
 
 class ProgressPrinter:
     """A runner observer: phase, elapsed, requests ok/failed, next event."""
@@ -32,41 +34,41 @@ class ProgressPrinter:
 
     def notify(self, kind: str, **fields: Any) -> None:
         test = fields.get("test", self.test)
-        if kind == "test_start":
+        if kind == ev.TEST_START:
             self.test, self.started = test, time.monotonic()
             self._line(f"[{test}] start on {fields.get('platform')}")
-        elif kind == "metrics_server":
+        elif kind == ev.METRICS_SERVER:
             self._line(f"live metrics: {fields.get('url')}")
-        elif kind == "platform_log":
+        elif kind == ev.PLATFORM_LOG:
             self._line(f"[{test}] {fields.get('message')}")
-        elif kind == "deploy_start":
+        elif kind == ev.DEPLOY_START:
             self.phase = "deploying"
             self._line(f"[{test}] {self._elapsed()} deploying")
-        elif kind == "ready":
+        elif kind == ev.READY:
             self.phase = "ready"
             self._line(
                 f"[{test}] {self._elapsed()} ready (startup {fields.get('startup_s', 0):.1f}s)"
             )
-        elif kind == "load_start":
+        elif kind == ev.LOAD_START:
             self.phase = "load"
             self._line(f"[{test}] {self._elapsed()} load '{fields.get('load')}' started")
-        elif kind == "event":
+        elif kind == ev.EVENT:
             event = fields.get("event")
             if event is not None and event.kind not in ("wait",):
                 self._line(f"[{test}] {self._elapsed()} {event.kind}")
-        elif kind == "fault_injected":
+        elif kind == ev.FAULT_INJECTED:
             delay = fields.get("injection_delay_s")
             extra = f" (+{delay * 1000:.0f} ms vs schedule)" if delay is not None else ""
             self._line(
                 f"[{test}] {self._elapsed()} fault: {fields.get('action')} {fields.get('pod')}{extra}"
             )
-        elif kind in ("fault_verified", "fault_not_verified"):
+        elif kind in (ev.FAULT_VERIFIED, ev.FAULT_NOT_VERIFIED):
             rec = fields.get("pod_recovery_s")
             rec_text = f", pod back after {rec:.1f}s" if rec is not None else ""
             self._line(
                 f"[{test}] {self._elapsed()} {kind.replace('_', ' ')}: {fields.get('pod')}{rec_text}"
             )
-        elif kind == "tick":
+        elif kind == ev.TICK:
             loads = fields.get("loads") or {}
             ok = sum(p.ok for p in loads.values())
             failed = sum(p.failed for p in loads.values())
@@ -76,9 +78,9 @@ class ProgressPrinter:
             elif time.monotonic() - self._last_plain >= 10:
                 self._last_plain = time.monotonic()
                 self._line(text)
-        elif kind == "load_end":
+        elif kind == ev.LOAD_END:
             self._line(f"[{test}] {self._elapsed()} load '{fields.get('load')}' ended")
-        elif kind == "teardown":
+        elif kind == ev.TEARDOWN:
             self._line(f"[{test}] {self._elapsed()} torn down")
-        elif kind == "test_end":
+        elif kind == ev.TEST_END:
             self._line(f"[{test}] {self._elapsed()} {fields.get('status', '').lower()}")

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ftctl.layout import (
+    AIPERF_CSV_FILE,
+    AIPERF_RECORDS_FILE,
+    AIPERF_SUMMARY_FILE,
+    ATTEMPT_DIR_RE,
+    CLIENT_DIR_RE,
+    GENAI_PERF_LOG,
+)
 from ftctl.results.files import numbered_entries, read_regular
 
-SUMMARY_FILE = "profile_export_aiperf.json"
-RECORDS_FILE = "profile_export.jsonl"
-CSV_FILE = "profile_export_aiperf.csv"
-GENAI_LOG = "genai_perf.log"
+SUMMARY_FILE = AIPERF_SUMMARY_FILE
+RECORDS_FILE = AIPERF_RECORDS_FILE
+CSV_FILE = AIPERF_CSV_FILE
+GENAI_LOG = GENAI_PERF_LOG
 
-_CLIENT_DIR = re.compile(r"^client_(\d+)$")
-_ATTEMPT_DIR = re.compile(r"^attempt_(\d+)$")
+_CLIENT_DIR = CLIENT_DIR_RE
+_ATTEMPT_DIR = ATTEMPT_DIR_RE
 
 
 def client_dirs(path: Path) -> list[tuple[int, Path]]:
@@ -234,8 +241,8 @@ def read_records(
     """
     import numpy as np
 
+    from ftctl.results.common import FileWarnings, checked_table, valid_ns
     from ftctl.results.fast import aiperf_columns
-    from ftctl.results.legacy import _Warn, checked_table, valid_ns
     from ftctl.results.model import RequestTable
     from ftctl.results.sanity import screen
 
@@ -248,7 +255,7 @@ def read_records(
         return None
     columns = aiperf_columns(raw)
     if columns is not None:
-        warn = _Warn(path, warnings)
+        warn = FileWarnings(path, warnings)
         table = checked_table(
             path,
             client,
@@ -387,7 +394,7 @@ def read_aiperf_dir(
     tables = []
     summaries: dict[int, dict[str, Any]] = {}
     cancelled = False
-    from ftctl.results.legacy import parallel_map
+    from ftctl.results.common import parallel_map
 
     clients = client_dirs(path)
     sizes = [_records_size(client_dir) for _, client_dir in clients]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from ftctl.errors import ParseError
 from ftctl.events import EVENTS_FILE
+from ftctl.layout import LOADS_DIR
 from ftctl.results import aiperf
 from ftctl.results.legacy import client_files
 from ftctl.results.upstream import TEST_LOG
 
 PARSERS = ("aiperf", "legacy")
-LOADS_DIR = "loads"
 _AIPERF_MARKERS = (aiperf.SUMMARY_FILE, aiperf.CSV_FILE, aiperf.GENAI_LOG, aiperf.RECORDS_FILE)
 
 

@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ftctl.results.legacy import MAX_NS
+from ftctl.results.common import MAX_NS, attempt_times
 
 if TYPE_CHECKING:
     import numpy as np
-
-_NS = 1_000_000_000
 
 
 class _Message(msgspec.Struct, gc=False):
@@ -159,8 +157,6 @@ def _attempt_columns(
     full: list[_LegacyRecord], starts: list[int], ends: list[int], ok: list[bool]
 ) -> tuple[list[int], list[int], list[int], list[bool]]:
     """(request row, start, end, ok) of every attempt of every record."""
-    from ftctl.results.legacy import attempt_times
-
     request: list[int] = []
     a_start: list[int] = []
     a_end: list[int] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ftctl.results.common import NS_PER_S as _NS
 from ftctl.results.model import (
     LATENCY_STATS,
     AttemptTable,
@@ -12,8 +13,6 @@ from ftctl.results.model import (
     Recovery,
     RequestTable,
 )
-
-_NS = 1_000_000_000
 
 
 def unknown_end(table: RequestTable | AttemptTable) -> np.ndarray:

@@ -328,7 +328,7 @@ class TestResult:
     __test__ = False  # not a pytest class, despite the name
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (schema ``ftctl.parse/v2``, see ftctl.results.command)."""
+        """A JSON-ready dict (schema ``ftctl.parse/v2``, see ftctl.commands.parse)."""
         data: dict[str, Any] = {}
         for f in fields(self):
             if f.name == "requests":

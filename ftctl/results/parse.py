@@ -10,6 +10,7 @@ from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFI
 from ftctl.events import read_events as _read_events
 from ftctl.layout import METRICS_SUFFIX
 from ftctl.results import aiperf, upstream
+from ftctl.results.common import NS_PER_S as _NS
 from ftctl.results.detect import detect_kind, load_dirs
 from ftctl.results.files import is_regular
 from ftctl.results.legacy import read_legacy_dir, valid_ns
@@ -23,8 +24,6 @@ from ftctl.results.model import (
     TestResult,
 )
 from ftctl.results.server import summarize_server
-
-_NS = 1_000_000_000
 
 # Failure names in the order of the upstream failure table (REFERENCE §2): table row order.
 FAILURE_ORDER = (

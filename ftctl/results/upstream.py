@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ftctl.layout import (
+    CLIENT_PREFIX,
+    LOADS_DIR,
+    LOG_SUFFIX,
+    NOT_POD_LOG_SUFFIXES,
+    PREVIOUS_LOG_SUFFIX,
+    TEST_LOG_FILE,
+)
 from ftctl.results.files import read_regular
 from ftctl.results.legacy import naive_epoch_s
 
-TEST_LOG = "test.log.txt"
+TEST_LOG = TEST_LOG_FILE
 _LINE = re.compile(r"^\[TEST\] (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\s+\S+\s+(.*)$")
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?)(Z|[+-]\d\d:?\d\d)?(?![\d:])")
 READY_PATTERNS = re.compile(
@@ -122,10 +130,10 @@ def service_logs(test_dir: Path) -> list[Path]:
     except OSError:
         return []
     for child in children:
-        if child.name.startswith("client_") or child.name == "loads":
+        if child.name.startswith(CLIENT_PREFIX) or child.name == LOADS_DIR:
             continue
-        for log in sorted(child.glob("*.log")):
-            if log.name.endswith((".metrics.log", ".events.log")):
+        for log in sorted(child.glob(f"*{LOG_SUFFIX}")):
+            if log.name.endswith(NOT_POD_LOG_SUFFIXES):
                 continue
             logs.append(log)
     return logs
@@ -141,7 +149,7 @@ def infer_offset_from_logs(test_dir: Path, fault_local_s: float) -> float | None
     fault, so its last (UTC) stamp and the (local) fault marker name the same moment.
     """
     for log in service_logs(test_dir):
-        if log.name.endswith(".previous.log"):
+        if log.name.endswith(PREVIOUS_LOG_SUFFIX):
             last = _last_time(log)
             if last is not None and abs(fault_local_s - last) < 15 * 3600:
                 return round_offset_s(fault_local_s, last)
@@ -178,9 +186,9 @@ def restart_gap_s(test_dir: Path) -> float | None:
     """
     best: float | None = None
     for log in service_logs(test_dir):
-        if not log.name.endswith(".previous.log"):
+        if not log.name.endswith(PREVIOUS_LOG_SUFFIX):
             continue
-        current = log.with_name(log.name[: -len(".previous.log")] + ".log")
+        current = log.with_name(log.name[: -len(PREVIOUS_LOG_SUFFIX)] + LOG_SUFFIX)
         last, first = _last_time(log), _first_time(current)
         if last is None or first is None:
             continue

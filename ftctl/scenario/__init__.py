@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftctl.errors import ErrorCollector, ScenarioError, UsageError
-from ftctl.scenario.catalogs import (
-    failures_from_document,
-    load_catalogs,
-    thresholds_from_document,
-)
+from ftctl.errors import ErrorCollector, OptionError, ScenarioError
+from ftctl.scenario.catalogs import load_catalogs
 from ftctl.scenario.durations import parse_duration
 from ftctl.scenario.keyword import keyword_matches
 from ftctl.scenario.model import Catalogs, TestCase
@@ -24,10 +20,8 @@ __all__ = [
     "load_tests",
     "parse_duration",
     "scenario_documents",
-    "validate_files",
 ]
 
-KINDS = ("Scenario", "FailureCatalog", "Thresholds")
 CUSTOM_BUILD = "custom_build"
 
 
@@ -91,7 +85,7 @@ def load_tests(
     from ftctl.scenario.loader import tests_from_document
 
     if platform is not None and platform not in ("local", "kubernetes"):
-        raise UsageError(f"--platform: {platform!r} is not one of local, kubernetes")
+        raise OptionError("platform", f"{platform!r} is not one of local, kubernetes")
     if keyword:
         keyword_matches(keyword, "")  # a malformed expression fails before any file is read
     catalogs = load_catalogs(failures_file, thresholds_file)
@@ -117,42 +111,3 @@ def load_tests(
                 continue
             tests.append(test)
     return tests
-
-
-def validate_files(paths: list[Path]) -> list[str]:
-    """Validate documents of any kind; ``OK <file> (<kind>)`` per file, or raise every error.
-
-    A FailureCatalog or Thresholds among ``paths`` is used for the Scenarios given with it.
-
-    Raises:
-        ScenarioError | ScenarioErrors: file:line:col: field: message (exit 2).
-    """
-    from ftctl.scenario.loader import tests_from_document
-
-    if not paths:
-        raise UsageError("validate: give at least one file")
-    docs = []
-    found = ErrorCollector()
-    for path in paths:
-        with found.attempt():
-            if Path(path).is_dir():
-                raise ScenarioError("is a directory; validate takes files", file=display_path(path))
-            doc = read_document(Path(path))
-            docs.append((doc, check_kind(doc, KINDS)))
-    catalogs = load_catalogs()
-    for doc, kind in docs:
-        with found.attempt():
-            if kind == "FailureCatalog":
-                catalogs.failures = failures_from_document(doc)
-            elif kind == "Thresholds":
-                catalogs.profiles, catalogs.rules = thresholds_from_document(doc)
-    # Scenarios are checked against the catalogs given with them: only once those hold.
-    found.raise_if_any()
-    lines = []
-    for doc, kind in docs:
-        with found.attempt():
-            if kind == "Scenario":
-                tests_from_document(doc, catalogs)
-            lines.append(f"OK {doc.file} ({kind})")
-    found.raise_if_any()
-    return lines

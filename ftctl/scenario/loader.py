@@ -6,7 +6,7 @@ import re
 import string
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ftctl.errors import ErrorCollector
 from ftctl.scenario.catalogs import profile_checks, select_profile
@@ -144,6 +144,19 @@ def _template(doc: Document, path: list, text: str, allowed: tuple[str, ...], **
         return text.format(**values)
     except (ValueError, IndexError) as exc:
         raise doc.error(path, f"bad template: {exc}") from None
+
+
+class _Scenario(NamedTuple):
+    """What every test of one Scenario document shares."""
+
+    doc: Document
+    catalogs: Catalogs
+    loads: tuple[LoadSpec, ...]
+    platform: str
+    tags: tuple[str, ...]
+    recovery_window: float
+    has_matrix: bool
+    observe: Observe
 
 
 class _Cell:
@@ -578,6 +591,9 @@ def tests_from_document(
     # What follows is built from the parts above: it can only be checked once they hold.
     found.raise_if_any()
 
+    scenario = _Scenario(
+        doc, catalogs, loads, platform, tags, recovery_window, bool(data.get("matrix")), observe
+    )
     tests: list[TestCase] = []
     for cell in cells:
         with found.attempt():
@@ -611,42 +627,18 @@ def tests_from_document(
                 if mf == "all" and failure is not None:
                     items = [(failure, matrix_at, {}, ["matrix", "failure"])]
                 with found.attempt():
-                    tests.append(
-                        _test_case(
-                            doc,
-                            catalogs,
-                            cell,
-                            dep,
-                            loads,
-                            failure,
-                            items,
-                            skip,
-                            platform,
-                            tags,
-                            recovery_window,
-                            bool(data.get("matrix")),
-                            observe,
-                        )
-                    )
+                    tests.append(_test_case(scenario, cell, dep, failure, items, skip))
     found.raise_if_any()
     return tests
 
 
-def _test_case(
-    doc,
-    catalogs,
-    cell,
-    dep,
-    loads,
-    failure,
-    items,
-    skip,
-    platform,
-    tags,
-    recovery_window,
-    has_matrix,
-    observe,
-) -> TestCase:
+def _test_case(scenario: _Scenario, cell: _Cell, dep, failure, items, skip) -> TestCase:
+    doc, catalogs, loads, platform = (
+        scenario.doc,
+        scenario.catalogs,
+        scenario.loads,
+        scenario.platform,
+    )
     data, meta = doc.data, doc.data["metadata"]
     names = [f.name for f, *_ in items] if items else ["none"]
     label = "+".join(dict.fromkeys(names))
@@ -667,7 +659,7 @@ def _test_case(
         name = _template(
             doc, ["metadata", "test_name"], meta["test_name"], TEMPLATE_FIELDS, **values
         )
-    elif has_matrix:
+    elif scenario.has_matrix:
         if cell.topology == "agg":
             name = f"{cell.backend}-agg-tp-{cell.tp}-dp-{cell.dp}-{label}"
         else:
@@ -712,7 +704,7 @@ def _test_case(
         scenario=meta["name"],
         source=Source(file=doc.file, line=line),
         description=meta.get("description", "").strip(),
-        tags=tags,
+        tags=scenario.tags,
         platform=platform,
         deployment=dep,
         loads=test_loads,
@@ -720,8 +712,8 @@ def _test_case(
         events=events,
         checks=checks,
         thresholds_profile=profile,
-        recovery_window=recovery_window,
+        recovery_window=scenario.recovery_window,
         reports=tuple(data.get("reports", ("summary", "timeline"))),
         skip_reason=skip,
-        observe=observe,
+        observe=scenario.observe,
     )

@@ -179,29 +179,37 @@ class Event:
     at: float | None = None  # planned offset from load start (for plan and lag)
 
 
+# Checks judged on the scraped /metrics series (ftctl.checks_server).
+ServerCheckKind = Literal[
+    "metric",
+    "worker_removed_after_fault",
+    "queue_drains_after_fault",
+    "no_throughput_collapse",
+    "memory_growth",
+    "no_engine_restart",
+]
+
+
 @dataclass(frozen=True)
 class Check:
     """One check (DESIGN.md §3.3); fields unused by a kind stay None."""
 
-    kind: Literal[
-        "zero_errors",
-        "max_errors",
-        "max_failed_attempts",
-        "min_requests",
-        "was_cancelled",
-        "success_rate",
-        "recovery_time",
-        "latency",
-        "service_log_contains",
-        "service_log_not_contains",
-        "fault_verified",
-        "metric",
-        "worker_removed_after_fault",
-        "queue_drains_after_fault",
-        "no_throughput_collapse",
-        "memory_growth",
-        "no_engine_restart",
-    ]
+    kind: (
+        Literal[
+            "zero_errors",
+            "max_errors",
+            "max_failed_attempts",
+            "min_requests",
+            "was_cancelled",
+            "success_rate",
+            "recovery_time",
+            "latency",
+            "service_log_contains",
+            "service_log_not_contains",
+            "fault_verified",
+        ]
+        | ServerCheckKind
+    )
     load: str | None = None
     min: float | None = None
     max: float | None = None

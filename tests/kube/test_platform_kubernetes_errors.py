@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ftctl.errors import ExitStatus, PlatformError
-from ftctl.platforms.kubernetes import PS_ARGV
+from ftctl.platforms.kube.procs import PS_ARGV
 from tests.kube.conftest import make_test
 
 pytestmark = pytest.mark.fake_only

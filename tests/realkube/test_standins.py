@@ -81,8 +81,8 @@ def test_one_pod_per_replica_with_the_dcd_paths_names_labels_and_owner(graph):
 
 
 def test_exec_runs_real_ps_and_kill_scoped_to_the_pod(graph, real_cluster):
+    from ftctl.platforms.kube.procs import PS_ARGV
     from ftctl.platforms.kube.stream import pod_exec
-    from ftctl.platforms.kubernetes import PS_ARGV
 
     core, _, name = graph
     pod = _pods(core, name, "VllmDecodeWorker")[0].metadata.name

@@ -118,7 +118,7 @@ def test_plan_shows_deployment_timeline_kill_argv_and_checks():
         "VllmDecodeWorker       decode    replicas 2",
         "t=30s  terminate_process VllmDecodeWorker",
         "match command line containing 'dynamo.vllm'",
-        'kill argv ["kill", "-9", "<pid>"]',
+        'kill argv ["kill", "-s", "KILL", "<pid>"]',
         "label nvidia.com/dynamo-component=VllmDecodeWorker",
         "fault_verified  (stage1)",
         "success_rate >= 0.9 (overall)  (profile:high_availability)",
@@ -138,8 +138,9 @@ def test_plan_json_carries_the_same_facts():
         run_cli("plan", KUBE, "-k", "sglang-agg-tp-1-dp-1-frontend", "--json").stdout
     )
     kill = next(e for p in frontend for e in p["events"] if e["kind"] == "terminate_process")
-    assert kill["kill_argv"] == ["kill", "-2", "<pid>"]  # SIGINT to the frontend
-    assert kill["find_argv"] == ["ps", "-aux"]
+    # SIGINT to the frontend, the argv the platform execs (ps -ww: whole command lines)
+    assert kill["kill_argv"] == ["kill", "-s", "INT", "<pid>"]
+    assert kill["find_argv"] == ["ps", "-ww", "-eo", "pid,args"]
 
 
 def test_plan_of_the_demo_runs_without_a_platform():
@@ -228,3 +229,20 @@ def test_run_with_storage_class_says_it_has_no_effect(tmp_path: Path):
         expect=2,  # nothing selected: the note comes before any work
     )
     assert "--storage-class has no effect" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("--namespace", "team-a"), "--namespace"),
+        (("--kubeconfig", "/nowhere"), "--kubeconfig"),
+        (("--context", "c"), "--context"),
+        (("--skip-service-restart",), "--skip-service-restart"),
+    ],
+)
+def test_a_kubernetes_option_on_the_local_platform_is_a_usage_error_naming_it(tmp_path, args, flag):
+    out = tmp_path / "results"
+    scenario = REPO / "scenario_files" / "local" / "agg-frontend-kill.yaml"
+    result = run_cli("run", str(scenario), *args, "--output-dir", str(out), expect=2)
+    assert result.stderr.startswith(f"ftctl: error: {flag}: the local platform does not take")
+    assert not out.exists()  # refused before anything is written or started

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ftctl.clients.kserve_pb import M, method
 from ftctl.clients.legacy import run_clients
+from ftctl.kserve.messages import M, method
 from ftctl.results.outcome import record_succeeded
 from ftctl.scenario.model import LoadSpec, TokenDist
 from tests.fake_kserve import FakeKserve
@@ -128,7 +128,7 @@ def test_hand_declared_messages_match_the_vendored_proto(tmp_path):
     protoc = pytest.importorskip("grpc_tools.protoc")
     from google.protobuf import descriptor_pb2
 
-    from ftctl.clients.kserve_pb import file_descriptor
+    from ftctl.kserve.messages import file_descriptor
 
     out = tmp_path / "set.pb"
     rc = protoc.main(["protoc", f"-I{PROTO.parent}", f"--descriptor_set_out={out}", PROTO.name])

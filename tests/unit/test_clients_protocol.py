@@ -73,10 +73,14 @@ def test_mocker_serves_the_engine_endpoint_under_its_own_model_name():
     ]
 
 
-def test_each_pod_loads_every_url_in_turn_and_prints_a_row_per_pod(tmp_path):
-    from ftctl.clients.standalone import build_spec, load_command
+def _text_status(output):
+    return output.text, output.status
 
-    spec = build_spec(
+
+def test_each_pod_loads_every_url_in_turn_and_prints_a_row_per_pod(tmp_path):
+    from ftctl.commands.load import load
+
+    options = dict(
         clients=1,
         requests_per_client=3,
         duration=None,
@@ -91,19 +95,21 @@ def test_each_pod_loads_every_url_in_turn_and_prints_a_row_per_pod(tmp_path):
         timeout=5.0,
         endpoint="/v1/chat/completions",
         seed=1,
-        protocol="auto",
     )
     with FakeLLM() as http_srv, FakeKserve() as grpc_srv:
         http_srv.behavior.model = "tiny"
         urls = [http_srv.url, f"http://{grpc_srv.target}"]
-        text, status = load_command(
-            urls,
-            model="tiny",
-            spec=spec,
-            output_dir=tmp_path,
-            fmt="markdown",
-            protocol="auto",
-            each_pod=True,
+        text, status = _text_status(
+            load(
+                urls,
+                model="tiny",
+                output_dir=tmp_path,
+                fmt="markdown",
+                protocol="auto",
+                each_pod=True,
+                progress=None,
+                **options,
+            )
         )
     assert int(status) == 0, text
     rows = [line for line in text.splitlines() if line.startswith("| http")]
@@ -114,7 +120,7 @@ def test_each_pod_loads_every_url_in_turn_and_prints_a_row_per_pod(tmp_path):
 
 
 def test_capacity_at_sla_keeps_a_buffer_and_refuses_a_missed_sla():
-    from ftctl.clients.standalone import capacity_at_sla
+    from ftctl.commands.load import capacity_at_sla
 
     assert capacity_at_sla(100.0, 0.050, 0.100) == pytest.approx(80.0)
     assert capacity_at_sla(100.0, 0.150, 0.100) is None
@@ -122,9 +128,9 @@ def test_capacity_at_sla_keeps_a_buffer_and_refuses_a_missed_sla():
 
 
 def test_each_pod_with_sla_prints_capacity_per_pod_and_total(tmp_path):
-    from ftctl.clients.standalone import build_spec, load_command
+    from ftctl.commands.load import load
 
-    spec = build_spec(
+    options = dict(
         clients=1,
         requests_per_client=3,
         duration=None,
@@ -139,16 +145,14 @@ def test_each_pod_with_sla_prints_capacity_per_pod_and_total(tmp_path):
         timeout=5.0,
         endpoint="/v1/chat/completions",
         seed=1,
-        protocol="grpc",
     )
     with FakeKserve() as a, FakeKserve() as b:
         urls = [f"http://{a.target}", f"http://{b.target}"]
-        text, status = load_command(
-            urls, model="tiny", spec=spec, output_dir=tmp_path, each_pod=True, sla=60.0
+        common = dict(model="tiny", protocol="grpc", progress=None, **options)
+        text, status = _text_status(
+            load(urls, output_dir=tmp_path, each_pod=True, sla=60.0, **common)
         )
-        _t, _s = load_command(
-            urls[:1], model="tiny", spec=spec, output_dir=tmp_path / "tight", sla=1e-9
-        )
+        _t, _s = _text_status(load(urls[:1], output_dir=tmp_path / "tight", sla=1e-9, **common))
     assert int(status) == 0, text
     lines = text.splitlines()
     i = lines.index("Capacity at p95 <= 60000 ms (measured rate - 20 % buffer):")

@@ -162,11 +162,11 @@ def test_missing_summary_or_missing_records_still_parse(tmp_path):
 
 
 def test_parallel_reading_of_aiperf_clients_gives_the_same_result(monkeypatch):
-    import ftctl.results.legacy as legacy
+    import ftctl.results.common as common
     from ftctl.results import parse_result_dir
 
     serial = parse_result_dir(FIXTURES / "fault").to_json()
-    monkeypatch.setattr(legacy, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(common, "PARALLEL_MIN_BYTES", 0)
     assert parse_result_dir(FIXTURES / "fault").to_json() == serial
 
 

@@ -286,11 +286,11 @@ def test_fast_and_line_by_line_readers_agree(tmp_path, monkeypatch):
 
 
 def test_parallel_reading_gives_the_same_result(tmp_path, monkeypatch):
-    import ftctl.results.legacy as legacy
+    import ftctl.results.common as common
 
     path = write_legacy_test(tmp_path / "t-decode_worker")
     serial = parse_result_dir(path).to_json()
-    monkeypatch.setattr(legacy, "PARALLEL_MIN_BYTES", 0)  # force the process pool
+    monkeypatch.setattr(common, "PARALLEL_MIN_BYTES", 0)  # force the process pool
     assert parse_result_dir(path).to_json() == serial
 
 

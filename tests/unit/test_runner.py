@@ -321,3 +321,12 @@ def test_a_zero_scrape_interval_scrapes_nothing(tmp_path):
     )
     assert outcome.status == ExitStatus.OK
     assert not list(outcome.result_dir.glob("*/*.metrics.jsonl"))
+
+
+def test_the_runner_has_a_handler_for_every_timeline_event_kind():
+    import typing
+
+    from ftctl.runner import HANDLERS
+    from ftctl.scenario.model import Event
+
+    assert set(HANDLERS) == set(typing.get_args(typing.get_type_hints(Event)["kind"]))

@@ -40,7 +40,8 @@ from pathlib import Path
 
 import orjson
 
-from ftctl.errors import ExitStatus, ParseError
+from ftctl.commands import Output
+from ftctl.errors import ParseError
 from ftctl.reports.tables import FORMATS, render_csv, render_text
 from ftctl.results.detect import PARSERS, describe, find_test_dirs
 from ftctl.results.sanity import excluded_notes
@@ -91,15 +92,15 @@ def _info_text(paths: list[Path], force_parser: str | None, fmt: str) -> str:
     return "\n".join(lines)
 
 
-def parse_command(
+def parse(
     dirs: list[Path],
     *,
     force_parser: str | None = None,
     info: bool = False,
     fmt: str = "fancy",
     sla: float | None = None,
-) -> tuple[str, ExitStatus, list[str]]:
-    """Parse (or with ``info`` describe) result directories; return (text, status, notes).
+) -> Output:
+    """Parse (or with ``info`` describe) result directories into text, status and notes.
 
     Exit 0 when parsed, even with failed requests; ParseError (exit 2) on unreadable or
     undetectable input. A root holding many test directories is parsed as a whole; a test
@@ -116,7 +117,7 @@ def parse_command(
         raise ParseError(f"--sla {sla}: must be a positive number of seconds")
     paths = _collect([Path(d) for d in dirs], force_parser)
     if info:
-        return _info_text(paths, force_parser, fmt), ExitStatus.OK, []
+        return Output(_info_text(paths, force_parser, fmt))
     results = []
     skipped: list[str] = []
     for path in paths:
@@ -134,10 +135,10 @@ def parse_command(
         if skipped:
             payload["skipped"] = skipped
         text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-        return text.decode(), ExitStatus.OK, notes
+        return Output(text.decode(), notes=notes)
     if fmt == "csv":
-        return render_csv(results), ExitStatus.OK, notes
+        return Output(render_csv(results), notes=notes)
     text = render_text(results, fmt, sla)
     if skipped:
         text += "\n\n" + "\n".join(f"warning: skipped {s}" for s in skipped)
-    return text, ExitStatus.OK, notes
+    return Output(text, notes=notes)

@@ -1,7 +1,7 @@
 """KServe v2 gRPC messages, declared with protobuf's descriptor API (no protoc at run time).
 
 The declaration below is the one in ``ftctl/data/kserve/grpc_service.proto`` (package
-``inference``, the protocol's field numbers); ``tests/unit/test_clients_kserve_pb.py``
+``inference``, the protocol's field numbers); ``tests/unit/test_clients_grpc_kserve.py``
 compiles that file with grpcio-tools and checks both agree. ``M.<Name>`` are the message
 classes; ``method(name)`` is the full RPC path for grpc's generic API.
 """

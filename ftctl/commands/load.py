@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -15,12 +16,14 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ftctl.clients.base import LoadTarget
-from ftctl.clients.loadtable import RUN_FILE, read_run, render_compare, render_run
+from ftctl.clients.loadtable import read_run, render_compare, render_run
 from ftctl.clients.protocol import PROTOCOLS, detect_protocol
+from ftctl.commands import Output
 from ftctl.errors import ClientError, ExitStatus, UsageError
+from ftctl.layout import CLIENT_LOG_GLOB, LOAD_RUN_FILE, LOAD_WORKER_STDERR_GLOB, client_log
 from ftctl.scenario.model import LoadSpec, TokenDist
 
 if TYPE_CHECKING:
@@ -46,7 +49,7 @@ DEFAULT_ROOT = Path("ftctl-load")
 _STAMP = "%Y%m%d-%H%M%S"
 _MAX_SAME_SECOND = 1000
 # Files a load writes into its folder; an explicit --output-dir holding any is refused.
-_LOAD_FILES = ("client_*.log.txt", "load.json", "load_worker_*.stderr.log")
+_LOAD_FILES = (CLIENT_LOG_GLOB, LOAD_RUN_FILE, LOAD_WORKER_STDERR_GLOB)
 _HOST = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -125,7 +128,7 @@ def build_spec(
         timeout=timeout,
         endpoint=endpoint,
         seed=seed,
-        # "auto" stays "http" here; load_command asks the server and replaces it.
+        # "auto" stays "http" here; load() asks the server and replaces it.
         protocol="grpc" if protocol == "grpc" else "http",  # type: ignore[arg-type]
     )
 
@@ -203,10 +206,10 @@ def claim_output_dir(out: Path) -> None:
     found = sorted({p.name for pattern in _LOAD_FILES for p in out.glob(pattern)})
     if not found:
         try:
-            os.close(os.open(out / "client_0.log.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.close(os.open(out / client_log(0), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             return
         except FileExistsError:
-            found = ["client_0.log.txt"]
+            found = [client_log(0)]
         except OSError as exc:
             raise UsageError(
                 f"--output-dir {out}: cannot write there: {exc.strerror or exc}"
@@ -347,26 +350,31 @@ class _Progress:
         )
 
 
-def load_command(
-    urls: Sequence[str],
+def _stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def load(
+    urls: Sequence[str] | None,
     *,
-    model: str | None,
-    spec: LoadSpec | None,
-    output_dir: Path | None,
+    model: str | None = None,
+    output_dir: Path | None = None,
     fmt: str = "fancy",
-    compare: Sequence[Path] = (),
+    compare: Sequence[Path] | None = None,
     metrics_port: int | None = None,
     processes: int | None = None,
-    progress: Callable[[str], None] | None = None,
-    protocol: str | None = None,
+    progress: Callable[[str], None] | None = _stderr,
+    protocol: str = "http",
     each_pod: bool = False,
     sla: float | None = None,
-) -> tuple[str, ExitStatus]:
+    **spec_options: Any,
+) -> Output:
     """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
 
-    Returns the text to print and the exit status: CHECK_FAILED when a request of this run
-    failed, INTERRUPTED after a Ctrl-C (the partial table is still returned), OK otherwise
-    (a comparison of saved runs alone is OK).
+    ``spec_options``: the arguments of ``build_spec`` (clients, rate, timeout, …). The status:
+    CHECK_FAILED when a request of this run failed, INTERRUPTED after a Ctrl-C (the partial
+    table is still returned), OK otherwise (a comparison of saved runs alone is OK).
 
     Raises:
         UsageError: a bad option value (checked before anything is sent or written), or an
@@ -374,6 +382,8 @@ def load_command(
         ClientError: the load could not run: a worker process died, no request was sent, or
             every request failed to connect (``load.json`` and the logs are still written).
     """
+    urls, compare = urls or [], compare or []
+    spec = build_spec(protocol=protocol, **spec_options) if urls else None
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if not urls and not compare:
@@ -390,7 +400,7 @@ def load_command(
         return _each_pod(
             urls,
             model=model,
-            spec=spec,
+            spec_options=spec_options,
             output_dir=output_dir,
             fmt=fmt,
             compare=compare,
@@ -470,7 +480,7 @@ def load_command(
                 server.stop()
         summary = load.summary
         assert summary is not None
-        (out / RUN_FILE).write_text(
+        (out / LOAD_RUN_FILE).write_text(
             json.dumps(
                 {
                     "urls": list(urls),
@@ -497,22 +507,22 @@ def load_command(
     text = render_run(runs[0], fmt) if len(runs) == 1 else render_compare(runs, fmt)
     if sla is not None and urls and fmt != "json":
         text += "\n" + capacity_text(runs[:1], sla)
-    return text, status
+    return Output(text, status)
 
 
 def _each_pod(
     urls: Sequence[str],
     *,
     model: str | None,
-    spec: LoadSpec | None,
+    spec_options: dict[str, Any],
     output_dir: Path | None,
     fmt: str,
     compare: Sequence[Path],
     processes: int | None,
     progress: Callable[[str], None] | None,
-    protocol: str | None,
+    protocol: str,
     sla: float | None = None,
-) -> tuple[str, ExitStatus]:
+) -> Output:
     """``--each-pod``: the same load against every URL in turn (one pod each, not spread), then
     one table with a row per pod (and per ``--compare`` run); the worst status wins."""
     root = new_run_dir() if output_dir is None else output_dir
@@ -523,22 +533,22 @@ def _each_pod(
         parts = urllib.parse.urlsplit(url)
         out = root / f"pod{i}-{parts.hostname}_{parts.port}"
         emit(f"ftctl load: pod {i + 1}/{len(urls)}: {url}")
-        _text, one = load_command(
+        one = load(
             [url],
             model=model,
-            spec=spec,
             output_dir=out,
             fmt="json",
             processes=processes,
             progress=progress,
             protocol=protocol,
-        )  # no sla here: the capacity lines come once, under the per-pod table
+            **spec_options,
+        ).status  # no sla here: the capacity lines come once, under the per-pod table
         if one == ExitStatus.INTERRUPTED:
             status = one
         elif one != ExitStatus.OK and status == ExitStatus.OK:
             status = one
         run = read_run(out)
-        used = json.loads((out / RUN_FILE).read_text()).get("spec", {}).get("protocol", "http")
+        used = json.loads((out / LOAD_RUN_FILE).read_text()).get("spec", {}).get("protocol", "http")
         run.name = f"{url} ({used})"
         runs.append(run)
         if status == ExitStatus.INTERRUPTED:
@@ -551,7 +561,7 @@ def _each_pod(
     text = render_compare(runs, fmt)
     if sla is not None and fmt != "json":
         text += "\n" + capacity_text(pods, sla)
-    return text, status
+    return Output(text, status)
 
 
 # The seed guide's capacity planning: keep a 20 % buffer on a measured rate.

@@ -63,7 +63,7 @@ def make_test(
     return TestCase(
         name="e2e-local",
         scenario="e2e-local",
-        source=Source("tests/e2e/test_platforms_local.py"),
+        source=Source("tests/e2e/test_platforms_local_e2e.py"),
         description="",
         tags=(),
         platform="local",
@@ -339,7 +339,7 @@ OWNER = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from tests.e2e.test_platforms_local import make_test
+from tests.e2e.test_platforms_local_e2e import make_test
 from ftctl.platforms.local import LocalPlatform
 p = LocalPlatform()
 p.deploy(make_test(decoders=1), Path(sys.argv[2]))

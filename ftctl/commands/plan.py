@@ -1,4 +1,4 @@
-"""``ftctl list`` and ``ftctl plan``: expanded names and resolved timelines, as text or JSON."""
+"""``ftctl plan``: the resolved timeline of each test (what would be deployed, hit, checked)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import signal as _signal
 from pathlib import Path
 from typing import Any
 
+from ftctl.commands import Output
 from ftctl.errors import UsageError
-from ftctl.scenario import load_catalogs, load_tests
+from ftctl.platforms.kube.procs import PS_ARGV, kill_argv
+from ftctl.scenario import load_tests
 from ftctl.scenario.durations import format_duration
-from ftctl.scenario.model import Catalogs, Check, Event, LoadSpec, TestCase
+from ftctl.scenario.model import Check, Event, LoadSpec, TestCase
 from ftctl.scenario.yamlio import display_path
 
 BLOCKING = (
@@ -19,177 +21,10 @@ BLOCKING = (
     "rolling_upgrade",
     "wait_for_load_completion",
 )
-DEFAULT_FOLDERS = (Path("scenario_files/local"), Path("scenario_files/kubernetes"))
-
-
-def _default_paths(paths: list[Path]) -> list[Path]:
-    if paths:
-        return list(paths)
-    found = [p for p in DEFAULT_FOLDERS if p.is_dir()]
-    if not found:
-        raise UsageError("give scenario files or folders (no scenario_files/ folder here)")
-    return found
 
 
 def _signal_number(name: str | None) -> int:
     return int(getattr(_signal, name or "SIGKILL", _signal.SIGKILL))
-
-
-# ---------------------------------------------------------------------------- list
-
-
-def test_summary(test: TestCase) -> dict[str, Any]:
-    """The JSON shape of one listed test."""
-    dep = test.deployment
-    return {
-        "name": test.name,
-        "scenario": test.scenario,
-        "file": test.source.file,
-        "platform": test.platform,
-        "backend": dep.backend,
-        "topology": dep.topology,
-        "tp": dep.tp,
-        "dp": dep.dp,
-        "failure": test.failure.name if test.failure else "none",
-        "tags": list(test.tags),
-        "skipped": test.skip_reason is not None,
-        "skip_reason": test.skip_reason,
-    }
-
-
-def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": f.name,
-            "action": f.action,
-            "target": f.target,
-            "process": f.process,
-            "signal": f.signal if f.action == "terminate_process" else None,
-            "backends": list(f.backends),
-            "topologies": list(f.topologies),
-            "platforms": list(f.platforms),
-            "in_all": f.in_all,
-            "description": f.description,
-        }
-        for f in sorted(cat.failures.values(), key=lambda f: f.order)
-    ]
-
-
-def _thresholds_json(cat: Catalogs) -> dict[str, Any]:
-    return {
-        "profiles": {
-            p.name: {
-                "success_rate_min": p.success_rate_min,
-                "failed_requests_max": p.failed_requests_max,
-                "recovery_time_max_s": p.recovery_time_max,
-                "load": p.load,
-            }
-            for p in cat.profiles.values()
-        },
-        "rules": [{"when": when, "profile": profile} for when, profile in cat.rules],
-    }
-
-
-def _table(rows: list[list[Any]], headers: list[str]) -> str:
-    from tabulate import tabulate
-
-    return tabulate(rows, headers=headers, tablefmt="simple", missingval="-")
-
-
-def list_command(
-    paths: list[Path],
-    *,
-    failures: bool = False,
-    thresholds: bool = False,
-    keyword: str | None = None,
-    include_custom_build: bool = False,
-    platform: str | None = None,
-    as_json: bool = False,
-    failures_file: Path | None = None,
-    thresholds_file: Path | None = None,
-) -> str:
-    """Text (or JSON) listing of expanded test names, the failure catalog, threshold profiles."""
-    out_json: dict[str, Any] = {}
-    parts: list[str] = []
-    cat = load_catalogs(failures_file, thresholds_file)
-    if failures:
-        rows = _failures_rows(cat)
-        out_json["failures"] = rows
-        parts.append(
-            _table(
-                [
-                    [
-                        r["name"],
-                        r["action"],
-                        r["target"],
-                        r["process"],
-                        r["signal"],
-                        ",".join(r["backends"]),
-                        ",".join(r["topologies"]),
-                        ",".join(r["platforms"]),
-                    ]
-                    for r in rows
-                ],
-                [
-                    "failure",
-                    "action",
-                    "target",
-                    "process",
-                    "signal",
-                    "backends",
-                    "topologies",
-                    "platforms",
-                ],
-            )
-        )
-    if thresholds:
-        th = _thresholds_json(cat)
-        out_json["thresholds"] = th
-        prof_rows = [
-            [
-                name,
-                p["success_rate_min"],
-                p["failed_requests_max"],
-                format_duration(p["recovery_time_max_s"])
-                if p["recovery_time_max_s"] is not None
-                else None,
-                p["load"],
-            ]
-            for name, p in th["profiles"].items()
-        ]
-        parts.append(
-            _table(prof_rows, ["profile", "success rate min", "failed max", "recovery max", "load"])
-        )
-        rule_rows = [
-            [i + 1, json.dumps(r["when"]) if r["when"] else "(always)", r["profile"]]
-            for i, r in enumerate(th["rules"])
-        ]
-        parts.append(_table(rule_rows, ["rule", "when", "profile"]))
-    if paths or not (failures or thresholds):
-        tests = load_tests(
-            _default_paths(paths),
-            keyword=keyword,
-            include_custom_build=include_custom_build,
-            platform=platform,
-            failures_file=failures_file,
-            thresholds_file=thresholds_file,
-        )
-        out_json["tests"] = [test_summary(t) for t in tests]
-        lines = [
-            t.name if t.skip_reason is None else f"{t.name}  [skipped: {t.skip_reason}]"
-            for t in tests
-        ]
-        skipped = sum(1 for t in tests if t.skip_reason)
-        lines.append(f"{len(tests)} tests" + (f" ({skipped} skipped)" if skipped else ""))
-        parts.append("\n".join(lines))
-    if as_json:
-        if list(out_json) == ["tests"]:
-            return json.dumps(out_json["tests"], indent=2)
-        return json.dumps(out_json, indent=2)
-    return "\n\n".join(parts)
-
-
-# ---------------------------------------------------------------------------- plan
 
 
 def _load_json(spec: LoadSpec) -> dict[str, Any]:
@@ -245,8 +80,8 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
         out["signal"] = ev.signal
         out["match"] = ev.process
         if test.platform == "kubernetes":
-            out["find_argv"] = ["ps", "-aux"]
-            out["kill_argv"] = ["kill", f"-{_signal_number(ev.signal)}", "<pid>"]
+            out["find_argv"] = list(PS_ARGV)
+            out["kill_argv"] = kill_argv(ev.signal or "SIGKILL", ["<pid>"])
         else:
             # The local platform signals the supervised process itself (no shell, no exec).
             out["kill_argv"] = ["kill", f"-{_signal_number(ev.signal)}", "<pid>"]
@@ -448,27 +283,33 @@ def plan_text(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plan_command(
+def plan(
     scenarios: list[Path],
     *,
-    keyword: str | None = None,
-    include_custom_build: bool = False,
-    platform: str | None = None,
     as_json: bool = False,
-    failures_file: Path | None = None,
-    thresholds_file: Path | None = None,
-) -> str:
-    """The resolved plan of every selected test; touches no platform."""
-    tests = load_tests(
-        list(scenarios),
-        keyword=keyword,
-        include_custom_build=include_custom_build,
-        platform=platform,
-        failures_file=failures_file,
-        thresholds_file=thresholds_file,
-    )
+    namespace: str | None = None,
+    allow_namespace: list[str] | None = None,
+    **selection: Any,
+) -> Output:
+    """The resolved plan of every selected test, with the namespace; touches no platform.
+
+    ``selection``: keyword, include_custom_build, platform, failures_file, thresholds_file (as
+    ``scenario.load_tests`` takes them). The namespace guard of ``run`` is applied before any
+    file is read: a plan never shows a
+    deployment that ``run`` would refuse.
+    """
+    from ftctl.platforms.kube.client import DEFAULT_NAMESPACE, check_namespace
+
+    namespace = DEFAULT_NAMESPACE if namespace is None else namespace
+    allowed = tuple(allow_namespace or ())
+    check_namespace(namespace, allowed)
+    tests = load_tests(list(scenarios), **selection)
     if not tests:
         raise UsageError("no test selected (check -k and --include-custom-build)")
+    return Output(_annotate(_plans(tests, as_json), namespace, allowed, as_json=as_json))
+
+
+def _plans(tests: list[TestCase], as_json: bool) -> str:
     plans = [test_plan(t) for t in tests]
     kube = [t for t in tests if t.platform == "kubernetes" and not t.skip_reason]
     if kube:  # the DGD that would be applied and the pods each fault would hit
@@ -483,3 +324,44 @@ def plan_command(
     if as_json:
         return json.dumps(plans, indent=2, default=str)
     return "\n\n".join(plan_text(p) + (f"\n{p['dgd']}" if "dgd" in p else "") for p in plans)
+
+
+def _namespace_line(namespace: str, allow: tuple[str, ...] | list[str] = ()) -> str:
+    """The plan's namespace line; raises UsageError (exit 2) when ``run`` would refuse it."""
+    from ftctl.platforms.kube.client import check_namespace, is_protected
+
+    check_namespace(namespace, allow)
+    if is_protected(namespace):
+        return (
+            f"# namespace: {namespace} (protected: a system or shared namespace, "
+            "allowed by --allow-namespace)"
+        )
+    return f"# namespace: {namespace}"
+
+
+def _annotate(
+    text: str, namespace: str, allow: tuple[str, ...] | list[str], *, as_json: bool
+) -> str:
+    """Add the namespace to each kubernetes test of a plan (text or JSON); others unchanged.
+
+    Raises UsageError (exit 2) when the namespace would be refused, so a plan never shows a
+    deployment that ``run`` would not make.
+    """
+    from ftctl.platforms.kube.client import is_protected
+    from ftctl.platforms.kubernetes import DRY_RUN_HEADER
+
+    line = _namespace_line(namespace, allow)
+    if as_json:
+        plans = json.loads(text)
+        if not isinstance(plans, list):
+            return text
+        for plan in plans:
+            if isinstance(plan, dict) and "dgd" in plan:
+                plan["namespace"] = {"name": namespace, "protected": is_protected(namespace)}
+        return json.dumps(plans, indent=2, default=str)
+    out: list[str] = []
+    for row in text.split("\n"):
+        out.append(row)
+        if row.startswith(DRY_RUN_HEADER):
+            out.append(line)
+    return "\n".join(out)

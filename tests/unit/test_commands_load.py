@@ -17,7 +17,7 @@ import pytest
 
 from ftctl.clients.legacy import LATENCY_BUCKETS, Stats
 from ftctl.clients.prom import MetricsServer
-from ftctl.clients.standalone import _Progress, build_spec, claim_output_dir, new_run_dir
+from ftctl.commands.load import _Progress, build_spec, claim_output_dir, new_run_dir
 from ftctl.errors import UsageError
 from tests.conftest import REPO, run_cli
 from tests.fake_llm import FakeLLM

@@ -1,0 +1,31 @@
+"""``ftctl cleanup``: remove what a crashed run left behind (Kubernetes objects by label)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftctl.commands import Output
+from ftctl.platforms.kube.client import DEFAULT_NAMESPACE
+
+
+def cleanup(
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    kubeconfig: Path | None = None,
+    context: str | None = None,
+    allow_namespace: list[str] | None = None,
+) -> Output:
+    """``ftctl cleanup``: delete leftovers by label; return the report text."""
+    from ftctl.platforms.kubernetes import cleanup as delete_leftovers
+
+    lines: list[str] = []
+    names = delete_leftovers(
+        namespace, kubeconfig, context, tuple(allow_namespace or ()), log=lines.append
+    )
+    if not names:
+        lines.append(f"kubernetes: nothing to clean up in namespace {namespace}")
+    else:
+        lines.append(
+            f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
+        )
+    return Output("\n".join(lines))

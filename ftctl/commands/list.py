@@ -1,0 +1,174 @@
+"""``ftctl list``: expanded test names, the failure catalog and threshold profiles (text or JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ftctl.commands import Output
+from ftctl.errors import UsageError
+from ftctl.scenario import load_catalogs, load_tests
+from ftctl.scenario.durations import format_duration
+from ftctl.scenario.model import Catalogs, TestCase
+
+DEFAULT_FOLDERS = (Path("scenario_files/local"), Path("scenario_files/kubernetes"))
+
+
+def _default_paths(paths: list[Path]) -> list[Path]:
+    if paths:
+        return list(paths)
+    found = [p for p in DEFAULT_FOLDERS if p.is_dir()]
+    if not found:
+        raise UsageError("give scenario files or folders (no scenario_files/ folder here)")
+    return found
+
+
+def test_summary(test: TestCase) -> dict[str, Any]:
+    """The JSON shape of one listed test."""
+    dep = test.deployment
+    return {
+        "name": test.name,
+        "scenario": test.scenario,
+        "file": test.source.file,
+        "platform": test.platform,
+        "backend": dep.backend,
+        "topology": dep.topology,
+        "tp": dep.tp,
+        "dp": dep.dp,
+        "failure": test.failure.name if test.failure else "none",
+        "tags": list(test.tags),
+        "skipped": test.skip_reason is not None,
+        "skip_reason": test.skip_reason,
+    }
+
+
+def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f.name,
+            "action": f.action,
+            "target": f.target,
+            "process": f.process,
+            "signal": f.signal if f.action == "terminate_process" else None,
+            "backends": list(f.backends),
+            "topologies": list(f.topologies),
+            "platforms": list(f.platforms),
+            "in_all": f.in_all,
+            "description": f.description,
+        }
+        for f in sorted(cat.failures.values(), key=lambda f: f.order)
+    ]
+
+
+def _thresholds_json(cat: Catalogs) -> dict[str, Any]:
+    return {
+        "profiles": {
+            p.name: {
+                "success_rate_min": p.success_rate_min,
+                "failed_requests_max": p.failed_requests_max,
+                "recovery_time_max_s": p.recovery_time_max,
+                "load": p.load,
+            }
+            for p in cat.profiles.values()
+        },
+        "rules": [{"when": when, "profile": profile} for when, profile in cat.rules],
+    }
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", missingval="-")
+
+
+def list_(
+    paths: list[Path] | None,
+    *,
+    failures: bool = False,
+    thresholds: bool = False,
+    as_json: bool = False,
+    failures_file: Path | None = None,
+    thresholds_file: Path | None = None,
+    **selection: Any,
+) -> Output:
+    """Text (or JSON) listing of expanded test names, the failure catalog, threshold profiles.
+
+    ``selection``: keyword, include_custom_build, platform (as ``scenario.load_tests`` takes).
+    """
+    out_json: dict[str, Any] = {}
+    parts: list[str] = []
+    cat = load_catalogs(failures_file, thresholds_file)
+    if failures:
+        rows = _failures_rows(cat)
+        out_json["failures"] = rows
+        parts.append(
+            _table(
+                [
+                    [
+                        r["name"],
+                        r["action"],
+                        r["target"],
+                        r["process"],
+                        r["signal"],
+                        ",".join(r["backends"]),
+                        ",".join(r["topologies"]),
+                        ",".join(r["platforms"]),
+                    ]
+                    for r in rows
+                ],
+                [
+                    "failure",
+                    "action",
+                    "target",
+                    "process",
+                    "signal",
+                    "backends",
+                    "topologies",
+                    "platforms",
+                ],
+            )
+        )
+    if thresholds:
+        th = _thresholds_json(cat)
+        out_json["thresholds"] = th
+        prof_rows = [
+            [
+                name,
+                p["success_rate_min"],
+                p["failed_requests_max"],
+                format_duration(p["recovery_time_max_s"])
+                if p["recovery_time_max_s"] is not None
+                else None,
+                p["load"],
+            ]
+            for name, p in th["profiles"].items()
+        ]
+        parts.append(
+            _table(prof_rows, ["profile", "success rate min", "failed max", "recovery max", "load"])
+        )
+        rule_rows = [
+            [i + 1, json.dumps(r["when"]) if r["when"] else "(always)", r["profile"]]
+            for i, r in enumerate(th["rules"])
+        ]
+        parts.append(_table(rule_rows, ["rule", "when", "profile"]))
+    if paths or not (failures or thresholds):
+        tests = load_tests(
+            _default_paths(paths or []),
+            failures_file=failures_file,
+            thresholds_file=thresholds_file,
+            **selection,
+        )
+        out_json["tests"] = [test_summary(t) for t in tests]
+        lines = [
+            t.name if t.skip_reason is None else f"{t.name}  [skipped: {t.skip_reason}]"
+            for t in tests
+        ]
+        skipped = sum(1 for t in tests if t.skip_reason)
+        lines.append(f"{len(tests)} tests" + (f" ({skipped} skipped)" if skipped else ""))
+        parts.append("\n".join(lines))
+    if as_json:
+        if list(out_json) == ["tests"]:
+            return Output(json.dumps(out_json["tests"], indent=2))
+        return Output(json.dumps(out_json, indent=2))
+    return Output("\n\n".join(parts))
