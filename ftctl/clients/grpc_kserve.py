@@ -27,7 +27,7 @@ import grpc
 import grpc.aio
 
 from ftctl.clients.http import MAX_CONTENT_CHARS, Attempt
-from ftctl.clients.prompts import sample_length, synthetic_prompt
+from ftctl.clients.prompts import sample_request
 from ftctl.kserve.messages import M
 from ftctl.kserve.wire import (
     CHANNEL_OPTIONS,
@@ -67,14 +67,9 @@ class GrpcPayloadMaker:
         self._ids = itertools.count()
 
     def make(self) -> tuple[bytes, int]:
-        spec, rng = self.spec, self.rng
-        if spec.prompts:
-            prompt = rng.choice(spec.prompts)
-        else:
-            prompt = synthetic_prompt(rng, sample_length(rng, spec.input_tokens))
-        osl = sample_length(rng, spec.output_tokens)
+        prompt, osl = sample_request(self.spec, self.rng)
         rid = f"ftctl-{self.client}-{next(self._ids)}"
-        return build_request(self.model, prompt, spec.streaming, osl, rid), osl
+        return build_request(self.model, prompt, self.spec.streaming, osl, rid), osl
 
 
 class GrpcChannels:

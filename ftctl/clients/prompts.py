@@ -23,6 +23,16 @@ def synthetic_prompt(rng: random.Random, words: int) -> str:
     return " ".join(rng.choices(_DIGITS, k=words))
 
 
+def sample_request(spec: LoadSpec, rng: random.Random) -> tuple[str, int]:
+    """The next (prompt, requested output length) of a client's seeded stream: a scenario
+    prompt, or a synthetic one of a sampled length. HTTP and gRPC draw the same sequence."""
+    if spec.prompts:
+        prompt = rng.choice(spec.prompts)
+    else:
+        prompt = synthetic_prompt(rng, sample_length(rng, spec.input_tokens))
+    return prompt, sample_length(rng, spec.output_tokens)
+
+
 class PayloadMaker:
     """Builds request bodies for one logical client; seeded, so a run is reproducible."""
 
@@ -35,12 +45,8 @@ class PayloadMaker:
 
     def make(self) -> tuple[bytes, int]:
         """One request body (JSON bytes) and its requested output length."""
-        spec, rng = self.spec, self.rng
-        if spec.prompts:
-            prompt = rng.choice(spec.prompts)
-        else:
-            prompt = synthetic_prompt(rng, sample_length(rng, spec.input_tokens))
-        osl = sample_length(rng, spec.output_tokens)
+        spec = self.spec
+        prompt, osl = sample_request(spec, self.rng)
         body: dict = {"model": self.model}
         if self.chat:
             body["messages"] = [{"role": "user", "content": prompt}]

@@ -239,7 +239,6 @@ def read_records(
     from metrics.time_to_first_token / inter_token_latency. Warmup records are left out, and so
     are impossible ones (``ftctl.results.sanity``; ``span_ns``: the run's span).
     """
-    import numpy as np
 
     from ftctl.results.common import FileWarnings, checked_table, valid_ns
     from ftctl.results.fast import aiperf_columns
@@ -256,17 +255,7 @@ def read_records(
     columns = aiperf_columns(raw)
     if columns is not None:
         warn = FileWarnings(path, warnings)
-        table = checked_table(
-            path,
-            client,
-            np.array(columns["start_ns"], np.int64),
-            np.array(columns["end_ns"], np.int64),
-            np.array(columns["ok"], bool),
-            np.array(columns["latency_s"], np.float64),
-            np.array(columns["ttft_s"], np.float64),
-            np.array(columns["itl_s"], np.float64),
-            warn,
-        )
+        table = checked_table(path, client, columns, warn)
         warn.close()
         return screen(table, path, warnings, span_ns)
     starts: list[int] = []

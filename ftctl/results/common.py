@@ -36,13 +36,25 @@ class FileWarnings:
             self.sink.append(f"{self.path}: {more} more warnings")
 
 
-def checked_table(path, client, start, end, ok, latency, ttft, itl, warn) -> RequestTable:
+def checked_table(path, client: int, columns: dict, warn: FileWarnings) -> RequestTable:
     """A RequestTable from fast-path columns (line N = row N − 1), with the clock check.
 
-    An end more than 1 s before the previous line's → warned once; NaN latency → end − start.
-    Impossible rows (end before start, …) are kept here: the caller screens them out.
+    ``columns``: ``start_ns``, ``end_ns``, ``ok``, ``ttft_s``, ``itl_s`` and, where the format
+    records it, ``latency_s``. An end more than 1 s before the previous line's → warned once;
+    NaN or absent latency → end − start. Impossible rows (end before start, …) are kept here:
+    the caller screens them out.
     """
     import numpy as np
+
+    start = np.array(columns["start_ns"], np.int64)
+    end = np.array(columns["end_ns"], np.int64)
+    ok = np.array(columns["ok"], bool)
+    ttft = np.array(columns["ttft_s"], np.float64)
+    itl = np.array(columns["itl_s"], np.float64)
+    if columns.get("latency_s") is None:
+        latency = np.full(ok.size, np.nan)
+    else:
+        latency = np.array(columns["latency_s"], np.float64)
 
     if end.size > 1:
         jumps = np.flatnonzero(end[1:] < end[:-1] - _NS)

@@ -85,18 +85,7 @@ def read_client_file(
         return RequestTable.empty(), False
     columns = legacy_columns(raw)
     if columns is not None:
-        n = len(columns["ok"])
-        table = checked_table(
-            path,
-            client,
-            np.array(columns["start_ns"], np.int64),
-            np.array(columns["end_ns"], np.int64),
-            np.array(columns["ok"], bool),
-            np.full(n, np.nan),
-            np.array(columns["ttft_s"], np.float64),
-            np.array(columns["itl_s"], np.float64),
-            warn,
-        )
+        table = checked_table(path, client, columns, warn)
         if columns["scheduled_ns"] is not None:
             table.scheduled_ns = np.array(columns["scheduled_ns"], np.int64)
         if columns["attempts"] is not None:
