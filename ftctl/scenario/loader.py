@@ -713,7 +713,7 @@ def _test_case(scenario: _Scenario, cell: _Cell, dep, failure, items, skip) -> T
         checks=checks,
         thresholds_profile=profile,
         recovery_window=scenario.recovery_window,
-        reports=tuple(data.get("reports", ("summary", "timeline"))),
+        reports=tuple(data.get("reports", ("summary", "markdown", "timeline"))),
         skip_reason=skip,
         observe=scenario.observe,
     )

@@ -272,7 +272,7 @@ class TestCase:
     checks: tuple[Check, ...]
     thresholds_profile: str | None
     recovery_window: float = 10.0
-    reports: tuple[str, ...] = ("summary", "timeline")
+    reports: tuple[str, ...] = ("summary", "markdown", "timeline")
     skip_reason: str | None = None  # set when the failure cannot apply here
     observe: Observe = Observe()
 
