@@ -61,6 +61,13 @@ def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
     ]
 
 
+DECODE_REPLICAS_NOTE = (
+    "decode_replicas counts the decode worker's replicas (dp, a service override or the "
+    "manifest's replicas), as upstream picks high availability: 2 decode replicas at dp 1 are "
+    "high availability, a graph with one decode replica is not, whatever its dp."
+)
+
+
 def _thresholds_json(cat: Catalogs) -> dict[str, Any]:
     return {
         "profiles": {
@@ -152,6 +159,8 @@ def list_(
             for i, r in enumerate(th["rules"])
         ]
         parts.append(_table(rule_rows, ["rule", "when", "profile"]))
+        if any("decode_replicas" in r["when"] for r in th["rules"]):
+            parts.append(DECODE_REPLICAS_NOTE)
     if paths or not (failures or thresholds):
         tests = load_tests(
             _default_paths(paths or []),

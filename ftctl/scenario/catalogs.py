@@ -78,7 +78,7 @@ def thresholds_from_document(
         if profile not in profiles:
             hint = did_you_mean(profile, list(profiles))
             raise doc.error(["rules", i, "profile"], f"unknown profile '{profile}'{hint}")
-        for key in ("dp", "tp"):
+        for key in ("dp", "tp", "decode_replicas"):
             rng = rule.get("when", {}).get(key)
             if isinstance(rng, dict) and rng.get("min", 1) > rng.get("max", rng.get("min", 1)):
                 raise doc.error(["rules", i, "when", key], "min is greater than max")
@@ -129,9 +129,14 @@ def select_profile(
     topology: str,
     tp: int,
     dp: int,
+    decode_replicas: int,
     platform: str,
 ) -> str | None:
-    """The profile of the first rule whose ``when`` matches (DESIGN §3.4), or None."""
+    """The profile of the first rule whose ``when`` matches (DESIGN §3.4), or None.
+
+    ``decode_replicas`` is the sum of the decode services' replicas (dp, a service override,
+    or the manifest's count): the shipped rules pick high availability by it, as upstream does.
+    """
     facts = {"failure": failure, "action": action, "backend": backend}
     for when, profile in catalogs.rules:
         ok = True
@@ -146,6 +151,8 @@ def select_profile(
                 ok = _in_range(dp, cond)
             elif key == "tp":
                 ok = _in_range(tp, cond)
+            elif key == "decode_replicas":
+                ok = _in_range(decode_replicas, cond)
             if not ok:
                 break
         if ok:

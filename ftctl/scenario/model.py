@@ -119,6 +119,11 @@ class Deployment:
         """The first service with ``role`` (frontend | decode | prefill), or None."""
         return next((s for s in self.services if s.role == role), None)
 
+    @property
+    def decode_replicas(self) -> int:
+        """Replicas of the decode worker(s): what upstream picks high availability by."""
+        return sum(s.replicas for s in self.services_for("decode"))
+
 
 @dataclass(frozen=True)
 class FailureType:

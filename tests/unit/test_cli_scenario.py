@@ -95,6 +95,8 @@ def test_list_failures_and_thresholds_tables():
     out = run_cli("list", "--failures", "--thresholds").stdout
     for word in ("vllm_decode_engine_core", "TRTLLM::EngineCore", "high_availability", "3m"):
         assert word in out
+    assert '{"decode_replicas": {"min": 2}}  high_availability' in out
+    assert "2 decode replicas at dp 1 are high availability" in out
     data = json.loads(run_cli("list", "--failures", "--thresholds", "--json").stdout)
     assert data["failures"][0]["name"] == "none"
     assert data["thresholds"]["profiles"]["single_worker"]["recovery_time_max_s"] == 180.0

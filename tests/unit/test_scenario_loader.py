@@ -321,6 +321,33 @@ def test_roles_come_from_a_custom_manifest(tmp_path):
     assert test.events[2].services == ("Pre",) and test.events[2].pods == (2,)
 
 
+def test_two_decode_replicas_at_dp_1_are_high_availability(tmp_path):
+    # Upstream picks the profile by decode-worker replicas: from an override or the manifest.
+    (tmp_path / "dgd.yaml").write_text(
+        "apiVersion: nvidia.com/v1alpha1\nkind: DynamoGraphDeployment\nspec:\n  services:\n"
+        "    Frontend: {componentType: frontend, replicas: 1}\n"
+        "    Gen: {componentType: worker, subComponentType: decode, replicas: 2}\n"
+    )
+    from_manifest = write(
+        tmp_path,
+        BASE + "deployment: {backend: vllm, manifest: dgd.yaml}\n"
+        "failures: [{type: decode_worker}]\n",
+        "m.yaml",
+    )
+    from_override = write(
+        tmp_path,
+        BASE + "deployment: {backend: vllm, services: {decode: {replicas: 2}}}\n"
+        "failures: [{type: decode_worker}]\n",
+        "o.yaml",
+    )
+    for path in (from_manifest, from_override):
+        (test,) = load_tests([path])
+        assert test.deployment.dp == 1
+        assert [s.replicas for s in test.deployment.services_for("decode")] == [2]
+        assert test.thresholds_profile == "high_availability"
+        assert ("recovery_time", 60.0) in [(c.kind, c.max) for c in test.checks]
+
+
 def test_explicit_checks_replace_the_profile_but_keep_stage1(tmp_path):
     path = write(
         tmp_path,
