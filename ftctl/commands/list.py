@@ -40,7 +40,27 @@ def test_summary(test: TestCase) -> dict[str, Any]:
         "tags": list(test.tags),
         "skipped": test.skip_reason is not None,
         "skip_reason": test.skip_reason,
+        "known_limitation": test.failure.known_limitation if test.failure else None,
     }
+
+
+def _test_line(test: TestCase) -> str:
+    if test.skip_reason is not None:
+        return f"{test.name}  [skipped: {test.skip_reason}]"
+    if test.failure is not None and test.failure.known_limitation:
+        return f"{test.name}  [known limitation: no recovery_time threshold]"
+    return test.name
+
+
+def _limitation_notes(tests: list[TestCase]) -> list[str]:
+    """One line per known limitation of the listed (not skipped) tests, naming its failures."""
+    by_text: dict[str, list[str]] = {}
+    for t in tests:
+        if t.skip_reason is None and t.failure is not None and t.failure.known_limitation:
+            names = by_text.setdefault(t.failure.known_limitation, [])
+            if t.failure.name not in names:
+                names.append(t.failure.name)
+    return [f"known limitation ({', '.join(n)}): {text}" for text, n in by_text.items()]
 
 
 def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
@@ -55,6 +75,7 @@ def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
             "topologies": list(f.topologies),
             "platforms": list(f.platforms),
             "in_all": f.in_all,
+            "known_limitation": f.known_limitation,
             "description": f.description,
         }
         for f in sorted(cat.failures.values(), key=lambda f: f.order)
@@ -169,10 +190,7 @@ def list_(
             **selection,
         )
         out_json["tests"] = [test_summary(t) for t in tests]
-        lines = [
-            t.name if t.skip_reason is None else f"{t.name}  [skipped: {t.skip_reason}]"
-            for t in tests
-        ]
+        lines = [_test_line(t) for t in tests] + _limitation_notes(tests)
         skipped = sum(1 for t in tests if t.skip_reason)
         lines.append(f"{len(tests)} tests" + (f" ({skipped} skipped)" if skipped else ""))
         parts.append("\n".join(lines))

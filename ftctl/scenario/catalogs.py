@@ -48,6 +48,7 @@ def failures_from_document(doc: Document) -> dict[str, FailureType]:
             ),
             max_model_len=entry.get("max_model_len"),
             overflow_multiplier=float(entry.get("overflow_multiplier", 2.0)),
+            known_limitation=entry.get("known_limitation"),
         )
     return out
 

@@ -506,6 +506,8 @@ def _checks(
             profile = catalogs.profiles[profile_name]
             if profile.load is not None and profile.load not in names:
                 profile = replace(profile, load=None)
+            if failure is not None and failure.known_limitation:
+                profile = replace(profile, recovery_time_max=None)
             checks += profile_checks(profile, server_fault=fault)
     if fault:
         # Stage 1 always applies to a process/pod fault (REFERENCE §9.9); one copy, first.

@@ -146,6 +146,9 @@ class FailureType:
     timeout: float | None = None  # rolling_upgrade: how long to wait for the rollout
     max_model_len: int | None = None  # token_overflow: the context limit to deploy with
     overflow_multiplier: float = 2.0  # token_overflow: oversized prompt = limit × this
+    # A documented behaviour upstream does not expect to recover from (SGLang subprocess kills
+    # leave a zombie and no restart): shown by `list`, and no recovery_time threshold applies.
+    known_limitation: str | None = None
 
     def applies_to(self, backend: str) -> bool:
         """True when this failure exists for ``backend``."""

@@ -321,6 +321,18 @@ def test_roles_come_from_a_custom_manifest(tmp_path):
     assert test.events[2].services == ("Pre",) and test.events[2].pods == (2,)
 
 
+def test_sglang_subprocess_kills_get_no_recovery_threshold_by_default(kube_tests):
+    # REFERENCE §2: killing an SGLang subprocess leaves a zombie and no restart (upstream
+    # "does not expect to recover"); the main-process kill of the same graph keeps its limit.
+    for failure in ("sglang_decode_scheduler", "sglang_decode_detokenizer"):
+        test = kube_tests[f"sglang-agg-tp-1-dp-1-{failure}"]
+        assert [c.kind for c in test.checks] == ["fault_verified", "success_rate"]
+        assert "does not expect to recover" in test.failure.known_limitation
+    main = kube_tests["sglang-agg-tp-1-dp-1-decode_worker"]
+    assert ("recovery_time", 180.0) in [(c.kind, c.max) for c in main.checks]
+    assert main.failure.known_limitation is None
+
+
 def test_two_decode_replicas_at_dp_1_are_high_availability(tmp_path):
     # Upstream picks the profile by decode-worker replicas: from an override or the manifest.
     (tmp_path / "dgd.yaml").write_text(
