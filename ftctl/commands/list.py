@@ -10,7 +10,7 @@ from ftctl.commands import Output
 from ftctl.errors import UsageError
 from ftctl.scenario import load_catalogs, load_tests
 from ftctl.scenario.durations import format_duration
-from ftctl.scenario.model import Catalogs, TestCase
+from ftctl.scenario.model import Catalogs, TestCase, ThresholdProfile
 
 DEFAULT_FOLDERS = (Path("scenario_files/local"), Path("scenario_files/kubernetes"))
 
@@ -89,15 +89,26 @@ DECODE_REPLICAS_NOTE = (
 )
 
 
+def _limits_json(p: ThresholdProfile) -> dict[str, Any]:
+    return {
+        "success_rate_min": p.success_rate_min,
+        "success_rate_max": p.success_rate_max,
+        "failed_requests_max": p.failed_requests_max,
+        "recovery_time_max_s": p.recovery_time_max,
+        "load": p.load,
+    }
+
+
+def _limit_rows(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    """A profile's own limits (unless it only has per-load ones), then one row per load."""
+    own = any(v is not None for k, v in profile.items() if k not in ("loads", "load"))
+    return ([profile] if own or not profile["loads"] else []) + list(profile["loads"].values())
+
+
 def _thresholds_json(cat: Catalogs) -> dict[str, Any]:
     return {
         "profiles": {
-            p.name: {
-                "success_rate_min": p.success_rate_min,
-                "failed_requests_max": p.failed_requests_max,
-                "recovery_time_max_s": p.recovery_time_max,
-                "load": p.load,
-            }
+            p.name: {**_limits_json(p), "loads": {q.load: _limits_json(q) for q in p.per_load}}
             for p in cat.profiles.values()
         },
         "rules": [{"when": when, "profile": profile} for when, profile in cat.rules],
@@ -163,17 +174,29 @@ def list_(
         prof_rows = [
             [
                 name,
-                p["success_rate_min"],
-                p["failed_requests_max"],
-                format_duration(p["recovery_time_max_s"])
-                if p["recovery_time_max_s"] is not None
+                q["success_rate_min"],
+                q["success_rate_max"],
+                q["failed_requests_max"],
+                format_duration(q["recovery_time_max_s"])
+                if q["recovery_time_max_s"] is not None
                 else None,
-                p["load"],
+                q["load"],
             ]
             for name, p in th["profiles"].items()
+            for q in _limit_rows(p)
         ]
         parts.append(
-            _table(prof_rows, ["profile", "success rate min", "failed max", "recovery max", "load"])
+            _table(
+                prof_rows,
+                [
+                    "profile",
+                    "success rate min",
+                    "success rate max",
+                    "failed max",
+                    "recovery max",
+                    "load",
+                ],
+            )
         )
         rule_rows = [
             [i + 1, json.dumps(r["when"]) if r["when"] else "(always)", r["profile"]]

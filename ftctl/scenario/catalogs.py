@@ -72,6 +72,17 @@ def thresholds_from_document(
                 else None
             ),
             load=spec.get("load"),
+            success_rate_max=spec.get("success_rate", {}).get("max"),
+            per_load=tuple(
+                ThresholdProfile(
+                    name=name,
+                    load=load,
+                    success_rate_min=sub.get("success_rate", {}).get("min"),
+                    success_rate_max=sub.get("success_rate", {}).get("max"),
+                    failed_requests_max=sub.get("failed_requests", {}).get("max"),
+                )
+                for load, sub in (spec.get("loads") or {}).items()
+            ),
         )
     rules: list[tuple[dict, str]] = []
     for i, rule in enumerate(doc.data["rules"]):
@@ -165,11 +176,12 @@ def profile_checks(profile: ThresholdProfile, *, server_fault: bool) -> list[Che
     """Checks from a profile: success_rate, max_errors, and recovery_time after a server fault."""
     source = f"profile:{profile.name}"
     out: list[Check] = []
-    if profile.success_rate_min is not None:
+    if profile.success_rate_min is not None or profile.success_rate_max is not None:
         out.append(
             Check(
                 kind="success_rate",
                 min=profile.success_rate_min,
+                max=profile.success_rate_max,
                 phase="overall",
                 load=profile.load,
                 source=source,
@@ -191,4 +203,6 @@ def profile_checks(profile: ThresholdProfile, *, server_fault: bool) -> list[Che
                 source=source,
             )
         )
+    for part in profile.per_load:
+        out += profile_checks(part, server_fault=False)
     return out

@@ -506,6 +506,10 @@ def _checks(
             profile = catalogs.profiles[profile_name]
             if profile.load is not None and profile.load not in names:
                 profile = replace(profile, load=None)
+            # Limits of a named load the test does not have cannot apply to it.
+            profile = replace(
+                profile, per_load=tuple(p for p in profile.per_load if p.load in names)
+            )
             if failure is not None and failure.known_limitation:
                 profile = replace(profile, recovery_time_max=None)
             checks += profile_checks(profile, server_fault=fault)

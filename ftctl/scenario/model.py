@@ -245,6 +245,8 @@ class ThresholdProfile:
     failed_requests_max: int | None = None
     recovery_time_max: float | None = None
     load: str | None = None  # the load the limits apply to; None = every load
+    success_rate_max: float | None = None  # e.g. token overflow: mostly rejected
+    per_load: tuple[ThresholdProfile, ...] = ()  # `loads:` limits, one per named load
 
 
 @dataclass(frozen=True)

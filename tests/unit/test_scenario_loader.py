@@ -216,7 +216,17 @@ def test_token_overflow_runs_two_loads_against_a_1024_context(kube_tests):
         ("start_load", "recovery"),
         ("wait_for_load_completion", "recovery"),
     ]
-    assert [(c.kind, c.load) for c in test.checks] == [("success_rate", "recovery")]
+    # Both phases are judged: the oversized prompts mostly rejected, the normal ones served.
+    assert [(c.kind, c.load, c.min, c.max) for c in test.checks] == [
+        ("success_rate", "overflow", None, 0.10),
+        ("success_rate", "recovery", 0.90, None),
+    ]
+
+
+def test_a_per_load_limit_of_a_load_the_test_lacks_is_dropped(tmp_path):
+    path = write(tmp_path, BASE + "deployment: {backend: vllm}\nthresholds: token_overflow\n")
+    (test,) = load_tests([path])
+    assert test.checks == ()
 
 
 def test_token_overflow_does_not_leak_its_context_limit(kube_tests):
