@@ -34,9 +34,9 @@ def _tabulate(
     )
 
 
-def _count(value: int | None) -> float | None:
-    """Counts print as 149.00 in the upstream table (it fed tabulate floats)."""
-    return None if value is None else float(value)
+def _count(value: int | None) -> int | None:
+    """A count of requests: an integer (upstream's table printed 149.00; ftctl prints 149)."""
+    return None if value is None else int(value)
 
 
 def _failure_rank(result: TestResult) -> tuple[int, str, int]:

@@ -106,6 +106,27 @@ class RequestTable:
     def __len__(self) -> int:
         return int(self.ok.shape[0])
 
+    def shifted(self, delta_ns: int) -> RequestTable:
+        """The same table with every time moved by ``delta_ns`` (a zone correction)."""
+        import dataclasses
+
+        attempts = self.attempt_rows
+        if attempts is not None:
+            attempts = dataclasses.replace(
+                attempts, start_ns=attempts.start_ns + delta_ns, end_ns=attempts.end_ns + delta_ns
+            )
+        scheduled = self.scheduled_ns
+        if scheduled is not None:
+            scheduled = scheduled.copy()
+            scheduled[scheduled >= 0] += delta_ns
+        return dataclasses.replace(
+            self,
+            start_ns=self.start_ns + delta_ns,
+            end_ns=self.end_ns + delta_ns,
+            scheduled_ns=scheduled,
+            attempt_rows=attempts,
+        )
+
     @staticmethod
     def empty() -> RequestTable:
         """A table with no request."""
