@@ -182,7 +182,20 @@ def aiperf_summary_table(result: TestResult, fmt: str, sla: float | None = None)
         ["Total Throughput", _rps(metrics.throughput_rps)],
         ["Avg Client Throughput", _rps(metrics.avg_client_throughput_rps)],
     ]
-    return _tabulate(rows, ["Metric", "Value"], fmt)
+    table = _tabulate(rows, ["Metric", "Value"], fmt)
+    theirs = sum(
+        m.aiperf_summary_failed
+        for m in result.loads.values()
+        if m.aiperf_summary_failed is not None
+    )
+    if any(m.aiperf_summary_failed is not None for m in result.loads.values()) and (
+        theirs != metrics.failed
+    ):
+        table += (
+            f"\nFailed requests: {metrics.failed} here, {theirs} in aiperf's own summary "
+            "(a stream cut by an error event counts as failed here)"
+        )
+    return table
 
 
 def _fixed(value: float | None) -> str | None:

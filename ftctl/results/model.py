@@ -294,6 +294,9 @@ class LoadMetrics:
     # not request attempts; the run whose records are read is ``chosen_attempt``.
     attempts: dict[str, int] = field(default_factory=dict)
     chosen_attempt: dict[str, int | None] = field(default_factory=dict)  # aiperf
+    # aiperf: failed requests by aiperf's own summaries of the clients read, when every one has
+    # a count (it does not count a stream cut by an SSE error event as failed; ftctl does).
+    aiperf_summary_failed: int | None = None
     # Open loop: start − scheduled time of the requests that had a schedule (requests, p50,
     # p99, max in ms); None when no request had one. Large values mean the client fell behind.
     dispatch_lag_ms: dict[str, float] | None = None

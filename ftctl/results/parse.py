@@ -270,6 +270,9 @@ def parse_test_dir(
         if metrics is not None:
             metrics.attempts = {str(c.client): c.attempts for c in load.choices}
             metrics.chosen_attempt = {str(c.client): c.attempt for c in load.choices}
+            counts = [aiperf.summary_counts(sm) for sm in load.summaries.values()]
+            if counts and all(c is not None for c in counts):
+                metrics.aiperf_summary_failed = sum(c[1] for c in counts if c is not None)
         result.clients_with_records = (result.clients_with_records or 0) + (
             load.clients_with_records
         )

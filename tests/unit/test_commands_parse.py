@@ -251,3 +251,29 @@ def test_parse_reads_the_upstream_declarative_layout(tmp_path):
         assert test["kind"] == "aiperf"
         assert (test["overall"]["ok"], test["overall"]["failed"]) == (ok, failed)
         assert (test["loads"]["load"]["ok"], test["loads"]["load"]["failed"]) == (ok, failed)
+
+
+def test_aiperf_table_says_when_its_failure_count_differs_from_aiperfs_summary(tmp_path):
+    test_dir = tmp_path / "fault"
+    shutil.copytree(DATA / "aiperf" / "fault", test_dir)
+    records = sorted(test_dir.glob("client_*/attempt_0/profile_export.jsonl"))
+    ours = sum(_record_counts(path)[1] for path in records)
+    # aiperf counted one failure of client 0 as a success (a stream cut by an error event).
+    summary_path = test_dir / "client_0" / "attempt_0" / "profile_export_aiperf.json"
+    summary = json.loads(summary_path.read_text())
+    summary["error_request_count"]["avg"] -= 1
+    summary_path.write_text(json.dumps(summary))
+    theirs = sum(
+        json.loads((p.parent / "profile_export_aiperf.json").read_text())["error_request_count"][
+            "avg"
+        ]
+        for p in records
+    )
+    out = run_cli("parse", str(test_dir)).stdout
+    line = (
+        f"Failed requests: {ours} here, {int(theirs)} in aiperf's own summary "
+        "(a stream cut by an error event counts as failed here)"
+    )
+    assert line in out.splitlines()
+    untouched = run_cli("parse", str(DATA / "aiperf" / "fault")).stdout
+    assert "in aiperf's own summary" not in untouched
