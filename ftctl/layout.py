@@ -15,6 +15,19 @@ TEST_LOG_FILE = "test.log.txt"  # human log with the upstream marker lines
 TEST_REPORT_FILE = "report.json"  # one test's report
 MARKDOWN_REPORT_FILE = "report.md"
 TIMELINE_FILE = "timeline.png"
+SUMMARY_FILE = "summary.txt"  # the test's block as `ftctl run` prints it
+JUNIT_FILE = "junit.xml"  # the test alone as JUnit XML
+# What each value of a scenario's `reports:` writes into the test's directory (`plot` is the
+# same timeline as `timeline`, named as `ftctl report --plot` names it; report.json is written
+# whatever the list says, because `report` and `compare` read it back).
+REPORT_KIND_FILES = {
+    "summary": SUMMARY_FILE,
+    "markdown": MARKDOWN_REPORT_FILE,
+    "json": TEST_REPORT_FILE,
+    "junit": JUNIT_FILE,
+    "timeline": TIMELINE_FILE,
+    "plot": TIMELINE_FILE,
+}
 # Names ftctl writes into a result directory and never reads back as results.
 REPORT_SUFFIXES = (".md", ".png")
 

@@ -777,7 +777,12 @@ def run_test(
 
 
 def _write_report(outcome: TestOutcome, reports: tuple[str, ...] = ()) -> None:
-    """report.json always; report.md and timeline.png when the scenario asks for them."""
+    """report.json always; then each file ``reports`` asks for (``layout.REPORT_KIND_FILES``).
+
+    ``summary`` is the test's block as ``ftctl run`` prints it, ``markdown`` the report of
+    ``ftctl report --markdown``, ``junit`` this test alone as JUnit XML, ``timeline``/``plot``
+    the timeline plot. A report that cannot be written becomes a warning, never a verdict.
+    """
     from ftctl.reports.json_report import outcome_to_json
 
     try:
@@ -785,21 +790,55 @@ def _write_report(outcome: TestOutcome, reports: tuple[str, ...] = ()) -> None:
         path.write_text(json.dumps(outcome_to_json(outcome), indent=2, default=_json_default))
     except OSError:
         return
+    warnings = outcome.result.warnings if outcome.result is not None else None
+    for kind in dict.fromkeys(reports):  # once each, in the order asked
+        target = outcome.result_dir / layout.REPORT_KIND_FILES[kind]
+        try:
+            _REPORT_WRITERS[kind](outcome, target)
+        except Exception as exc:  # a report that cannot be drawn must not change the verdict
+            if warnings is not None:
+                warnings.append(f"report {kind}: {exc}")
+
+
+def _write_summary(outcome: TestOutcome, target: Path) -> None:
+    from ftctl.reports.summary import render_run
+
+    target.write_text(render_run(RunOutcome([outcome])) + "\n", encoding="utf-8")
+
+
+def _write_markdown(outcome: TestOutcome, target: Path) -> None:
     if outcome.result is None:
         return
-    try:
-        if "summary" in reports:
-            from ftctl.reports.markdown import write_markdown_report
+    from ftctl.reports.markdown import markdown_report
 
-            write_markdown_report(
-                outcome.result_dir, outcome.result_dir / layout.MARKDOWN_REPORT_FILE
-            )
-        if "timeline" in reports:
-            from ftctl.reports.timeline import plot_timeline
+    target.write_text(
+        markdown_report(outcome.result_dir, [outcome.result, *outcome.extra_results]),
+        encoding="utf-8",
+    )
 
-            plot_timeline(outcome.result, outcome.result_dir / layout.TIMELINE_FILE)
-    except Exception as exc:  # a report that cannot be drawn must not change the verdict
-        outcome.result.warnings.append(f"report: {exc}")
+
+def _write_junit(outcome: TestOutcome, target: Path) -> None:
+    from ftctl.reports.junit import write_junit
+
+    write_junit(RunOutcome([outcome]), target)
+
+
+def _write_timeline(outcome: TestOutcome, target: Path) -> None:
+    if outcome.result is None:
+        return
+    from ftctl.reports.timeline import plot_timeline
+
+    plot_timeline(outcome.result, target)
+
+
+_REPORT_WRITERS: dict[str, Callable[[TestOutcome, Path], None]] = {
+    "summary": _write_summary,
+    "markdown": _write_markdown,
+    "json": lambda outcome, target: None,  # report.json is already written, always
+    "junit": _write_junit,
+    "timeline": _write_timeline,
+    "plot": _write_timeline,
+}
 
 
 def run_tests(

@@ -10,7 +10,7 @@ from ftctl.commands import Output
 from ftctl.errors import UsageError
 from ftctl.scenario import load_catalogs, load_tests
 from ftctl.scenario.durations import format_duration
-from ftctl.scenario.model import Catalogs, TestCase
+from ftctl.scenario.model import Catalogs, TestCase, ThresholdProfile
 
 DEFAULT_FOLDERS = (Path("scenario_files/local"), Path("scenario_files/kubernetes"))
 
@@ -40,7 +40,27 @@ def test_summary(test: TestCase) -> dict[str, Any]:
         "tags": list(test.tags),
         "skipped": test.skip_reason is not None,
         "skip_reason": test.skip_reason,
+        "known_limitation": test.failure.known_limitation if test.failure else None,
     }
+
+
+def _test_line(test: TestCase) -> str:
+    if test.skip_reason is not None:
+        return f"{test.name}  [skipped: {test.skip_reason}]"
+    if test.failure is not None and test.failure.known_limitation:
+        return f"{test.name}  [known limitation: no recovery_time threshold]"
+    return test.name
+
+
+def _limitation_notes(tests: list[TestCase]) -> list[str]:
+    """One line per known limitation of the listed (not skipped) tests, naming its failures."""
+    by_text: dict[str, list[str]] = {}
+    for t in tests:
+        if t.skip_reason is None and t.failure is not None and t.failure.known_limitation:
+            names = by_text.setdefault(t.failure.known_limitation, [])
+            if t.failure.name not in names:
+                names.append(t.failure.name)
+    return [f"known limitation ({', '.join(n)}): {text}" for text, n in by_text.items()]
 
 
 def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
@@ -55,21 +75,40 @@ def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
             "topologies": list(f.topologies),
             "platforms": list(f.platforms),
             "in_all": f.in_all,
+            "known_limitation": f.known_limitation,
             "description": f.description,
         }
         for f in sorted(cat.failures.values(), key=lambda f: f.order)
     ]
 
 
+DECODE_REPLICAS_NOTE = (
+    "decode_replicas counts the decode worker's replicas (dp, a service override or the "
+    "manifest's replicas), as upstream picks high availability: 2 decode replicas at dp 1 are "
+    "high availability, a graph with one decode replica is not, whatever its dp."
+)
+
+
+def _limits_json(p: ThresholdProfile) -> dict[str, Any]:
+    return {
+        "success_rate_min": p.success_rate_min,
+        "success_rate_max": p.success_rate_max,
+        "failed_requests_max": p.failed_requests_max,
+        "recovery_time_max_s": p.recovery_time_max,
+        "load": p.load,
+    }
+
+
+def _limit_rows(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    """A profile's own limits (unless it only has per-load ones), then one row per load."""
+    own = any(v is not None for k, v in profile.items() if k not in ("loads", "load"))
+    return ([profile] if own or not profile["loads"] else []) + list(profile["loads"].values())
+
+
 def _thresholds_json(cat: Catalogs) -> dict[str, Any]:
     return {
         "profiles": {
-            p.name: {
-                "success_rate_min": p.success_rate_min,
-                "failed_requests_max": p.failed_requests_max,
-                "recovery_time_max_s": p.recovery_time_max,
-                "load": p.load,
-            }
+            p.name: {**_limits_json(p), "loads": {q.load: _limits_json(q) for q in p.per_load}}
             for p in cat.profiles.values()
         },
         "rules": [{"when": when, "profile": profile} for when, profile in cat.rules],
@@ -135,23 +174,37 @@ def list_(
         prof_rows = [
             [
                 name,
-                p["success_rate_min"],
-                p["failed_requests_max"],
-                format_duration(p["recovery_time_max_s"])
-                if p["recovery_time_max_s"] is not None
+                q["success_rate_min"],
+                q["success_rate_max"],
+                q["failed_requests_max"],
+                format_duration(q["recovery_time_max_s"])
+                if q["recovery_time_max_s"] is not None
                 else None,
-                p["load"],
+                q["load"],
             ]
             for name, p in th["profiles"].items()
+            for q in _limit_rows(p)
         ]
         parts.append(
-            _table(prof_rows, ["profile", "success rate min", "failed max", "recovery max", "load"])
+            _table(
+                prof_rows,
+                [
+                    "profile",
+                    "success rate min",
+                    "success rate max",
+                    "failed max",
+                    "recovery max",
+                    "load",
+                ],
+            )
         )
         rule_rows = [
             [i + 1, json.dumps(r["when"]) if r["when"] else "(always)", r["profile"]]
             for i, r in enumerate(th["rules"])
         ]
         parts.append(_table(rule_rows, ["rule", "when", "profile"]))
+        if any("decode_replicas" in r["when"] for r in th["rules"]):
+            parts.append(DECODE_REPLICAS_NOTE)
     if paths or not (failures or thresholds):
         tests = load_tests(
             _default_paths(paths or []),
@@ -160,10 +213,7 @@ def list_(
             **selection,
         )
         out_json["tests"] = [test_summary(t) for t in tests]
-        lines = [
-            t.name if t.skip_reason is None else f"{t.name}  [skipped: {t.skip_reason}]"
-            for t in tests
-        ]
+        lines = [_test_line(t) for t in tests] + _limitation_notes(tests)
         skipped = sum(1 for t in tests if t.skip_reason)
         lines.append(f"{len(tests)} tests" + (f" ({skipped} skipped)" if skipped else ""))
         parts.append("\n".join(lines))

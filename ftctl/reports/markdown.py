@@ -57,11 +57,3 @@ def markdown_report(directory: Path, results: list[Any], *, histogram: bool = Fa
 
         parts.extend(histogram_text(result, "markdown") for result in results)
     return "\n\n".join(parts) + "\n"
-
-
-def write_markdown_report(directory: Path, target: Path) -> None:
-    """Parse the test directories of ``directory`` and write their report to ``target``."""
-    from ftctl.results import parse_result_dir
-
-    results = [parse_result_dir(d) for d in test_dirs(directory)]
-    target.write_text(markdown_report(directory, results))

@@ -34,9 +34,9 @@ def _tabulate(
     )
 
 
-def _count(value: int | None) -> float | None:
-    """Counts print as 149.00 in the upstream table (it fed tabulate floats)."""
-    return None if value is None else float(value)
+def _count(value: int | None) -> int | None:
+    """A count of requests: an integer (upstream's table printed 149.00; ftctl prints 149)."""
+    return None if value is None else int(value)
 
 
 def _failure_rank(result: TestResult) -> tuple[int, str, int]:
@@ -182,7 +182,20 @@ def aiperf_summary_table(result: TestResult, fmt: str, sla: float | None = None)
         ["Total Throughput", _rps(metrics.throughput_rps)],
         ["Avg Client Throughput", _rps(metrics.avg_client_throughput_rps)],
     ]
-    return _tabulate(rows, ["Metric", "Value"], fmt)
+    table = _tabulate(rows, ["Metric", "Value"], fmt)
+    theirs = sum(
+        m.aiperf_summary_failed
+        for m in result.loads.values()
+        if m.aiperf_summary_failed is not None
+    )
+    if any(m.aiperf_summary_failed is not None for m in result.loads.values()) and (
+        theirs != metrics.failed
+    ):
+        table += (
+            f"\nFailed requests: {metrics.failed} here, {theirs} in aiperf's own summary "
+            "(a stream cut by an error event counts as failed here)"
+        )
+    return table
 
 
 def _fixed(value: float | None) -> str | None:

@@ -27,14 +27,32 @@ _CLIENT_DIR = CLIENT_DIR_RE
 _ATTEMPT_DIR = ATTEMPT_DIR_RE
 
 
+ARTIFACT_MARKERS = (SUMMARY_FILE, CSV_FILE, GENAI_LOG, RECORDS_FILE)
+
+
+def is_artifact_dir(path: Path) -> bool:
+    """A bare aiperf ``--artifact-dir``: aiperf's output files directly inside ``path``.
+
+    That is what ``aiperf profile`` leaves, and the upstream declarative framework's
+    ``<test>/<load>/`` folder (seeds/003); either reads as one client with one attempt.
+    """
+    return any((path / name).is_file() for name in ARTIFACT_MARKERS)
+
+
 def client_dirs(path: Path) -> list[tuple[int, Path]]:
-    """``client_N`` directories of ``path`` in numeric order."""
-    return numbered_entries(path, _CLIENT_DIR, dirs=True)
+    """``client_N`` directories of ``path`` in numeric order; a bare artifact dir is client 0."""
+    found = numbered_entries(path, _CLIENT_DIR, dirs=True)
+    if not found and is_artifact_dir(path):
+        return [(0, path)]
+    return found
 
 
 def attempt_dirs(client_dir: Path) -> list[tuple[int, Path]]:
-    """``attempt_M`` directories of a client in numeric order."""
-    return numbered_entries(client_dir, _ATTEMPT_DIR, dirs=True)
+    """``attempt_M`` directories of a client in numeric order; a bare artifact dir is attempt 0."""
+    found = numbered_entries(client_dir, _ATTEMPT_DIR, dirs=True)
+    if not found and is_artifact_dir(client_dir):
+        return [(0, client_dir)]
+    return found
 
 
 def _load_json(path: Path) -> Any:

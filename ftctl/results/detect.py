@@ -7,24 +7,39 @@ from pathlib import Path
 
 from ftctl.errors import ParseError
 from ftctl.events import EVENTS_FILE
-from ftctl.layout import LOADS_DIR
+from ftctl.layout import CLIENT_PREFIX, LOADS_DIR
 from ftctl.results import aiperf
 from ftctl.results.legacy import client_files
 from ftctl.results.upstream import TEST_LOG
 
 PARSERS = ("aiperf", "legacy")
-_AIPERF_MARKERS = (aiperf.SUMMARY_FILE, aiperf.CSV_FILE, aiperf.GENAI_LOG, aiperf.RECORDS_FILE)
+_AIPERF_MARKERS = aiperf.ARTIFACT_MARKERS
 
 
 def load_dirs(test_dir: Path) -> dict[str, Path]:
-    """Load name → directory: the root is "default", ``loads/<name>/`` are the others."""
+    """Load name → directory: the root is "default", ``loads/<name>/`` are the others, and so
+    is every bare aiperf artifact folder of the root (the upstream declarative framework's
+    ``<test>/<load>/profile_export_aiperf.json``, seeds/003), named after its folder."""
     found = {"default": test_dir}
     loads = test_dir / LOADS_DIR
     if loads.is_dir():
         for child in sorted(loads.iterdir()):
             if child.is_dir():
                 found[child.name] = child
+    for child in _artifact_children(test_dir):
+        found.setdefault(child.name, child)
     return found
+
+
+def _artifact_children(test_dir: Path) -> list[Path]:
+    try:
+        children = sorted(p for p in test_dir.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    # client_N folders are clients of the root, never loads of their own.
+    return [
+        c for c in children if not c.name.startswith(CLIENT_PREFIX) and aiperf.is_artifact_dir(c)
+    ]
 
 
 def _has_aiperf(directory: Path) -> bool:
@@ -75,7 +90,7 @@ def is_test_dir(path: Path) -> bool:
         return False
     if (path / EVENTS_FILE).exists() or (path / TEST_LOG).exists():
         return True
-    return _has_legacy(path) or bool(aiperf.client_dirs(path))
+    return _has_legacy(path) or bool(aiperf.client_dirs(path) or _artifact_children(path))
 
 
 def find_test_dirs(path: Path, depth: int = 3) -> list[Path]:

@@ -106,6 +106,27 @@ class RequestTable:
     def __len__(self) -> int:
         return int(self.ok.shape[0])
 
+    def shifted(self, delta_ns: int) -> RequestTable:
+        """The same table with every time moved by ``delta_ns`` (a zone correction)."""
+        import dataclasses
+
+        attempts = self.attempt_rows
+        if attempts is not None:
+            attempts = dataclasses.replace(
+                attempts, start_ns=attempts.start_ns + delta_ns, end_ns=attempts.end_ns + delta_ns
+            )
+        scheduled = self.scheduled_ns
+        if scheduled is not None:
+            scheduled = scheduled.copy()
+            scheduled[scheduled >= 0] += delta_ns
+        return dataclasses.replace(
+            self,
+            start_ns=self.start_ns + delta_ns,
+            end_ns=self.end_ns + delta_ns,
+            scheduled_ns=scheduled,
+            attempt_rows=attempts,
+        )
+
     @staticmethod
     def empty() -> RequestTable:
         """A table with no request."""
@@ -273,6 +294,9 @@ class LoadMetrics:
     # not request attempts; the run whose records are read is ``chosen_attempt``.
     attempts: dict[str, int] = field(default_factory=dict)
     chosen_attempt: dict[str, int | None] = field(default_factory=dict)  # aiperf
+    # aiperf: failed requests by aiperf's own summaries of the clients read, when every one has
+    # a count (it does not count a stream cut by an SSE error event as failed; ftctl does).
+    aiperf_summary_failed: int | None = None
     # Open loop: start − scheduled time of the requests that had a schedule (requests, p50,
     # p99, max in ms); None when no request had one. Large values mean the client fell behind.
     dispatch_lag_ms: dict[str, float] | None = None

@@ -224,12 +224,15 @@ def parse_test_dir(
     summary_only: dict[str, LoadMetrics] = {}
     aiperf_loads: dict[str, aiperf.AiperfLoad] = {}
     naive_local_times = False
+    local_tables: set[str] = set()  # loads whose times are host-local read as UTC
     for name, directory in load_dirs(test_dir).items():
         if kind == "legacy":
             table, count, derived = read_legacy_dir(directory, result.warnings, span)
             if count == 0 and name != "default":
                 continue
             naive_local_times |= derived
+            if derived:
+                local_tables.add(name)
             tables[name], clients[name] = table, count
         else:
             load = aiperf.read_aiperf_dir(directory, result.warnings, span)
@@ -250,7 +253,11 @@ def parse_test_dir(
         )
 
     if test_log is not None and test_log.fault_s:
-        _place_upstream_fault(test_dir, result, test_log, naive_local_times, aiperf_loads)
+        offset = _place_upstream_fault(test_dir, result, test_log, aiperf_loads)
+        # Host-local client times move to UTC with the fault, so phases are unchanged and
+        # every time this result carries is UTC.
+        for name in local_tables:
+            tables[name] = tables[name].shifted(-int(offset * _NS))
 
     t_f = result.fault_times_ns[0] if result.fault_times_ns else None
     for name, table in tables.items():
@@ -263,6 +270,9 @@ def parse_test_dir(
         if metrics is not None:
             metrics.attempts = {str(c.client): c.attempts for c in load.choices}
             metrics.chosen_attempt = {str(c.client): c.attempt for c in load.choices}
+            counts = [aiperf.summary_counts(sm) for sm in load.summaries.values()]
+            if counts and all(c is not None for c in counts):
+                metrics.aiperf_summary_failed = sum(c[1] for c in counts if c is not None)
         result.clients_with_records = (result.clients_with_records or 0) + (
             load.clients_with_records
         )
@@ -319,13 +329,13 @@ def _place_upstream_fault(
     test_dir: Path,
     result: TestResult,
     test_log: upstream.TestLog,
-    naive_local_times: bool,
     aiperf_loads: dict[str, aiperf.AiperfLoad],
-) -> None:
-    """Fault time and log-based recovery of an upstream directory (test.log.txt markers).
+) -> float:
+    """Fault time (UTC) and log-based recovery of an upstream directory (test.log.txt markers).
 
-    The markers are host-local. Legacy client times are host-local too (so they compare as
-    they are); aiperf records and container logs are UTC, so the host offset is inferred first.
+    The markers are host-local; aiperf records and container logs are UTC, so the host offset
+    is inferred first and the fault times are stored in UTC. Returns the offset (local − UTC,
+    seconds), by which the caller moves host-local legacy client times to UTC too.
     """
     fault_local = test_log.fault_s[0]
     offset, source = None, None
@@ -335,8 +345,7 @@ def _place_upstream_fault(
         offset, source = upstream.infer_offset_from_logs(test_dir, fault_local), "previous.log"
     if offset is None:
         offset, source = upstream.machine_offset_s(fault_local), "this machine's time zone"
-    shift = 0.0 if naive_local_times else offset
-    result.fault_times_ns = [int((t - shift) * _NS) for t in test_log.fault_s]
+    result.fault_times_ns = [int((t - offset) * _NS) for t in test_log.fault_s]
     result.fault_time_source = "test.log (1 s resolution)"
     result.utc_offset_s, result.utc_offset_source = offset, source
     if source == "this machine's time zone":
@@ -356,3 +365,4 @@ def _place_upstream_fault(
             "upstream: container restart gap (first line of the current log − last line of "
             ".previous.log)"
         )
+    return offset

@@ -48,6 +48,7 @@ def failures_from_document(doc: Document) -> dict[str, FailureType]:
             ),
             max_model_len=entry.get("max_model_len"),
             overflow_multiplier=float(entry.get("overflow_multiplier", 2.0)),
+            known_limitation=entry.get("known_limitation"),
         )
     return out
 
@@ -71,6 +72,17 @@ def thresholds_from_document(
                 else None
             ),
             load=spec.get("load"),
+            success_rate_max=spec.get("success_rate", {}).get("max"),
+            per_load=tuple(
+                ThresholdProfile(
+                    name=name,
+                    load=load,
+                    success_rate_min=sub.get("success_rate", {}).get("min"),
+                    success_rate_max=sub.get("success_rate", {}).get("max"),
+                    failed_requests_max=sub.get("failed_requests", {}).get("max"),
+                )
+                for load, sub in (spec.get("loads") or {}).items()
+            ),
         )
     rules: list[tuple[dict, str]] = []
     for i, rule in enumerate(doc.data["rules"]):
@@ -78,7 +90,7 @@ def thresholds_from_document(
         if profile not in profiles:
             hint = did_you_mean(profile, list(profiles))
             raise doc.error(["rules", i, "profile"], f"unknown profile '{profile}'{hint}")
-        for key in ("dp", "tp"):
+        for key in ("dp", "tp", "decode_replicas"):
             rng = rule.get("when", {}).get(key)
             if isinstance(rng, dict) and rng.get("min", 1) > rng.get("max", rng.get("min", 1)):
                 raise doc.error(["rules", i, "when", key], "min is greater than max")
@@ -129,9 +141,14 @@ def select_profile(
     topology: str,
     tp: int,
     dp: int,
+    decode_replicas: int,
     platform: str,
 ) -> str | None:
-    """The profile of the first rule whose ``when`` matches (DESIGN §3.4), or None."""
+    """The profile of the first rule whose ``when`` matches (DESIGN §3.4), or None.
+
+    ``decode_replicas`` is the sum of the decode services' replicas (dp, a service override,
+    or the manifest's count): the shipped rules pick high availability by it, as upstream does.
+    """
     facts = {"failure": failure, "action": action, "backend": backend}
     for when, profile in catalogs.rules:
         ok = True
@@ -146,6 +163,8 @@ def select_profile(
                 ok = _in_range(dp, cond)
             elif key == "tp":
                 ok = _in_range(tp, cond)
+            elif key == "decode_replicas":
+                ok = _in_range(decode_replicas, cond)
             if not ok:
                 break
         if ok:
@@ -157,11 +176,12 @@ def profile_checks(profile: ThresholdProfile, *, server_fault: bool) -> list[Che
     """Checks from a profile: success_rate, max_errors, and recovery_time after a server fault."""
     source = f"profile:{profile.name}"
     out: list[Check] = []
-    if profile.success_rate_min is not None:
+    if profile.success_rate_min is not None or profile.success_rate_max is not None:
         out.append(
             Check(
                 kind="success_rate",
                 min=profile.success_rate_min,
+                max=profile.success_rate_max,
                 phase="overall",
                 load=profile.load,
                 source=source,
@@ -183,4 +203,6 @@ def profile_checks(profile: ThresholdProfile, *, server_fault: bool) -> list[Che
                 source=source,
             )
         )
+    for part in profile.per_load:
+        out += profile_checks(part, server_fault=False)
     return out

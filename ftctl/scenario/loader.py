@@ -27,7 +27,7 @@ from ftctl.scenario.model import (
     TestCase,
     TokenDist,
 )
-from ftctl.scenario.roles import fallback_roles, manifest_roles
+from ftctl.scenario.roles import fallback_roles, manifest_replicas, manifest_roles
 from ftctl.scenario.schema import validate_schema
 from ftctl.scenario.yamlio import Document, did_you_mean
 
@@ -195,7 +195,11 @@ def _deployment(doc: Document, cell: _Cell, base_dir: Path, platform: str) -> De
         roles = fallback_roles(cell.backend, cell.topology)
     names = [s for s, _ in roles]
     mode = dep.get("data_parallel", "replicas")
-    replicas = {s: (cell.dp if mode == "replicas" else 1) for s in names}
+    # As the DGD is built: dp replicas every service when dp > 1, else the manifest's count.
+    declared = manifest_replicas(manifest) if manifest is not None else {}
+    replicas = {
+        s: (cell.dp if mode == "replicas" and cell.dp > 1 else declared.get(s, 1)) for s in names
+    }
     overrides: list[tuple[str, ServiceOverride]] = []
     for key, spec in (dep.get("services") or {}).items():
         path = ["deployment", "services", key]
@@ -490,6 +494,7 @@ def _checks(
                 topology=dep.topology,
                 tp=dep.tp,
                 dp=dep.dp,
+                decode_replicas=dep.decode_replicas,
                 platform=platform,
             )
         elif wanted not in catalogs.profiles:
@@ -501,6 +506,12 @@ def _checks(
             profile = catalogs.profiles[profile_name]
             if profile.load is not None and profile.load not in names:
                 profile = replace(profile, load=None)
+            # Limits of a named load the test does not have cannot apply to it.
+            profile = replace(
+                profile, per_load=tuple(p for p in profile.per_load if p.load in names)
+            )
+            if failure is not None and failure.known_limitation:
+                profile = replace(profile, recovery_time_max=None)
             checks += profile_checks(profile, server_fault=fault)
     if fault:
         # Stage 1 always applies to a process/pod fault (REFERENCE §9.9); one copy, first.
@@ -713,7 +724,7 @@ def _test_case(scenario: _Scenario, cell: _Cell, dep, failure, items, skip) -> T
         checks=checks,
         thresholds_profile=profile,
         recovery_window=scenario.recovery_window,
-        reports=tuple(data.get("reports", ("summary", "timeline"))),
+        reports=tuple(data.get("reports", ("summary", "markdown", "timeline"))),
         skip_reason=skip,
         observe=scenario.observe,
     )

@@ -119,6 +119,11 @@ class Deployment:
         """The first service with ``role`` (frontend | decode | prefill), or None."""
         return next((s for s in self.services if s.role == role), None)
 
+    @property
+    def decode_replicas(self) -> int:
+        """Replicas of the decode worker(s): what upstream picks high availability by."""
+        return sum(s.replicas for s in self.services_for("decode"))
+
 
 @dataclass(frozen=True)
 class FailureType:
@@ -141,6 +146,9 @@ class FailureType:
     timeout: float | None = None  # rolling_upgrade: how long to wait for the rollout
     max_model_len: int | None = None  # token_overflow: the context limit to deploy with
     overflow_multiplier: float = 2.0  # token_overflow: oversized prompt = limit × this
+    # A documented behaviour upstream does not expect to recover from (SGLang subprocess kills
+    # leave a zombie and no restart): shown by `list`, and no recovery_time threshold applies.
+    known_limitation: str | None = None
 
     def applies_to(self, backend: str) -> bool:
         """True when this failure exists for ``backend``."""
@@ -237,6 +245,8 @@ class ThresholdProfile:
     failed_requests_max: int | None = None
     recovery_time_max: float | None = None
     load: str | None = None  # the load the limits apply to; None = every load
+    success_rate_max: float | None = None  # e.g. token overflow: mostly rejected
+    per_load: tuple[ThresholdProfile, ...] = ()  # `loads:` limits, one per named load
 
 
 @dataclass(frozen=True)
@@ -272,7 +282,7 @@ class TestCase:
     checks: tuple[Check, ...]
     thresholds_profile: str | None
     recovery_window: float = 10.0
-    reports: tuple[str, ...] = ("summary", "timeline")
+    reports: tuple[str, ...] = ("summary", "markdown", "timeline")
     skip_reason: str | None = None  # set when the failure cannot apply here
     observe: Observe = Observe()
 

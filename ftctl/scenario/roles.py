@@ -63,3 +63,18 @@ def manifest_roles(manifest: Path) -> tuple[tuple[str, str], ...]:
         )
     order = {"frontend": 0, "decode": 1, "prefill": 2}
     return tuple(sorted(out, key=lambda sr: order[sr[1]]))
+
+
+@cache
+def manifest_replicas(manifest: Path) -> dict[str, int]:
+    """``{service: spec.services.<service>.replicas}`` of a DGD manifest (1 when unset).
+
+    What the DGD deploys at dp 1, and so what the threshold rules count (upstream picks the
+    high-availability profile by decode-worker replicas).
+    """
+    services = (read_document(manifest).data.get("spec") or {}).get("services") or {}
+    out: dict[str, int] = {}
+    for name, spec in services.items():
+        value = spec.get("replicas", 1) if isinstance(spec, dict) else 1
+        out[str(name)] = value if isinstance(value, int) and value >= 0 else 1
+    return out

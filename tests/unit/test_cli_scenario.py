@@ -91,10 +91,28 @@ def test_list_shows_skipped_tests_with_their_reason(tmp_path):
     assert out[-1] == "1 tests (1 skipped)"
 
 
+def test_list_marks_sglang_subprocess_kills_as_a_known_limitation(repo):
+    out = run_cli(
+        "list", str(repo / "scenario_files" / "kubernetes"), "-k", "sglang-agg-tp-1-dp-1"
+    ).stdout.splitlines()
+    marked = [line for line in out if "[known limitation: no recovery_time threshold]" in line]
+    assert [line.split()[0] for line in marked] == [
+        "sglang-agg-tp-1-dp-1-sglang_decode_scheduler",
+        "sglang-agg-tp-1-dp-1-sglang_decode_detokenizer",
+    ]
+    assert out[-1] == "7 tests"
+    assert out[-2].startswith(
+        "known limitation (sglang_decode_scheduler, sglang_decode_detokenizer): "
+        "upstream does not expect to recover"
+    )
+
+
 def test_list_failures_and_thresholds_tables():
     out = run_cli("list", "--failures", "--thresholds").stdout
     for word in ("vllm_decode_engine_core", "TRTLLM::EngineCore", "high_availability", "3m"):
         assert word in out
+    assert '{"decode_replicas": {"min": 2}}  high_availability' in out
+    assert "2 decode replicas at dp 1 are high availability" in out
     data = json.loads(run_cli("list", "--failures", "--thresholds", "--json").stdout)
     assert data["failures"][0]["name"] == "none"
     assert data["thresholds"]["profiles"]["single_worker"]["recovery_time_max_s"] == 180.0

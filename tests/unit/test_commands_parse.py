@@ -21,6 +21,7 @@ from tests.conftest import REPO, run_cli
 from tests.unit.test_results_legacy import write_legacy_test
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "results"
+AIPERF_ATTEMPT = DATA / "aiperf" / "fault" / "client_0" / "attempt_0"
 
 
 def test_detects_aiperf_legacy_both_and_neither(tmp_path):
@@ -216,3 +217,63 @@ def test_fifos_in_a_result_directory_are_skipped_never_read(tmp_path):
     records = aiperf / "client_1" / "attempt_0" / "profile_export.jsonl"
     assert f"{records}: cannot read (not a regular file)" in aiperf_warnings
     assert tests["aiperf-decode_worker"]["overall"]["requests"] == 60  # clients 0 and 2
+
+
+def _record_counts(records: Path) -> tuple[int, int]:
+    """(ok, failed) of an aiperf profile_export.jsonl, read here without ftctl's reader."""
+    rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    failed = sum(1 for r in rows if r.get("error"))
+    return len(rows) - failed, failed
+
+
+@pytest.mark.parametrize("force", [(), ("--force-parser", "aiperf")])
+def test_parse_reads_a_bare_aiperf_artifact_dir(tmp_path, force):
+    artifact = tmp_path / "artifacts"
+    shutil.copytree(AIPERF_ATTEMPT, artifact)
+    ok, failed = _record_counts(artifact / "profile_export.jsonl")
+    (test,) = json.loads(run_cli("parse", str(artifact), "--format", "json", *force).stdout)[
+        "tests"
+    ]
+    assert test["kind"] == "aiperf"
+    assert (test["overall"]["ok"], test["overall"]["failed"]) == (ok, failed)
+
+
+def test_parse_reads_the_upstream_declarative_layout(tmp_path):
+    # seeds/003: <test>/<load>/profile_export_aiperf.json beside the service log folders.
+    test_dir = tmp_path / "test_smoke_50_requests"
+    shutil.copytree(AIPERF_ATTEMPT, test_dir / "load")
+    (test_dir / "load" / "aiperf.log").write_text("INFO aiperf\n")
+    (test_dir / "Frontend").mkdir()
+    (test_dir / "Frontend" / "frontend-abc_1.log").write_text("INFO added model\n")
+    ok, failed = _record_counts(test_dir / "load" / "profile_export.jsonl")
+    for target in (tmp_path, test_dir):
+        (test,) = json.loads(run_cli("parse", str(target), "--format", "json").stdout)["tests"]
+        assert test["kind"] == "aiperf"
+        assert (test["overall"]["ok"], test["overall"]["failed"]) == (ok, failed)
+        assert (test["loads"]["load"]["ok"], test["loads"]["load"]["failed"]) == (ok, failed)
+
+
+def test_aiperf_table_says_when_its_failure_count_differs_from_aiperfs_summary(tmp_path):
+    test_dir = tmp_path / "fault"
+    shutil.copytree(DATA / "aiperf" / "fault", test_dir)
+    records = sorted(test_dir.glob("client_*/attempt_0/profile_export.jsonl"))
+    ours = sum(_record_counts(path)[1] for path in records)
+    # aiperf counted one failure of client 0 as a success (a stream cut by an error event).
+    summary_path = test_dir / "client_0" / "attempt_0" / "profile_export_aiperf.json"
+    summary = json.loads(summary_path.read_text())
+    summary["error_request_count"]["avg"] -= 1
+    summary_path.write_text(json.dumps(summary))
+    theirs = sum(
+        json.loads((p.parent / "profile_export_aiperf.json").read_text())["error_request_count"][
+            "avg"
+        ]
+        for p in records
+    )
+    out = run_cli("parse", str(test_dir)).stdout
+    line = (
+        f"Failed requests: {ours} here, {int(theirs)} in aiperf's own summary "
+        "(a stream cut by an error event counts as failed here)"
+    )
+    assert line in out.splitlines()
+    untouched = run_cli("parse", str(DATA / "aiperf" / "fault")).stdout
+    assert "in aiperf's own summary" not in untouched

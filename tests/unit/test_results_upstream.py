@@ -54,6 +54,37 @@ def test_upstream_legacy_dir_reads_markers_and_phases():
     assert (after.attempts, after.failed_attempts, after.retried_requests) == (56, 12, 6)
 
 
+def test_upstream_legacy_fault_time_is_utc():
+    # test.log says 12:01:40 on a UTC+2 host (its .previous.log ends 10:01:39.9Z).
+    result = parse_result_dir(LEGACY)
+    assert result.utc_offset_s == 7200
+    assert result.fault_times_ns == [
+        int(datetime(2025, 10, 3, 10, 1, 40, tzinfo=UTC).timestamp()) * 10**9
+    ]
+    # Client times moved with it: the first request still ends 30 s before the fault.
+    assert int(result.requests.end_ns.min()) == result.fault_times_ns[0] - 30 * 10**9
+
+
+def test_upstream_legacy_fault_time_is_utc_on_a_utc_minus_7_machine(tmp_path, monkeypatch):
+    # No .previous.log to infer the host's zone from: this machine's zone (UTC−7) is the guess.
+    test = tmp_path / LEGACY.name
+    shutil.copytree(LEGACY, test)
+    for previous in test.rglob("*.previous.log"):
+        previous.unlink()
+    monkeypatch.setenv("TZ", "MST7")
+    time.tzset()
+    try:
+        result = parse_result_dir(test)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert result.utc_offset_s == -7 * 3600
+    expected = datetime(2025, 10, 3, 19, 1, 40, tzinfo=UTC)  # 12:01:40 at UTC−7
+    assert result.fault_times_ns == [int(expected.timestamp()) * 10**9]
+    phases = result.overall.phases
+    assert (phases["upstream_before"].ok, phases["upstream_after"].failed) == (31, 6)
+
+
 def test_upstream_log_recovery_converts_local_test_log_time_to_utc():
     result = parse_result_dir(LEGACY)
     # The host ran at UTC+2: the killed pod's .previous.log ends 10:01:39.9Z while test.log

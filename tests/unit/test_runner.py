@@ -330,3 +330,48 @@ def test_the_runner_has_a_handler_for_every_timeline_event_kind():
     from ftctl.scenario.model import Event
 
     assert set(HANDLERS) == set(typing.get_args(typing.get_type_hints(Event)["kind"]))
+
+
+def test_every_report_a_scenario_lists_is_written_into_the_test_directory(tmp_path):
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    test = dataclasses.replace(
+        _test_case((Check(kind="fault_verified"),), requests=10),
+        reports=("summary", "markdown", "json", "junit", "plot"),
+    )
+    options = RunOptions(output_dir=tmp_path, verify_timeout=10)
+    platform = ServerPlatform()
+    outcome = run_test(
+        test, options, result_dir=tmp_path / test.name, platform_factory=lambda n: platform
+    )
+    d = outcome.result_dir
+    assert outcome.status == ExitStatus.OK, outcome.error
+    summary = (d / "summary.txt").read_text()
+    assert "== fake-decode_worker: OK" in summary
+    assert "fault_verified" in summary
+    markdown = (d / "report.md").read_text()
+    assert markdown.startswith(f"# ftctl report: {d}")
+    assert "## Checks: fake-decode_worker (" in markdown
+    assert "| PASSED   | fault_verified |" in markdown
+    suite = ET.parse(d / "junit.xml").getroot().find("testsuite")
+    assert [c.get("name") for c in suite.iter("testcase")] == [
+        "fake-decode_worker",
+        "fault_verified",
+    ]
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert (d / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((d / "report.json").read_text())["test"] == "fake-decode_worker"
+
+
+def test_reports_not_listed_are_not_written(tmp_path):
+    import dataclasses
+
+    test = dataclasses.replace(_test_case((), requests=5), reports=())
+    options = RunOptions(output_dir=tmp_path, verify_timeout=10)
+    outcome = run_test(
+        test, options, result_dir=tmp_path / test.name, platform_factory=lambda n: ServerPlatform()
+    )
+    names = {p.name for p in outcome.result_dir.iterdir()}
+    assert "report.json" in names
+    assert not names & {"summary.txt", "report.md", "junit.xml", "timeline.png"}

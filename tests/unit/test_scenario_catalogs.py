@@ -129,7 +129,26 @@ def test_rules_pick_the_first_matching_profile(failure, dp, expected):
         topology="agg",
         tp=1,
         dp=dp,
+        decode_replicas=dp,
         platform="local",
+    )
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("dp", "decode_replicas", "expected"), [(1, 2, "high_availability"), (2, 1, "single_worker")]
+)
+def test_high_availability_is_chosen_by_decode_replicas_not_dp(dp, decode_replicas, expected):
+    got = select_profile(
+        load_catalogs(),
+        failure="decode_worker",
+        action="terminate_process",
+        backend="vllm",
+        topology="agg",
+        tp=1,
+        dp=dp,
+        decode_replicas=decode_replicas,
+        platform="kubernetes",
     )
     assert got == expected
 

@@ -216,7 +216,17 @@ def test_token_overflow_runs_two_loads_against_a_1024_context(kube_tests):
         ("start_load", "recovery"),
         ("wait_for_load_completion", "recovery"),
     ]
-    assert [(c.kind, c.load) for c in test.checks] == [("success_rate", "recovery")]
+    # Both phases are judged: the oversized prompts mostly rejected, the normal ones served.
+    assert [(c.kind, c.load, c.min, c.max) for c in test.checks] == [
+        ("success_rate", "overflow", None, 0.10),
+        ("success_rate", "recovery", 0.90, None),
+    ]
+
+
+def test_a_per_load_limit_of_a_load_the_test_lacks_is_dropped(tmp_path):
+    path = write(tmp_path, BASE + "deployment: {backend: vllm}\nthresholds: token_overflow\n")
+    (test,) = load_tests([path])
+    assert test.checks == ()
 
 
 def test_token_overflow_does_not_leak_its_context_limit(kube_tests):
@@ -319,6 +329,45 @@ def test_roles_come_from_a_custom_manifest(tmp_path):
         Service("Pre", "prefill", 3),
     )
     assert test.events[2].services == ("Pre",) and test.events[2].pods == (2,)
+
+
+def test_sglang_subprocess_kills_get_no_recovery_threshold_by_default(kube_tests):
+    # REFERENCE §2: killing an SGLang subprocess leaves a zombie and no restart (upstream
+    # "does not expect to recover"); the main-process kill of the same graph keeps its limit.
+    for failure in ("sglang_decode_scheduler", "sglang_decode_detokenizer"):
+        test = kube_tests[f"sglang-agg-tp-1-dp-1-{failure}"]
+        assert [c.kind for c in test.checks] == ["fault_verified", "success_rate"]
+        assert "does not expect to recover" in test.failure.known_limitation
+    main = kube_tests["sglang-agg-tp-1-dp-1-decode_worker"]
+    assert ("recovery_time", 180.0) in [(c.kind, c.max) for c in main.checks]
+    assert main.failure.known_limitation is None
+
+
+def test_two_decode_replicas_at_dp_1_are_high_availability(tmp_path):
+    # Upstream picks the profile by decode-worker replicas: from an override or the manifest.
+    (tmp_path / "dgd.yaml").write_text(
+        "apiVersion: nvidia.com/v1alpha1\nkind: DynamoGraphDeployment\nspec:\n  services:\n"
+        "    Frontend: {componentType: frontend, replicas: 1}\n"
+        "    Gen: {componentType: worker, subComponentType: decode, replicas: 2}\n"
+    )
+    from_manifest = write(
+        tmp_path,
+        BASE + "deployment: {backend: vllm, manifest: dgd.yaml}\n"
+        "failures: [{type: decode_worker}]\n",
+        "m.yaml",
+    )
+    from_override = write(
+        tmp_path,
+        BASE + "deployment: {backend: vllm, services: {decode: {replicas: 2}}}\n"
+        "failures: [{type: decode_worker}]\n",
+        "o.yaml",
+    )
+    for path in (from_manifest, from_override):
+        (test,) = load_tests([path])
+        assert test.deployment.dp == 1
+        assert [s.replicas for s in test.deployment.services_for("decode")] == [2]
+        assert test.thresholds_profile == "high_availability"
+        assert ("recovery_time", 60.0) in [(c.kind, c.max) for c in test.checks]
 
 
 def test_explicit_checks_replace_the_profile_but_keep_stage1(tmp_path):
