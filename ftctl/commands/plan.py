@@ -223,7 +223,9 @@ def _check_text(c: dict[str, Any]) -> str:
     load = f" [load {c['load']}]" if "load" in c else ""
     if kind == "success_rate":
         of = " of attempts" if c.get("of") == "attempts" else ""
-        what = f"success_rate{of} >= {c['min']:g} ({c['phase']})"
+        bounds = [f">= {c['min']:g}"] if "min" in c else []
+        bounds += [f"<= {c['max']:g}"] if "max" in c else []
+        what = f"success_rate{of} {' and '.join(bounds)} ({c['phase']})"
     elif kind == "recovery_time":
         what = f"recovery_time <= {format_duration(c['max'])}"
     elif kind == "latency":

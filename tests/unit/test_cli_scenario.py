@@ -264,3 +264,10 @@ def test_a_kubernetes_option_on_the_local_platform_is_a_usage_error_naming_it(tm
     result = run_cli("run", str(scenario), *args, "--output-dir", str(out), expect=2)
     assert result.stderr.startswith(f"ftctl: error: {flag}: the local platform does not take")
     assert not out.exists()  # refused before anything is written or started
+
+
+def test_plan_shows_a_success_rate_upper_bound_of_the_overflow_load():
+    overflow = str(REPO / "scenario_files" / "kubernetes" / "token-overflow-agg.yaml")
+    out = run_cli("plan", overflow, "-k", "vllm").stdout
+    assert "success_rate <= 0.1 (overall) [load overflow]  (profile:token_overflow)" in out
+    assert "success_rate >= 0.9 (overall) [load recovery]  (profile:token_overflow)" in out
