@@ -81,7 +81,8 @@ def _opt(*names: str, help: str | None = None, **kw):  # noqa: A002 (click's nam
 
 
 # Options shared by list, plan and run, declared once.
-Keyword = Annotated[str | None, _opt("-k", help="Select tests: substr, and/or/not.")]
+Keyword = Annotated[str | None, _opt("-k", help="Select tests: name/node id/tag, and/or/not.")]
+Markers = Annotated[str | None, _opt("-m", help="Select tests by tag: and/or/not.")]
 CustomBuild = Annotated[bool, _opt("--include-custom-build")]
 Platform = Annotated[str | None, _opt("--platform", help="local|kubernetes")]
 AsJson = Annotated[bool, _opt("--json", help="Machine-readable output.")]
@@ -117,6 +118,7 @@ def list_(
     failures: Annotated[bool, _opt("--failures", help="List the failure catalog.")] = False,
     thresholds: Annotated[bool, _opt("--thresholds", help="List threshold profiles.")] = False,
     keyword: Keyword = None,
+    markers: Markers = None,
     include_custom_build: CustomBuild = False,
     platform: Platform = None,
     as_json: AsJson = False,
@@ -131,6 +133,7 @@ def list_(
 def plan(
     scenarios: Annotated[list[Path], typer.Argument(help="Scenario files.")],
     keyword: Keyword = None,
+    markers: Markers = None,
     include_custom_build: CustomBuild = False,
     platform: Platform = None,
     as_json: AsJson = False,
@@ -160,6 +163,7 @@ def run(
     scenarios: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
     platform: Platform = None,
     keyword: Keyword = None,
+    markers: Markers = None,
     include_custom_build: CustomBuild = False,
     output_dir: Annotated[Path, _opt("--output-dir", help="Where result dirs go.")] = RESULTS,
     client_type: Annotated[str | None, _opt("--client-type", help="aiperf|legacy")] = None,

@@ -8,7 +8,7 @@ from typing import Any
 
 from ftctl.commands import Output
 from ftctl.errors import UsageError
-from ftctl.scenario import load_catalogs, load_tests
+from ftctl.scenario import CUSTOM_BUILD_WHY, Selection, load_catalogs, load_tests
 from ftctl.scenario.durations import format_duration
 from ftctl.scenario.model import Catalogs, TestCase, ThresholdProfile
 
@@ -121,6 +121,22 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", missingval="-")
 
 
+def _left_out_lines(left_out: Selection) -> list[str]:
+    """Why tests the files define are not listed: custom_build, and matrix failures dropped."""
+    lines = []
+    if left_out.custom_build:
+        lines.append(f"left out: {len(left_out.custom_build)} tests {CUSTOM_BUILD_WHY}")
+    # One line per failure of a file: each reason once, with how many matrix cells it dropped.
+    reasons: dict[tuple[str, str], dict[str, int]] = {}
+    for file, failure, _cell, why in left_out.dropped:
+        counts = reasons.setdefault((file, failure), {})
+        counts[why] = counts.get(why, 0) + 1
+    for (file, failure), counts in reasons.items():
+        whys = "; ".join(f"{why} ({n} cells)" for why, n in counts.items())
+        lines.append(f"dropped from {file}: {failure}: {whys}")
+    return lines
+
+
 def list_(
     paths: list[Path] | None,
     *,
@@ -206,14 +222,20 @@ def list_(
         if any("decode_replicas" in r["when"] for r in th["rules"]):
             parts.append(DECODE_REPLICAS_NOTE)
     if paths or not (failures or thresholds):
+        left_out = Selection()
         tests = load_tests(
             _default_paths(paths or []),
             failures_file=failures_file,
             thresholds_file=thresholds_file,
+            selection=left_out,
             **selection,
         )
         out_json["tests"] = [test_summary(t) for t in tests]
         lines = [_test_line(t) for t in tests] + _limitation_notes(tests)
+        # Matrix drops describe the files: shown for a full listing, not for a -k/-m selection.
+        if selection.get("keyword") or selection.get("markers"):
+            left_out.dropped.clear()
+        lines += _left_out_lines(left_out)
         skipped = sum(1 for t in tests if t.skip_reason)
         lines.append(f"{len(tests)} tests" + (f" ({skipped} skipped)" if skipped else ""))
         parts.append("\n".join(lines))

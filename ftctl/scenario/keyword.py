@@ -1,4 +1,10 @@
-"""pytest-like ``-k`` expressions: substrings combined with and / or / not and parentheses."""
+"""pytest-like ``-k`` and ``-m`` expressions: terms combined with and / or / not and parentheses.
+
+``-k``: a term matches a test when it is a substring of the test's name or of its upstream
+pytest node id (``test_fault_scenario[<name>]``, as the upstream harness names its result
+folders), or equals one of its tags. ``-m``: a term matches when it equals one of the tags, as
+pytest markers do.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +31,17 @@ def _tokens(expr: str) -> list[str]:
 class _Parser:
     """Recursive descent: or_expr := and_expr ('or' and_expr)*; and_expr := not_expr ('and' …)*."""
 
-    def __init__(self, expr: str, name: str) -> None:
-        self.expr, self.toks, self.i, self.name = expr, _tokens(expr), 0, name.lower()
-        self.depth = 0
+    def __init__(
+        self, expr: str, names: tuple[str, ...], tags: tuple[str, ...], option: str = "-k"
+    ) -> None:
+        self.expr, self.toks, self.i = expr, _tokens(expr), 0
+        self.names = tuple(n.lower() for n in names)
+        self.tags = {t.lower() for t in tags}
+        self.depth, self.option = 0, option
 
     def fail(self, what: str) -> UsageError:
         shown = self.expr if len(self.expr) <= 80 else self.expr[:77] + "..."
-        return UsageError(f"-k {shown!r}: {what}")
+        return UsageError(f"{self.option} {shown!r}: {what}")
 
     def enter(self) -> None:
         self.depth += 1
@@ -92,13 +102,32 @@ class _Parser:
             return value
         if tok in (")", "and", "or"):
             raise self.fail(f"unexpected {tok!r}")
-        return tok.lower() in self.name
+        term = tok.lower()
+        return term in self.tags or any(term in name for name in self.names)
 
 
-def keyword_matches(expr: str, name: str) -> bool:
-    """True when ``name`` matches ``expr`` (case-insensitive substrings, and/or/not, parentheses).
+UPSTREAM_NODE = "test_fault_scenario[{}]"
+
+
+def keyword_matches(expr: str, name: str, tags: tuple[str, ...] = ()) -> bool:
+    """True when the test ``name`` (with ``tags``) matches the ``-k`` expression ``expr``:
+    case-insensitive substrings of the name or its upstream node id, or tags; and/or/not.
 
     Raises:
         UsageError: a malformed expression (exit 2).
     """
-    return _Parser(expr, name).parse()
+    return _Parser(expr, (name, UPSTREAM_NODE.format(name)) if name else (), tags).parse()
+
+
+def marker_matches(expr: str, tags: tuple[str, ...]) -> bool:
+    """True when ``tags`` match the ``-m`` expression ``expr`` (tag names; and/or/not).
+
+    Raises:
+        UsageError: a malformed expression (exit 2).
+    """
+    return _Parser(expr, (), tags, option="-m").parse()
+
+
+def names_term(expr: str, term: str) -> bool:
+    """Does ``expr`` name ``term`` as one of its terms (case-insensitive)?"""
+    return term.lower() in (tok.lower() for tok in _tokens(expr))

@@ -253,6 +253,10 @@ def _deployment(doc: Document, cell: _Cell, base_dir: Path, platform: str) -> De
     )
 
 
+def _cell_text(cell: _Cell) -> str:
+    return f"{cell.backend} {cell.topology} tp {cell.tp} dp {cell.dp}"
+
+
 def _inapplicable(f: FailureType, cell: _Cell) -> str | None:
     if not f.applies_to(cell.backend):
         return f"{f.name} applies to {', '.join(f.backends)} only, not {cell.backend}"
@@ -528,9 +532,16 @@ def _failure(doc: Document, path: list, name: str, catalogs: Catalogs) -> Failur
 
 
 def tests_from_document(
-    doc: Document, catalogs: Catalogs, *, platform: str | None = None
+    doc: Document,
+    catalogs: Catalogs,
+    *,
+    platform: str | None = None,
+    dropped: list[tuple[str, str, str]] | None = None,
 ) -> list[TestCase]:
     """Expand one Scenario document into TestCases (schema and semantic validation included).
+
+    ``dropped`` gets a (failure, cell, reason) per matrix failure left out of a cell: it cannot
+    exist for the cell's backend/topology, or (``failure: all``) cannot apply on the platform.
 
     Raises:
         ScenarioError: file:line:col: field: message.
@@ -606,6 +617,7 @@ def tests_from_document(
         doc, catalogs, loads, platform, tags, recovery_window, bool(data.get("matrix")), observe
     )
     tests: list[TestCase] = []
+    dropped = dropped if dropped is not None else []
     for cell in cells:
         with found.attempt():
             dep = _deployment(doc, cell, base_dir, platform)
@@ -613,12 +625,19 @@ def tests_from_document(
             plans: list[tuple[FailureType | None, list, str | None]] = []
             if mf == "all":
                 for f in sorted(catalogs.failures.values(), key=lambda x: x.order):
-                    if f.in_all and not _inapplicable(f, cell) and not _platform_skip(f, platform):
-                        plans.append((None if f.action == "none" else f, [], None))
+                    if not f.in_all:
+                        continue
+                    why = _inapplicable(f, cell) or _platform_skip(f, platform)
+                    if why:
+                        dropped.append((f.name, _cell_text(cell), why.removeprefix(f"{f.name} ")))
+                        continue
+                    plans.append((None if f.action == "none" else f, [], None))
             elif listed:
                 for f, path in listed:
-                    if _inapplicable(f, cell):
-                        continue  # the matrix drops what cannot exist for this backend/topology
+                    why = _inapplicable(f, cell)
+                    if why:  # the matrix drops what cannot exist for this backend/topology
+                        dropped.append((f.name, _cell_text(cell), why.removeprefix(f"{f.name} ")))
+                        continue
                     item = (f, matrix_at, {}, path)
                     plans.append(
                         (

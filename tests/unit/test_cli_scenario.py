@@ -43,10 +43,12 @@ def test_validate_every_shipped_document():
 
 
 def test_list_prints_upstream_names_and_a_count():
-    out = run_cli("list", KUBE).stdout.splitlines()
+    lines = run_cli("list", KUBE).stdout.splitlines()
+    assert lines[-1] == "204 tests"
+    out = _names(KUBE)
     assert "vllm-agg-tp-1-dp-1-decode_worker" in out
     assert "sglang-disagg-prefill-tp-2-decode-tp-2-dp-1-prefill_worker_pod" in out
-    assert out[-1] == "204 tests"
+    assert len(out) == 204
     assert not any("moe" in line for line in out)
     assert not any(line.startswith("sglang") and "vllm_" in line for line in out)
     assert not any("-agg-" in line and "prefill" in line for line in out)
@@ -68,8 +70,8 @@ def test_list_json_is_machine_readable_and_honours_custom_build():
 
 
 def test_list_k_selects_by_expression():
-    out = run_cli("list", KUBE, "-k", "vllm and dp-2 and not disagg").stdout.splitlines()
-    assert out[:-1] == [
+    out = _names(KUBE, "-k", "vllm and dp-2 and not disagg")
+    assert out == [
         "vllm-agg-tp-1-dp-2-none",
         "vllm-agg-tp-1-dp-2-frontend",
         "vllm-agg-tp-1-dp-2-frontend_pod",
@@ -271,3 +273,42 @@ def test_plan_shows_a_success_rate_upper_bound_of_the_overflow_load():
     out = run_cli("plan", overflow, "-k", "vllm").stdout
     assert "success_rate <= 0.1 (overall) [load overflow]  (profile:token_overflow)" in out
     assert "success_rate >= 0.9 (overall) [load recovery]  (profile:token_overflow)" in out
+
+
+def _names(*args):
+    return [row["name"] for row in json.loads(run_cli("list", *args, "--json").stdout)]
+
+
+def test_k_and_m_select_custom_build_tests_by_their_tag():
+    every = set(_names(KUBE, "--include-custom-build"))
+    stock = set(_names(KUBE))
+    custom = every - stock
+    assert custom and all("moe" in name for name in custom)
+    assert set(_names(KUBE, "-m", "custom_build")) == custom
+    assert set(_names(KUBE, "-k", "custom_build")) == custom
+    assert set(_names(KUBE, "-m", "not custom_build")) == stock
+
+
+def test_k_takes_an_upstream_node_id():
+    assert _names(KUBE, "-k", "test_fault_scenario[vllm-agg-tp-1-dp-1-none]") == [
+        "vllm-agg-tp-1-dp-1-none"
+    ]
+
+
+def test_list_says_why_tests_are_left_out(tmp_path):
+    every = len(_names(KUBE, "--include-custom-build"))
+    stock = len(_names(KUBE))
+    out = run_cli("list", KUBE).stdout
+    assert f"left out: {every - stock} tests tagged custom_build" in out
+    # A matrix over vllm and sglang, agg only: each backend-specific failure is dropped from
+    # the other backend's cells, the prefill ones (disagg only) from every cell.
+    scenario = Path(KUBE) / "matrix.yaml"
+    text = scenario.read_text()
+    text = text.replace("backend: [vllm, sglang, trtllm]", "backend: [vllm, sglang]")
+    text = text.replace("topology: [agg, disagg]", "topology: [agg]")
+    text = text.replace("../manifests/", str(Path(KUBE).parent / "manifests") + "/")
+    (tmp_path / "m.yaml").write_text(text)
+    out = run_cli("list", str(tmp_path / "m.yaml")).stdout
+    cells = 4  # the parallel settings per backend
+    assert f"vllm_decode_engine_core: applies to vllm only, not sglang ({cells} cells)" in out, out
+    assert f"prefill_worker: applies to disagg only, not agg ({2 * cells} cells)" in out
