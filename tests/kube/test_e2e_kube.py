@@ -253,8 +253,15 @@ def test_ftctl_run_ctrl_c_deletes_the_dgd_and_exits_130(kube_env, tmp_path):
     assert not [n for n in kube_env.dgd_names() if "kube-intr" in n], "DGD left behind"
 
 
-def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, tmp_path):
-    """The whole CLI on the Kubernetes path: DGD applied, exec kill verified, verdict, teardown."""
+@pytest.mark.parametrize("operator_labels", ["dcd", "grove"], indirect=True)
+def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(
+    kube_env, operator_labels, tmp_path
+):
+    """The whole CLI on the Kubernetes path: DGD applied, exec kill verified, verdict, teardown.
+
+    Run with pods labelled as each upstream operator path labels them: ``dcd`` pods carry
+    ``nvidia.com/dynamo-component``, Grove pods only ``nvidia.com/selector`` and the types.
+    """
     import json
 
     import yaml
@@ -315,6 +322,10 @@ def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, 
         assert fault["evidence"]["after"]["last_terminated"]["exit_code"] == 137
     logs = list((out / "kube-kill-decode_worker" / "VllmDecodeWorker").glob("*.log"))
     assert logs, "worker logs were collected"
+    manifests = list((out / "kube-kill-decode_worker" / "VllmDecodeWorker").glob("*.yaml"))
+    labels = yaml.safe_load(manifests[0].read_text())["metadata"]["labels"]
+    assert ("nvidia.com/dynamo-component" in labels) == (operator_labels == "dcd"), labels
+    assert labels["nvidia.com/selector"] == "ftctl-kube-kill-vllmdecodeworker", labels
     # Every pod was scraped through a port-forward while the test ran; its resources came
     # from the kubelet's stats through the node proxy (unavailable while a pod restarts).
     from ftctl.results.server import read_server_series
