@@ -33,6 +33,7 @@ EVENT_END = "event_end"
 TEST_START = "test_start"
 TEST_END = "test_end"
 PLATFORM_LOG = "platform_log"
+WARNING = "warning"  # something the user should know once per run (``ftctl: warning:``)
 METRICS_SERVER = "metrics_server"  # run --metrics-port: where the live metrics are served
 EVENT = "event"  # a timeline event begins
 TICK = "tick"  # load progress while waiting

@@ -112,7 +112,10 @@ PlatformFactory = Callable[[str], Platform]
 
 
 def make_platform(
-    name: str, options: dict[str, Any], log: Callable[[str], None] | None = None
+    name: str,
+    options: dict[str, Any],
+    log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Platform:
     """Build the platform called ``name`` (imports lazily: kubernetes is heavy).
 
@@ -127,7 +130,7 @@ def make_platform(
     from ftctl.platforms.kubernetes import KubernetesPlatform
 
     kwargs = {k: v for k, v in dataclasses.asdict(typed).items() if v is not None}
-    return KubernetesPlatform(**kwargs, log=log)
+    return KubernetesPlatform(**kwargs, log=log, warn=warn)
 
 
 class _TestLog:
@@ -724,11 +727,14 @@ def run_test(
     def platform_log(message: str) -> None:
         _safe_notify(observer, ev.PLATFORM_LOG, test=test.name, message=message)
 
+    def platform_warn(message: str) -> None:
+        _safe_notify(observer, ev.WARNING, test=test.name, message=message)
+
     for previous in filter(None, set_aside):
         platform_log(f"previous results moved to {previous}")
 
     factory = platform_factory or (
-        lambda name: make_platform(name, options.platform_options, platform_log)
+        lambda name: make_platform(name, options.platform_options, platform_log, platform_warn)
     )
     _safe_notify(observer, ev.TEST_START, test=test.name, platform=platform_name)
     run: TestRun | None = None

@@ -153,6 +153,7 @@ class KubernetesPlatform:
         run_id: str | None = None,
         ready_timeout: float = 1800.0,
         log: Callable[[str], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         check_namespace(namespace, allow_namespaces)
         self.namespace = namespace
@@ -164,6 +165,8 @@ class KubernetesPlatform:
         self.configuration, self.target = load_configuration(
             kubeconfig, context, in_cluster, namespace
         )
+        if not self.target.tls_verified:  # urllib3's per-request warning is silenced instead
+            (warn or self.log)(f"TLS verification is off for {self.target.server}")
         from kubernetes import client
 
         self._api_client = client.ApiClient(configuration=self.configuration)
@@ -786,6 +789,7 @@ def cleanup(
     allow_namespaces: tuple[str, ...] | list[str] = (),
     wait: float = 120.0,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Delete every DGD ftctl created in ``namespace`` (found by label); return their names."""
     platform = KubernetesPlatform(
@@ -795,6 +799,7 @@ def cleanup(
         allow_namespaces=allow_namespaces,
         skip_service_restart=True,
         log=log,
+        warn=warn,
     )
     with api_call(f"list DynamoGraphDeployments in {namespace}"):
         items = platform.custom.list_namespaced_custom_object(
