@@ -254,8 +254,18 @@ class TestRun:
             self._deploy()
             for index, event in enumerate(self.test.events):
                 self._run_event(index, event)
+                self._check_endpoint()
         finally:
             self._cleanup()
+
+    def _check_endpoint(self) -> None:
+        """End the test (PlatformError, exit 3) once the platform's endpoint reached no frontend
+        for its timeout: every request would fail on ftctl's own path, and a verdict about the
+        deployment would be wrong."""
+        problem = self.platform.endpoint_problem()
+        if problem:
+            self.log.error(problem)
+            raise PlatformError(problem)
 
     def _deploy(self) -> None:
         test = self.test
@@ -348,6 +358,7 @@ class TestRun:
             time.sleep(min(remaining, 0.5))
             progress = {n: h.progress() for n, h in self.loads.items()}
             _safe_notify(self.observer, ev.TICK, test=self.test.name, loads=progress)
+            self._check_endpoint()
 
     def _targets(self, event: Event) -> list[Pod]:
         pods: list[Pod] = []
@@ -458,6 +469,7 @@ class TestRun:
             _safe_notify(
                 self.observer, ev.TICK, test=self.test.name, loads={name: handle.progress()}
             )
+            self._check_endpoint()
             if time.monotonic() > deadline:
                 self.cancelled = True
                 handle.stop()
@@ -499,6 +511,16 @@ class TestRun:
                     )
                 except Exception as exc:
                     self.log.error(f"stopping the scraper: {exc}")
+            try:  # before teardown closes the endpoint; the results count them per phase
+                for failure in self.platform.endpoint_failures():
+                    self.events.write(
+                        ev.ENDPOINT_FAILURE,
+                        failure["t_ns"],
+                        pod=failure.get("pod"),
+                        reason=failure.get("reason"),
+                    )
+            except Exception as exc:
+                self.log.error(f"endpoint failures: {exc}")
             try:
                 self.platform.collect_logs(self.result_dir)
             except Exception as exc:

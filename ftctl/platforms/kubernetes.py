@@ -53,6 +53,7 @@ from ftctl.scenario.model import TestCase
 FRONTEND_PORT = 8000
 WORKER_METRICS_PORT = 9090
 POLL = 0.25
+DEFAULT_ENDPOINT_TIMEOUT_S = 30.0  # no frontend reachable this long: the run measures nothing
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
@@ -152,6 +153,7 @@ class KubernetesPlatform:
         keep_deployment: bool = False,
         run_id: str | None = None,
         ready_timeout: float = 1800.0,
+        endpoint_timeout: float = DEFAULT_ENDPOINT_TIMEOUT_S,
         log: Callable[[str], None] | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
@@ -161,6 +163,7 @@ class KubernetesPlatform:
         self.keep_deployment = keep_deployment
         self.run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         self.ready_timeout = ready_timeout
+        self.endpoint_timeout = endpoint_timeout
         self.log = log or (lambda _line: None)
         self.configuration, self.target = load_configuration(
             kubeconfig, context, in_cluster, namespace
@@ -423,10 +426,31 @@ class KubernetesPlatform:
         with self._lock:
             if self._endpoint is None:
                 self._endpoint = ResilientEndpoint(
-                    self.configuration, self.namespace, self._ready_frontends, FRONTEND_PORT
+                    self.configuration,
+                    self.namespace,
+                    self._ready_frontends,
+                    FRONTEND_PORT,
+                    log=self.log,
                 )
                 self._endpoint.start()
             return self._endpoint.url
+
+    def endpoint_failures(self) -> list[dict[str, Any]]:
+        """Connections the endpoint could not forward (``{t_ns, pod, reason}``), oldest first."""
+        endpoint = self._endpoint
+        return list(endpoint.failures) if endpoint is not None else []
+
+    def endpoint_problem(self) -> str | None:
+        """Why no frontend was reachable through a port-forward for ``endpoint_timeout``."""
+        endpoint = self._endpoint
+        outage = endpoint.outage() if endpoint is not None else None
+        if outage is None or outage[0] < self.endpoint_timeout:
+            return None
+        return (
+            f"kubernetes: no frontend reachable through a port-forward for "
+            f"{self.endpoint_timeout:g}s ({len(endpoint.failures)} connections failed), last: "
+            f"{outage[1]}; ftctl's tunnel failed, so the load measured nothing of the deployment"
+        )
 
     # -- faults ---------------------------------------------------------------------------------
     def exec(self, pod: str, argv: list[str], timeout: float = 30.0):
