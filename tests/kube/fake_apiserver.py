@@ -712,7 +712,10 @@ class FakeCluster:
                 if not any(r.running for r in state.supervisor.all_replicas()) and not any(
                     k[0] == ns and p.dgd == name for k, p in self.pods.items()
                 ):
-                    self.dgds.pop((ns, name), None)
+                    if self.dgds.pop((ns, name), None) is not None:  # the finalizer is done
+                        gone = copy.deepcopy(state.obj)
+                        gone["metadata"]["resourceVersion"] = str(self._next_rv())
+                        self._push_dgd_watch("DELETED", gone)
                 return
             if name in self.frozen_status:
                 return  # a lagging status: clients must fall back to the pods
@@ -754,9 +757,10 @@ class FakeCluster:
                 "conditions": [cond],
                 "services": services,
             }
-            if status != old:
+            if status != old:  # a status write: watchers see a MODIFIED, as on a real apiserver
                 state.obj["status"] = status
                 state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
+                self._push_dgd_watch("MODIFIED", state.obj)
 
     def _delete_dgd_async(self, ns: str, name: str, state: DgdState) -> None:
         state.deleting = True
