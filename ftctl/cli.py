@@ -188,6 +188,14 @@ def run(
     ready_timeout: Annotated[
         float, _opt(help="Seconds to wait for the graph to be ready.", callback=_positive)
     ] = 600.0,
+    endpoint_timeout: Annotated[
+        float | None,
+        _opt(
+            help="kubernetes: end the test (exit 3) when no frontend was reachable through a "
+            "port-forward for this many seconds (default 30).",
+            callback=_seconds(lambda v: v > 0, "> 0"),
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None, _opt(help="Serve live Prometheus on 127.0.0.1:PORT (0: any).", min=0, max=65535)
     ] = None,

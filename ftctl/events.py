@@ -3,7 +3,8 @@
 One JSON object per line: ``{"t_ns": <epoch ns>, "kind": <kind>, ...}``. Kinds written by the
 runner: ``deploy_start``, ``ready``, ``load_start``, ``fault_injected`` (t_ns = T_f),
 ``fault_verified``, ``fault_not_verified``, ``recovered``, ``load_end``, ``teardown``,
-``event_start`` / ``event_end`` (every timeline event, with ``event`` = its kind and ``index``).
+``event_start`` / ``event_end`` (every timeline event, with ``event`` = its kind and ``index``),
+``endpoint_failure`` (a connection the endpoint could not forward: ``pod``, ``reason``).
 Readers tolerate a truncated last line.
 """
 
@@ -28,11 +29,13 @@ LOAD_END = "load_end"
 TEARDOWN = "teardown"
 EVENT_START = "event_start"
 EVENT_END = "event_end"
+ENDPOINT_FAILURE = "endpoint_failure"  # a connection the platform's endpoint could not forward
 
 # Kinds the runner only notifies its observers of (the progress display); not in events.jsonl.
 TEST_START = "test_start"
 TEST_END = "test_end"
 PLATFORM_LOG = "platform_log"
+WARNING = "warning"  # something the user should know once per run (``ftctl: warning:``)
 METRICS_SERVER = "metrics_server"  # run --metrics-port: where the live metrics are served
 EVENT = "event"  # a timeline event begins
 TICK = "tick"  # load progress while waiting

@@ -112,7 +112,10 @@ PlatformFactory = Callable[[str], Platform]
 
 
 def make_platform(
-    name: str, options: dict[str, Any], log: Callable[[str], None] | None = None
+    name: str,
+    options: dict[str, Any],
+    log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Platform:
     """Build the platform called ``name`` (imports lazily: kubernetes is heavy).
 
@@ -127,7 +130,7 @@ def make_platform(
     from ftctl.platforms.kubernetes import KubernetesPlatform
 
     kwargs = {k: v for k, v in dataclasses.asdict(typed).items() if v is not None}
-    return KubernetesPlatform(**kwargs, log=log)
+    return KubernetesPlatform(**kwargs, log=log, warn=warn)
 
 
 class _TestLog:
@@ -251,8 +254,18 @@ class TestRun:
             self._deploy()
             for index, event in enumerate(self.test.events):
                 self._run_event(index, event)
+                self._check_endpoint()
         finally:
             self._cleanup()
+
+    def _check_endpoint(self) -> None:
+        """End the test (PlatformError, exit 3) once the platform's endpoint reached no frontend
+        for its timeout: every request would fail on ftctl's own path, and a verdict about the
+        deployment would be wrong."""
+        problem = self.platform.endpoint_problem()
+        if problem:
+            self.log.error(problem)
+            raise PlatformError(problem)
 
     def _deploy(self) -> None:
         test = self.test
@@ -345,6 +358,7 @@ class TestRun:
             time.sleep(min(remaining, 0.5))
             progress = {n: h.progress() for n, h in self.loads.items()}
             _safe_notify(self.observer, ev.TICK, test=self.test.name, loads=progress)
+            self._check_endpoint()
 
     def _targets(self, event: Event) -> list[Pod]:
         pods: list[Pod] = []
@@ -455,6 +469,7 @@ class TestRun:
             _safe_notify(
                 self.observer, ev.TICK, test=self.test.name, loads={name: handle.progress()}
             )
+            self._check_endpoint()
             if time.monotonic() > deadline:
                 self.cancelled = True
                 handle.stop()
@@ -496,6 +511,16 @@ class TestRun:
                     )
                 except Exception as exc:
                     self.log.error(f"stopping the scraper: {exc}")
+            try:  # before teardown closes the endpoint; the results count them per phase
+                for failure in self.platform.endpoint_failures():
+                    self.events.write(
+                        ev.ENDPOINT_FAILURE,
+                        failure["t_ns"],
+                        pod=failure.get("pod"),
+                        reason=failure.get("reason"),
+                    )
+            except Exception as exc:
+                self.log.error(f"endpoint failures: {exc}")
             try:
                 self.platform.collect_logs(self.result_dir)
             except Exception as exc:
@@ -724,11 +749,14 @@ def run_test(
     def platform_log(message: str) -> None:
         _safe_notify(observer, ev.PLATFORM_LOG, test=test.name, message=message)
 
+    def platform_warn(message: str) -> None:
+        _safe_notify(observer, ev.WARNING, test=test.name, message=message)
+
     for previous in filter(None, set_aside):
         platform_log(f"previous results moved to {previous}")
 
     factory = platform_factory or (
-        lambda name: make_platform(name, options.platform_options, platform_log)
+        lambda name: make_platform(name, options.platform_options, platform_log, platform_warn)
     )
     _safe_notify(observer, ev.TEST_START, test=test.name, platform=platform_name)
     run: TestRun | None = None

@@ -21,6 +21,7 @@ FLAGS = {
     "kubeconfig": "--kubeconfig",
     "context": "--context",
     "skip_service_restart": "--skip-service-restart",
+    "endpoint_timeout": "--endpoint-timeout",
 }
 
 

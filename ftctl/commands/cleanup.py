@@ -19,8 +19,14 @@ def cleanup(
     from ftctl.platforms.kubernetes import cleanup as delete_leftovers
 
     lines: list[str] = []
+    notes: list[str] = []
     names = delete_leftovers(
-        namespace, kubeconfig, context, tuple(allow_namespace or ()), log=lines.append
+        namespace,
+        kubeconfig,
+        context,
+        tuple(allow_namespace or ()),
+        log=lines.append,
+        warn=notes.append,
     )
     if not names:
         lines.append(f"kubernetes: nothing to clean up in namespace {namespace}")
@@ -28,4 +34,4 @@ def cleanup(
         lines.append(
             f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
         )
-    return Output("\n".join(lines))
+    return Output("\n".join(lines), notes=notes)

@@ -70,7 +70,7 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
         out["pod_selection"] = [
             {
                 "service": s,
-                "selector": f"nvidia.com/dynamo-component={s}",
+                "selector": f"service {s}",  # kubernetes: replaced by the label selector
                 "which": _pods_text(ev.pods, s, replicas.get(s, 1)),
             }
             for s in ev.services
@@ -203,7 +203,7 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
     lines.append(head)
     pad = " " * 11
     for sel in ev.get("pod_selection", []):
-        lines.append(f"{pad}pods: {sel['which']} (label {sel['selector']})")
+        lines.append(f"{pad}pods: {sel['which']} (selected by {sel['selector']})")
     if kind == "terminate_process":
         if "find_argv" in ev:
             lines.append(
@@ -316,13 +316,19 @@ def _plans(tests: list[TestCase], as_json: bool) -> str:
     kube = [t for t in tests if t.platform == "kubernetes" and not t.skip_reason]
     if kube:  # the DGD that would be applied and the pods each fault would hit
         from ftctl.platforms.kube.dgd import build_dgd
+        from ftctl.platforms.kube.selector import describe
         from ftctl.platforms.kubernetes import dry_run_plan
 
         by_name = {t.name: t for t in kube}
         for plan in plans:
             test = by_name.get(plan.get("name"))
             if test is not None:
-                plan["dgd"] = build_dgd(test, "dry-run") if as_json else dry_run_plan(test)
+                manifest = build_dgd(test, "dry-run")
+                dgd = manifest["metadata"]["name"]
+                for event in plan["events"]:  # the selector the platform lists and matches by
+                    for sel in event.get("pod_selection", []):
+                        sel["selector"] = describe(dgd, sel["service"])
+                plan["dgd"] = manifest if as_json else dry_run_plan(test)
     if as_json:
         return json.dumps(plans, indent=2, default=str)
     return "\n\n".join(plan_text(p) + (f"\n{p['dgd']}" if "dgd" in p else "") for p in plans)

@@ -32,6 +32,7 @@ def run(
     scrape_interval: float | None,
     ready_timeout: float,
     metrics_port: int | None = None,
+    endpoint_timeout: float | None = None,
     **selection: Any,
 ) -> Output:
     """``ftctl run``: the exit status is the verdict of every test.
@@ -75,6 +76,7 @@ def run(
             "kubeconfig": kubeconfig,
             "context": context,
             "skip_service_restart": skip_service_restart or None,
+            "endpoint_timeout": endpoint_timeout,
         }.items()
         if value
     }

@@ -82,6 +82,15 @@ class Platform(Protocol):
     def endpoint(self) -> str:
         """Base URL (``http://127.0.0.1:PORT``) that survives frontend restarts."""
 
+    def endpoint_failures(self) -> list[dict[str, Any]]:
+        """Connections the endpoint could not forward: ``{t_ns, pod, reason}``, oldest first."""
+
+    def endpoint_problem(self) -> str | None:
+        """One line saying why no frontend has been reachable for the endpoint timeout, else None.
+
+        A run that sees one has measured ftctl's own path to the deployment, not the deployment.
+        """
+
     def pods(self, service: str | None = None) -> list[Pod]:
         """Current pods, optionally of one service, in a stable order."""
 
@@ -127,6 +136,7 @@ class KubernetesPlatformOptions:
     kubeconfig: Path | None = None
     context: str | None = None
     skip_service_restart: bool = False
+    endpoint_timeout: float | None = None  # None: the platform's default
 
 
 PLATFORM_OPTIONS: dict[str, type[LocalPlatformOptions] | type[KubernetesPlatformOptions]] = {

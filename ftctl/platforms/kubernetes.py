@@ -31,8 +31,6 @@ from ftctl.platforms.kube.client import (
     DGD_GROUP,
     DGD_PLURAL,
     DGD_VERSION,
-    LABEL_COMPONENT,
-    LABEL_DGD,
     LABEL_MANAGED_BY,
     KubeTarget,
     api_call,
@@ -42,12 +40,20 @@ from ftctl.platforms.kube.client import (
 )
 from ftctl.platforms.kube.dgd import build_dgd, expected_replicas, role_of, set_service_env
 from ftctl.platforms.kube.procs import PS_ARGV, kill_argv
+from ftctl.platforms.kube.selector import (
+    ANNOTATION_GROVE,
+    describe,
+    graph_selector,
+    operator_path,
+    service_of,
+)
 from ftctl.platforms.kube.stream import ResilientEndpoint, http_get_via_forward, pod_exec
 from ftctl.scenario.model import TestCase
 
 FRONTEND_PORT = 8000
 WORKER_METRICS_PORT = 9090
 POLL = 0.25
+DEFAULT_ENDPOINT_TIMEOUT_S = 30.0  # no frontend reachable this long: the run measures nothing
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
@@ -147,7 +153,9 @@ class KubernetesPlatform:
         keep_deployment: bool = False,
         run_id: str | None = None,
         ready_timeout: float = 1800.0,
+        endpoint_timeout: float = DEFAULT_ENDPOINT_TIMEOUT_S,
         log: Callable[[str], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         check_namespace(namespace, allow_namespaces)
         self.namespace = namespace
@@ -155,10 +163,13 @@ class KubernetesPlatform:
         self.keep_deployment = keep_deployment
         self.run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         self.ready_timeout = ready_timeout
+        self.endpoint_timeout = endpoint_timeout
         self.log = log or (lambda _line: None)
         self.configuration, self.target = load_configuration(
             kubeconfig, context, in_cluster, namespace
         )
+        if not self.target.tls_verified:  # urllib3's per-request warning is silenced instead
+            (warn or self.log)(f"TLS verification is off for {self.target.server}")
         from kubernetes import client
 
         self._api_client = client.ApiClient(configuration=self.configuration)
@@ -274,14 +285,24 @@ class KubernetesPlatform:
         )
 
     # -- readiness ------------------------------------------------------------------------------
+    def _services(self) -> dict[str, Any]:
+        return ((self.manifest or {}).get("spec") or {}).get("services") or {}
+
+    def _service_of(self, pod: Any) -> str | None:
+        """The service of a listed pod, by either operator path's labels (kube/selector.py)."""
+        return service_of(pod.metadata.labels, self.dgd_name or "", self._services())
+
     def _list_pods(self, dgd: str | None = None, service: str | None = None) -> list[Any]:
-        selector = f"{LABEL_DGD}={dgd or self.dgd_name}"
-        if service:
-            selector += f",{LABEL_COMPONENT}={service}"
+        """Pods of the graph (one list by the graph label), only ``service``'s when given."""
         with api_call(f"list pods in {self.namespace}"):
-            return list(
-                self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+            items = list(
+                self.core.list_namespaced_pod(
+                    self.namespace, label_selector=graph_selector(dgd or self.dgd_name or "")
+                ).items
             )
+        if service is None:
+            return items
+        return [p for p in items if self._service_of(p) == service]
 
     def _ready_state(self) -> tuple[bool, str]:
         """(ready, summary) by REFERENCE §1: condition Ready + state successful, or the pods."""
@@ -302,7 +323,7 @@ class KubernetesPlatform:
         per_service = []
         all_ready = True
         for svc, want in expected.items():
-            have = [p for p in pods if (p.metadata.labels or {}).get(LABEL_COMPONENT) == svc]
+            have = [p for p in pods if self._service_of(p) == svc]
             ready = sum(1 for p in have if _pod_ready(p))
             per_service.append(f"{svc} {ready}/{want} ready")
             all_ready = all_ready and ready >= want
@@ -351,19 +372,21 @@ class KubernetesPlatform:
     def pods(self, service: str | None = None) -> list[Pod]:
         """Current (not terminating) pods of the graph, by service then creation time."""
         items = [
-            p for p in self._list_pods(service=service) if p.metadata.deletion_timestamp is None
+            (self._service_of(p), p)
+            for p in self._list_pods()
+            if p.metadata.deletion_timestamp is None
         ]
+        items = [(svc, p) for svc, p in items if svc and (service is None or svc == service)]
         items.sort(
-            key=lambda p: (
-                (p.metadata.labels or {}).get(LABEL_COMPONENT, ""),
-                parse_time_ns(p.metadata.creation_timestamp) or 0,
-                p.metadata.name,
+            key=lambda sp: (
+                sp[0],
+                parse_time_ns(sp[1].metadata.creation_timestamp) or 0,
+                sp[1].metadata.name,
             )
         )
         out: list[Pod] = []
         index: dict[str, int] = {}
-        for p in items:
-            svc = (p.metadata.labels or {}).get(LABEL_COMPONENT, "")
+        for svc, p in items:
             self._pod_nodes[p.metadata.name] = p.spec.node_name if p.spec else None
             c = _main_status(p)
             out.append(
@@ -391,18 +414,43 @@ class KubernetesPlatform:
             raise
 
     def _ready_frontends(self) -> list[str]:
-        names = [s for s, r in self.roles.items() if r == "frontend"]
-        return [p.metadata.name for s in names for p in self._list_pods(service=s) if _pod_ready(p)]
+        names = {s for s, r in self.roles.items() if r == "frontend"}
+        return [
+            p.metadata.name
+            for p in self._list_pods()
+            if _pod_ready(p) and self._service_of(p) in names
+        ]
 
     def endpoint(self) -> str:
         """A local URL whose every connection reaches a ready frontend pod via port-forward."""
         with self._lock:
             if self._endpoint is None:
                 self._endpoint = ResilientEndpoint(
-                    self.configuration, self.namespace, self._ready_frontends, FRONTEND_PORT
+                    self.configuration,
+                    self.namespace,
+                    self._ready_frontends,
+                    FRONTEND_PORT,
+                    log=self.log,
                 )
                 self._endpoint.start()
             return self._endpoint.url
+
+    def endpoint_failures(self) -> list[dict[str, Any]]:
+        """Connections the endpoint could not forward (``{t_ns, pod, reason}``), oldest first."""
+        endpoint = self._endpoint
+        return list(endpoint.failures) if endpoint is not None else []
+
+    def endpoint_problem(self) -> str | None:
+        """Why no frontend was reachable through a port-forward for ``endpoint_timeout``."""
+        endpoint = self._endpoint
+        outage = endpoint.outage() if endpoint is not None else None
+        if outage is None or outage[0] < self.endpoint_timeout:
+            return None
+        return (
+            f"kubernetes: no frontend reachable through a port-forward for "
+            f"{self.endpoint_timeout:g}s ({len(endpoint.failures)} connections failed), last: "
+            f"{outage[1]}; ftctl's tunnel failed, so the load measured nothing of the deployment"
+        )
 
     # -- faults ---------------------------------------------------------------------------------
     def exec(self, pod: str, argv: list[str], timeout: float = 30.0):
@@ -765,6 +813,7 @@ def cleanup(
     allow_namespaces: tuple[str, ...] | list[str] = (),
     wait: float = 120.0,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Delete every DGD ftctl created in ``namespace`` (found by label); return their names."""
     platform = KubernetesPlatform(
@@ -774,6 +823,7 @@ def cleanup(
         allow_namespaces=allow_namespaces,
         skip_service_restart=True,
         log=log,
+        warn=warn,
     )
     with api_call(f"list DynamoGraphDeployments in {namespace}"):
         items = platform.custom.list_namespaced_custom_object(
@@ -795,6 +845,21 @@ def cleanup(
 DRY_RUN_HEADER = "# DynamoGraphDeployment for "
 
 
+def operator_path_note(test: TestCase, manifest: dict[str, Any]) -> str:
+    """One plan line: which upstream operator path the DGD asks for, who chose it and why."""
+    if operator_path(manifest) == "dcd":
+        who = "the manifest" if test.deployment.manifest else "ftctl's generated manifest"
+        return (
+            f'# operator path: DynamoComponentDeployment ({ANNOTATION_GROVE}: "false", set by '
+            f"{who}: one Deployment per service, the same with or without Grove installed); "
+            "pods are found by either path's labels"
+        )
+    return (
+        f"# operator path: the operator's default (Grove when it is enabled; no {ANNOTATION_GROVE}"
+        " annotation is added); pods are found by either path's labels"
+    )
+
+
 def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
     """What ``run --dry-run`` / ``plan --platform kubernetes`` shows: the DGD and fault targets.
 
@@ -803,6 +868,8 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
     manifest = build_dgd(test, run_id)
     services = manifest["spec"]["services"]
     lines = [f"{DRY_RUN_HEADER}{test.name}", yaml.safe_dump(manifest, sort_keys=False)]
+    lines.append(operator_path_note(test, manifest))
+    dgd = manifest["metadata"]["name"]
     for event in test.events:
         if event.kind not in ("terminate_process", "delete_pod", "rolling_upgrade"):
             continue
@@ -819,5 +886,5 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
                 what += f" {event.process!r} with {event.signal or 'SIGKILL'}"
             elif event.kind == "delete_pod":
                 what += " (force)" if event.force else " (graceful)"
-            lines.append(f"# {what}: service {svc}, {which}")
+            lines.append(f"# {what}: service {svc}, {which}; pods: {describe(dgd, svc)}")
     return "\n".join(lines).rstrip() + "\n"

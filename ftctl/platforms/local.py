@@ -21,6 +21,7 @@ import uuid
 import weakref
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ftctl.errors import PlatformError
 from ftctl.layout import METRICS_LOG_SUFFIX, POD_EVENTS_SUFFIX, POD_YAML_SUFFIX
@@ -552,6 +553,14 @@ class LocalPlatform:
                 self._proxy = TcpProxy(self._frontend_addresses, port=port)
                 self._proxy.start()
             return self._proxy.url
+
+    def endpoint_failures(self) -> list[dict[str, Any]]:
+        """None recorded: the local proxy connects on this machine, with no tunnel to fail."""
+        return []
+
+    def endpoint_problem(self) -> str | None:
+        """Never: an unreachable local frontend is the deployment's own failure."""
+        return None
 
     # -- pods -----------------------------------------------------------------------------------
     @staticmethod

@@ -19,6 +19,7 @@ class ProgressPrinter:
         self.phase = "starting"
         self.test = ""
         self._last_plain = 0.0
+        self._warned: set[str] = set()  # each warning once per run, however many tests
 
     def _elapsed(self) -> str:
         return f"{time.monotonic() - self.started:6.1f}s"
@@ -39,6 +40,11 @@ class ProgressPrinter:
             self._line(f"[{test}] start on {fields.get('platform')}")
         elif kind == ev.METRICS_SERVER:
             self._line(f"live metrics: {fields.get('url')}")
+        elif kind == ev.WARNING:
+            message = str(fields.get("message"))
+            if message not in self._warned:
+                self._warned.add(message)
+                self._line(f"ftctl: warning: {message}")
         elif kind == ev.PLATFORM_LOG:
             self._line(f"[{test}] {fields.get('message')}")
         elif kind == ev.DEPLOY_START:

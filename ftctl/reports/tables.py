@@ -228,6 +228,10 @@ def phase_table(metrics: LoadMetrics, fmt: str) -> str:
     headers += ["Retried\nrequests", "Attempt\nsuccess", "p50 (s)", "p99 (s)", "TTFT (s)"]
     rows = []
     names = ("before", "during", "after", "overall") if metrics.recovery else ("overall",)
+    # Shown when the endpoint recorded failed forwards (the kubernetes port-forward).
+    endpoint = any(p.endpoint_failures is not None for p in metrics.phases.values())
+    if endpoint:
+        headers.append("Endpoint\nfailures")
     for name in names:
         phase = metrics.phases.get(name)
         if phase is None:
@@ -246,6 +250,7 @@ def phase_table(metrics: LoadMetrics, fmt: str) -> str:
                 phase.latency_s["p99"],
                 phase.ttft_mean_s,
             ]
+            + ([phase.endpoint_failures] if endpoint else [])
         )
     return _tabulate(rows, headers, fmt, floatfmt=".3f")
 

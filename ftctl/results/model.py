@@ -251,6 +251,10 @@ class PhaseStats:
     ttft_mean_s: float | None = None
     itl_mean_s: float | None = None
     sla_violations: int | None = None  # successful requests slower than --sla; None without it
+    # Connections the platform's endpoint could not forward to a frontend (events.jsonl
+    # endpoint_failure), by their time: before T_f, or after (at or after it); an instant is
+    # never "during". None: the platform records none (local, upstream directories).
+    endpoint_failures: int | None = None
 
 
 @dataclass

@@ -6,7 +6,14 @@ import re
 from pathlib import Path
 
 from ftctl.errors import ParseError
-from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFIED, READY
+from ftctl.events import (
+    DEPLOY_START,
+    ENDPOINT_FAILURE,
+    EVENTS_FILE,
+    FAULT_INJECTED,
+    FAULT_VERIFIED,
+    READY,
+)
 from ftctl.events import read_events as _read_events
 from ftctl.layout import METRICS_SUFFIX
 from ftctl.results import aiperf, upstream
@@ -74,7 +81,9 @@ def split_name(directory_name: str) -> tuple[str, str | None, str | None]:
     return name, None, role
 
 
-def _events(test_dir: Path, result: TestResult) -> tuple[int, int] | None:
+def _events(
+    test_dir: Path, result: TestResult, endpoint_ns: list[int] | None = None
+) -> tuple[int, int] | None:
     """Fault times, startup and pod recovery from ftctl's events.jsonl (epoch ns).
 
     Returns the span (first, last event) that places the run in time, None without events.
@@ -96,6 +105,8 @@ def _events(test_dir: Path, result: TestResult) -> tuple[int, int] | None:
             first.setdefault(kind, event["t_ns"])
         if kind == FAULT_INJECTED:
             result.fault_times_ns.append(event["t_ns"])
+        elif kind == ENDPOINT_FAILURE and endpoint_ns is not None:
+            endpoint_ns.append(event["t_ns"])
     if result.fault_times_ns:
         result.fault_time_source = "events"
     if DEPLOY_START in first and READY in first:
@@ -211,7 +222,8 @@ def parse_test_dir(
     result.group, result.failure, result.pair_role = group, failure, role
     result.has_events = (test_dir / EVENTS_FILE).exists()
     result.has_test_log = (test_dir / upstream.TEST_LOG).exists()
-    span = _events(test_dir, result) if result.has_events else None
+    endpoint_ns: list[int] = []
+    span = _events(test_dir, result, endpoint_ns) if result.has_events else None
 
     test_log = None
     if not result.has_events and result.has_test_log:
@@ -310,6 +322,9 @@ def parse_test_dir(
             "no per-request records (profile_export.jsonl) for some clients: their requests are "
             "counted overall but not placed before/during/after the fault"
         )
+    if endpoint_ns:  # one endpoint serves every load: per load only when there is one
+        for metrics in [result.overall, *(result.loads.values() if len(result.loads) == 1 else ())]:
+            _count_endpoint_failures(metrics, endpoint_ns, t_f)
     result.requests = pooled
     if any(test_dir.glob(f"*/*{METRICS_SUFFIX}")):
         result.server = summarize_server(test_dir, t_f)
@@ -323,6 +338,16 @@ def parse_test_dir(
     if result.overall.requests == 0:
         result.warnings.append(f"{test_dir}: no requests found")
     return result
+
+
+def _count_endpoint_failures(metrics: LoadMetrics, times_ns: list[int], t_f: int | None) -> None:
+    """Put the endpoint's failed connections in the phases: before T_f, or at/after it."""
+    counts = {"overall": len(times_ns)}
+    if t_f is not None:
+        counts["before"] = sum(1 for t in times_ns if t < t_f)
+        counts["after"] = len(times_ns) - counts["before"]
+    for name, phase in metrics.phases.items():
+        phase.endpoint_failures = counts.get(name)
 
 
 def _place_upstream_fault(

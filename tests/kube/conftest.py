@@ -172,6 +172,26 @@ def host_pids(kube_env: KubeEnv):
 
 
 @pytest.fixture
+def operator_labels(request: pytest.FixtureRequest, kube_env: KubeEnv):
+    """The operator path pods are labelled by (``dcd`` | ``grove``), from the test's parameter.
+
+    The fake operator does both; on any other target only the cluster decides, so a style
+    other than its own is skipped.
+    """
+    style = request.param
+    if kube_env.cluster is None:
+        if style != "dcd" or kube_env.target == "external":
+            pytest.skip(f"only the fake API server's operator labels pods {style}-style on demand")
+        yield style
+        return
+    before, kube_env.cluster.label_style = kube_env.cluster.label_style, style
+    try:
+        yield style
+    finally:
+        kube_env.cluster.label_style = before
+
+
+@pytest.fixture
 def fake(kube_env: KubeEnv) -> FakeCluster:
     if kube_env.cluster is None:
         pytest.skip("needs the fake API server")

@@ -38,6 +38,10 @@ from tests.kube.pod_processes import (
 )
 
 GROUP, VERSION, PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
+# How the fake operator labels and names pods: like the upstream DynamoComponentDeployment
+# path ("dcd") or the Grove path ("grove"), shared/k8s/OPERATOR-FACTS.md §2. Chosen per cluster
+# (FakeCluster.label_style; $FTCTL_FAKE_LABELS for the standalone server), fixed per DGD.
+LABEL_STYLES = ("dcd", "grove")
 WATCH_HISTORY = 500  # pod watch events kept; older resourceVersions get 410 Expired
 # The field labels the real apiserver (1.20) accepts in field selectors; others are 400.
 POD_FIELDS = {
@@ -254,6 +258,7 @@ class PodState:
     ready_since_ns: int | None = None
     deletion_ns: int | None = None
     events_seen: set = field(default_factory=set)
+    label_style: str = "dcd"
 
 
 @dataclass
@@ -266,6 +271,7 @@ class DgdState:
     ports: dict[tuple[str, int], dict[int, int]] = field(default_factory=dict)
     deleting: bool = False
     rolling: set = field(default_factory=set)
+    label_style: str = "dcd"  # the operator path its pods are labelled by (LABEL_STYLES)
 
 
 def _ps_width(args: list[str]) -> int:
@@ -315,6 +321,7 @@ class FakeCluster:
         self.main_is_pid1 = True
         self.requests: list[tuple[str, str]] = []
         self.worker_args: list[str] = ["--speedup-ratio", "5.0"]
+        self.label_style = os.environ.get("FTCTL_FAKE_LABELS", "dcd")
         self._stop = threading.Event()
         self._operator = threading.Thread(target=self._operate, name="fake-operator", daemon=True)
 
@@ -450,9 +457,31 @@ class FakeCluster:
                     svc_name, svc.get("componentType", "worker"), spec, index
                 )
 
-    def _pod_name(self, dgd: str, replica: Replica) -> str:
-        # The real operator's naming is unknown here (REFERENCE §7): keep the guess in one place.
+    def _pod_name(self, state: DgdState, dgd: str, replica: Replica) -> str:
+        # Pod names come from the Deployment / Grove controllers, not the operator: a guess,
+        # kept in one place. Grove names pods after the clique, `<dgd>-0-<service>`.
+        if state.label_style == "grove":
+            return f"{dgd}-0-{replica.name.lower()}"
         return f"{dgd}-{replica.name.lower()}"
+
+    @staticmethod
+    def pod_labels(style: str, dgd: str, service: str, svc: dict[str, Any]) -> dict[str, str]:
+        """The labels the upstream operator puts on a single-node service's pods, by path."""
+        labels = {
+            "nvidia.com/dynamo-graph-deployment-name": dgd,
+            "nvidia.com/selector": f"{dgd}-{service.lower()}",
+            "nvidia.com/metrics-enabled": "true",
+        }
+        if style == "dcd":  # the DCD's own labels; Grove pods do not get these two
+            labels["nvidia.com/dynamo-component"] = service
+            labels["nvidia.com/dynamo-namespace"] = f"dynamo-{dgd}"
+        for key, field_name in (
+            ("nvidia.com/dynamo-component-type", "componentType"),
+            ("nvidia.com/dynamo-sub-component-type", "subComponentType"),
+        ):
+            if svc.get(field_name):
+                labels[key] = str(svc[field_name])
+        return labels
 
     def _probe(self, pod: PodState) -> bool:
         return probe(pod.image, pod.replica, pod.ports)
@@ -461,13 +490,7 @@ class FakeCluster:
         r = pod.replica
         ready = r.running and r.ready_ns is not None and pod.deletion_ns is None
         svc = dgd_obj["spec"]["services"].get(pod.service, {})
-        ctype = svc.get("componentType", "worker")
-        labels = {
-            "nvidia.com/dynamo-graph-deployment-name": pod.dgd,
-            "nvidia.com/dynamo-component": pod.service,
-            "nvidia.com/dynamo-component-type": ctype,
-            "nvidia.com/selector": f"{pod.dgd}-{pod.service.lower()}",
-        }
+        labels = self.pod_labels(pod.label_style, pod.dgd, pod.service, svc)
         labels.update(
             {
                 k: v
@@ -580,7 +603,7 @@ class FakeCluster:
             states = list(self.dgds.items())
         for (ns, name), state in states:
             for replica in state.supervisor.all_replicas():
-                key = (ns, self._pod_name(name, replica))
+                key = (ns, self._pod_name(state, name, replica))
                 with self.lock:
                     pod = self.pods.get(key)
                     if pod is None and not replica.deleted and not state.deleting:
@@ -596,6 +619,7 @@ class FakeCluster:
                             replica,
                             state.ports.get((replica.service, replica.index), {}),
                             image,
+                            label_style=state.label_style,
                         )
                         self.pods[key] = pod
                         self.record_event(
@@ -688,7 +712,10 @@ class FakeCluster:
                 if not any(r.running for r in state.supervisor.all_replicas()) and not any(
                     k[0] == ns and p.dgd == name for k, p in self.pods.items()
                 ):
-                    self.dgds.pop((ns, name), None)
+                    if self.dgds.pop((ns, name), None) is not None:  # the finalizer is done
+                        gone = copy.deepcopy(state.obj)
+                        gone["metadata"]["resourceVersion"] = str(self._next_rv())
+                        self._push_dgd_watch("DELETED", gone)
                 return
             if name in self.frozen_status:
                 return  # a lagging status: clients must fall back to the pods
@@ -730,9 +757,10 @@ class FakeCluster:
                 "conditions": [cond],
                 "services": services,
             }
-            if status != old:
+            if status != old:  # a status write: watchers see a MODIFIED, as on a real apiserver
                 state.obj["status"] = status
                 state.obj["metadata"]["resourceVersion"] = str(self._next_rv())
+                self._push_dgd_watch("MODIFIED", state.obj)
 
     def _delete_dgd_async(self, ns: str, name: str, state: DgdState) -> None:
         state.deleting = True
@@ -1057,8 +1085,13 @@ class FakeCluster:
             workdir = self.workdir / ns / f"{name}-{meta['uid'][:8]}"
             (workdir / "kv").mkdir(parents=True, exist_ok=True)
             (workdir / "home").mkdir(parents=True, exist_ok=True)
+            if self.label_style not in LABEL_STYLES:
+                raise ValueError(f"label_style {self.label_style!r} is not one of {LABEL_STYLES}")
             state = DgdState(
-                body, Supervisor(workdir / "logs", restart_delay=self.restart_delay), workdir
+                body,
+                Supervisor(workdir / "logs", restart_delay=self.restart_delay),
+                workdir,
+                label_style=self.label_style,
             )
             self.dgds[(ns, name)] = state
             self._create_pods(ns, name, state)
@@ -1359,13 +1392,13 @@ class FakeCluster:
         grace = 30 if grace is None else int(grace)
         with self.lock:
             pod = self._pod(request)
+            state = self.dgds.get((ns, pod.dgd)) if pod is not None else None
             if (
                 pod is None
-                or pod.name not in [self._pod_name(pod.dgd, pod.replica)]
+                or (state is not None and pod.name != self._pod_name(state, pod.dgd, pod.replica))
                 or (ns, name) not in self.rendered
             ):
                 return error_response(404, f'pods "{name}" not found', name=name, kind="pods")
-            state = self.dgds.get((ns, pod.dgd))
             obj = copy.deepcopy(self.rendered[(ns, name)])
             if pod.deletion_ns is None and state is not None and not pod.replica.deleted:
                 pod.deletion_ns = time.time_ns()

@@ -253,8 +253,15 @@ def test_ftctl_run_ctrl_c_deletes_the_dgd_and_exits_130(kube_env, tmp_path):
     assert not [n for n in kube_env.dgd_names() if "kube-intr" in n], "DGD left behind"
 
 
-def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, tmp_path):
-    """The whole CLI on the Kubernetes path: DGD applied, exec kill verified, verdict, teardown."""
+@pytest.mark.parametrize("operator_labels", ["dcd", "grove"], indirect=True)
+def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(
+    kube_env, operator_labels, tmp_path
+):
+    """The whole CLI on the Kubernetes path: DGD applied, exec kill verified, verdict, teardown.
+
+    Run with pods labelled as each upstream operator path labels them: ``dcd`` pods carry
+    ``nvidia.com/dynamo-component``, Grove pods only ``nvidia.com/selector`` and the types.
+    """
     import json
 
     import yaml
@@ -315,6 +322,10 @@ def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, 
         assert fault["evidence"]["after"]["last_terminated"]["exit_code"] == 137
     logs = list((out / "kube-kill-decode_worker" / "VllmDecodeWorker").glob("*.log"))
     assert logs, "worker logs were collected"
+    manifests = list((out / "kube-kill-decode_worker" / "VllmDecodeWorker").glob("*.yaml"))
+    labels = yaml.safe_load(manifests[0].read_text())["metadata"]["labels"]
+    assert ("nvidia.com/dynamo-component" in labels) == (operator_labels == "dcd"), labels
+    assert labels["nvidia.com/selector"] == "ftctl-kube-kill-vllmdecodeworker", labels
     # Every pod was scraped through a port-forward while the test ran; its resources came
     # from the kubelet's stats through the node proxy (unavailable while a pod restarts).
     from ftctl.results.server import read_server_series
@@ -331,3 +342,38 @@ def test_ftctl_run_through_kubernetes_kills_a_real_worker_and_reports(kube_env, 
         assert all(r["ok"] or "kubelet stats unavailable" in r["error"] for r in resources)
         assert any(r["ok"] and r["rss_bytes"] > 0 for r in resources), resources[:3]
     assert not [n for n in kube_env.dgd_names() if "kube-kill" in n], "DGD deleted at teardown"
+
+
+@pytest.mark.fake_only  # the fake refuses every port-forward
+def test_ftctl_run_with_a_broken_port_forward_exits_3_with_the_cause_not_a_verdict(
+    fake, kube_env, tmp_path
+):
+    import json
+
+    scenario = _kube_scenario(tmp_path, "kube-pf", None, requests=200)
+    out = tmp_path / "out"
+    fake.fail("GET", r"/portforward$", 404, times=100_000, message="pod proxy not found")
+    try:
+        done = subprocess.run(
+            _ftctl_run_argv(kube_env, scenario, out, "--endpoint-timeout", "3"),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        fake.faults.clear()
+    text = done.stdout + done.stderr
+    assert done.returncode == 3, text
+    causes = [
+        line for line in text.splitlines() if "error: kubernetes: no frontend reachable" in line
+    ]
+    assert len(causes) == 1, text
+    assert "pod proxy not found" in causes[0] and "port-forward" in causes[0]
+    # Each pod's failure is logged once, however many connections failed.
+    logged = [line for line in done.stderr.splitlines() if "endpoint: cannot forward" in line]
+    assert len(logged) == 1, done.stderr
+    report = json.loads((out / "kube-pf-none" / "report.json").read_text())
+    overall = report["result"]["overall"]["phases"]["overall"]
+    assert overall["endpoint_failures"] >= 2, overall
+    assert "Endpoint" in done.stdout  # the phase table has the column
+    assert not [n for n in kube_env.dgd_names() if "kube-pf" in n], "DGD deleted at teardown"

@@ -139,7 +139,11 @@ def test_plan_shows_deployment_timeline_kill_argv_and_checks():
         "t=30s  terminate_process VllmDecodeWorker",
         "match command line containing 'dynamo.vllm'",
         'kill argv ["kill", "-s", "KILL", "<pid>"]',
-        "label nvidia.com/dynamo-component=VllmDecodeWorker",
+        "(selected by nvidia.com/dynamo-graph-deployment-name=fault-tolerance-test, then "
+        "nvidia.com/dynamo-component=VllmDecodeWorker (DynamoComponentDeployment path) or "
+        "nvidia.com/selector=fault-tolerance-test-vllmdecodeworker[-ldr|-wkr] (Grove path))",
+        '# operator path: DynamoComponentDeployment (nvidia.com/enable-grove: "false", set by '
+        "the manifest",
         "fault_verified  (stage1)",
         "success_rate >= 0.9 (overall)  (profile:high_availability)",
         "recovery_time <= 1m  (profile:high_availability)",

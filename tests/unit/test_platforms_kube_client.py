@@ -315,3 +315,49 @@ def test_an_unverified_tls_kubeconfig_is_said_once_not_warned_per_request(tmp_pa
     with warnings.catch_warnings(record=True) as seen:
         warnings.warn("unverified HTTPS request", InsecureRequestWarning, stacklevel=1)
     assert not seen
+
+
+def test_an_insecure_kubeconfig_is_one_warning_per_run_and_no_urllib3_flood(tmp_path: Path):
+    import io
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    from ftctl import events as ev
+    from ftctl.platforms.kubernetes import KubernetesPlatform
+    from ftctl.reports.progress import ProgressPrinter
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "a",
+                "clusters": [
+                    {
+                        "name": "ca",
+                        "cluster": {
+                            "server": "https://127.0.0.1:1",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "contexts": [{"name": "a", "context": {"cluster": "ca", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, tty=False)
+    for test in ("t1", "t2"):  # a platform per test, one printer per run
+        KubernetesPlatform(
+            kubeconfig=path,
+            namespace="ns1",
+            warn=lambda m, t=test: printer.notify(ev.WARNING, test=t, message=m),
+        )._api_client.close()
+    lines = [line for line in stream.getvalue().splitlines() if "TLS" in line]
+    assert lines == ["ftctl: warning: TLS verification is off for https://127.0.0.1:1"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.warn("unverified HTTPS request", InsecureRequestWarning, stacklevel=1)
+    assert not seen

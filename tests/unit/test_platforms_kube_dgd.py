@@ -208,3 +208,19 @@ def test_kubernetes_platform_implements_every_platform_method():
     wanted = {n for n in vars(Platform) if not n.startswith("_")} - {"name"}
     assert wanted <= set(dir(KubernetesPlatform))
     assert KubernetesPlatform.name == "kubernetes"
+
+
+def test_a_users_manifest_without_the_grove_annotation_is_not_given_one(tmp_path: Path):
+    from ftctl.platforms.kubernetes import dry_run_plan
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(TEMPLATE))
+    test = _test(topology="disagg", manifest=path)
+    assert "annotations" not in build_dgd(test, run_id="r")["metadata"]
+    assert "# operator path: the operator's default (Grove" in dry_run_plan(test)
+    # ftctl's own generated manifest chooses the DynamoComponentDeployment path, and says so.
+    generated = _test()
+    assert build_dgd(generated, run_id="r")["metadata"]["annotations"] == {
+        "nvidia.com/enable-grove": "false"
+    }
+    assert "set by ftctl's generated manifest" in dry_run_plan(generated)

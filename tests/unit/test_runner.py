@@ -55,6 +55,12 @@ class ServerPlatform:
     def endpoint(self):
         return self.server.url
 
+    def endpoint_failures(self):
+        return []
+
+    def endpoint_problem(self):
+        return None
+
     def pods(self, service=None):
         if not self.has_pods:
             return []

@@ -26,9 +26,6 @@ DGD_KIND = "DynamoGraphDeployment"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_RUN = "ftctl.io/run-id"
 LABEL_TEST = "ftctl.io/test"
-LABEL_DGD = "nvidia.com/dynamo-graph-deployment-name"
-LABEL_COMPONENT = "nvidia.com/dynamo-component"
-LABEL_COMPONENT_TYPE = "nvidia.com/dynamo-component-type"
 
 
 @dataclass(frozen=True)

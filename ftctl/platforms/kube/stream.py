@@ -190,11 +190,17 @@ class ResilientEndpoint:
         namespace: str,
         ready_pods: Callable[[], list[str]],
         port: int = 8000,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.configuration = configuration
         self.namespace = namespace
         self.ready_pods = ready_pods
         self.port = port
+        self.log = log or (lambda _line: None)
+        self.failures: list[dict[str, Any]] = []  # {t_ns, pod, reason} per failed connection
+        self._logged: set[str] = set()  # pods whose failure was logged (once each)
+        self._failing_since: float | None = None  # monotonic; None after a forward opened
+        self._last_cause = ""
         self._counter = itertools.count()
         self._listener: socket.socket | None = None
         self._closed = threading.Event()
@@ -252,31 +258,56 @@ class ResilientEndpoint:
                 self._conns.add(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _pick(self) -> str | None:
+    def _pick(self) -> tuple[str | None, str]:
+        """(pod, "") or (None, why no pod) for the next connection."""
         try:
             pods = sorted(self.ready_pods())
-        except Exception:  # API hiccup: this connection fails, the next one re-resolves
-            return None
+        except Exception as exc:  # API hiccup: this connection fails, the next one re-resolves
+            return None, f"listing the ready frontend pods failed: {exc}"
         if not pods:
-            return None
-        return pods[next(self._counter) % len(pods)]
+            return None, "no ready frontend pod"
+        return pods[next(self._counter) % len(pods)], ""
+
+    def _failed(self, pod: str | None, reason: str) -> None:
+        """Record a connection that could not be forwarded; log it once per pod."""
+        with self._lock:
+            self.forward_failures += 1
+            self.failures.append({"t_ns": time.time_ns(), "pod": pod, "reason": reason})
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            self._last_cause = reason
+            key = pod or ""
+            first = key not in self._logged
+            self._logged.add(key)
+        if first:
+            where = f"pod {pod}" if pod else "any frontend pod"
+            self.log(f"kubernetes: endpoint: cannot forward a connection to {where}: {reason}")
+
+    def outage(self) -> tuple[float, str] | None:
+        """(seconds, last cause) since connections began failing with none forwarded; None if not."""
+        with self._lock:
+            if self._failing_since is None:
+                return None
+            return time.monotonic() - self._failing_since, self._last_cause
 
     def _serve(self, conn: socket.socket) -> None:
         pf = api_client = remote = None
         try:
-            pod = self._pick()
+            pod, why = self._pick()
             if pod is None:
-                self.forward_failures += 1
+                self._failed(None, why)
                 return
             try:
                 pf, api_client = open_port_forward(
                     self.configuration, self.namespace, pod, self.port
                 )
-            except PlatformError:
-                self.forward_failures += 1
+                remote = pf.socket(self.port)
+            except Exception as exc:  # PlatformError, or the stream's own error
+                self._failed(pod, str(exc))
                 return
+            with self._lock:
+                self._failing_since = None
             self.pods_used[pod] = self.pods_used.get(pod, 0) + 1
-            remote = pf.socket(self.port)
             _pipe(conn, remote, self._closed)
         finally:
             for s in (conn, remote):
