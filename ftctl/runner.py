@@ -966,9 +966,5 @@ def run_scenarios(
     tests = load_tests(paths, platform=options.platform, **selection)
     if not tests:
         raise FtctlError("no test selected (check the paths and -k)")
-    if image:
-        tests = [
-            dataclasses.replace(t, deployment=dataclasses.replace(t.deployment, image=image))
-            for t in tests
-        ]
+    tests = [t.with_run_options(image=image, client=options.client_type) for t in tests]
     return run_tests(tests, options, observer=observer)

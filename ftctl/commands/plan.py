@@ -218,6 +218,34 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
     return lines
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _is_bind_option(flag: str) -> bool:
+    return flag.startswith("--") and (flag.endswith("-host") or flag in ("--host", "--bind"))
+
+
+def non_loopback_binds(override: dict[str, Any]) -> list[str]:
+    """What a service override binds beyond loopback: ``--*-host``/``--host``/``--bind`` args
+    and ``*HOST`` env values that are not a loopback address. The local platform binds every
+    process to 127.0.0.1; an override that changes it exposes the graph to the network."""
+    args = list(override.get("args", ()))
+    found: list[tuple[str, str]] = []
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if not _is_bind_option(flag):
+            continue
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        found.append((flag, value))
+    found += [(k, v) for k, v in override.get("env", ()) if k.upper().endswith("HOST")]
+    return [
+        f"binds {value} ({name}): not loopback, reachable from other machines"
+        for name, value in found
+        if value and value not in _LOOPBACK and not value.startswith("127.")
+    ]
+
+
 def _check_text(c: dict[str, Any]) -> str:
     kind = c["kind"]
     load = f" [load {c['load']}]" if "load" in c else ""
@@ -268,8 +296,20 @@ def plan_text(plan: dict[str, Any]) -> str:
             f"speedup_ratio={lo['speedup_ratio']:g} "
             f"restart_delay={format_duration(lo['restart_delay'])}"
         )
+    if dep["image"]:
+        lines.append(f"    image: {dep['image']}")
+    overrides = dep.get("overrides", {})
     for s in dep["services"]:
         lines.append(f"    {s['name']:<22} {s['role']:<9} replicas {s['replicas']}")
+        ov = overrides.get(s["name"], {})
+        if ov.get("args"):
+            lines.append(f"      args: {json.dumps(list(ov['args']))}")
+        for key, value in ov.get("env", ()):
+            lines.append(f"      env: {key}={value}")
+        if ov.get("image"):
+            lines.append(f"      image: {ov['image']}")
+        if plan["platform"] == "local":
+            lines += [f"      ! {w}" for w in non_loopback_binds(ov)]
     lines.append("  loads:")
     lines += [f"    {_load_text(lo)}" for lo in plan["loads"]]
     lines.append("  events (t = from load start):")
@@ -291,6 +331,8 @@ def plan(
     as_json: bool = False,
     namespace: str | None = None,
     allow_namespace: list[str] | None = None,
+    image: str | None = None,
+    client_type: str | None = None,
     **selection: Any,
 ) -> Output:
     """The resolved plan of every selected test, with the namespace; touches no platform.
@@ -308,7 +350,17 @@ def plan(
     tests = load_tests(list(scenarios), **selection)
     if not tests:
         raise UsageError("no test selected (check -k and --include-custom-build)")
-    return Output(_annotate(_plans(tests, as_json), namespace, allowed, as_json=as_json))
+    # What `run --image/--client-type` would run: a dry run shows exactly that.
+    tests = [t.with_run_options(image=image, client=client_type) for t in tests]
+    notes = [
+        f"{t.name}: {name} {warning}"
+        for t in tests
+        if t.platform == "local"
+        for name, ov in t.deployment.overrides
+        for warning in non_loopback_binds(vars(ov))
+    ]
+    text = _annotate(_plans(tests, as_json), namespace, allowed, as_json=as_json)
+    return Output(text, notes=notes)
 
 
 def _plans(tests: list[TestCase], as_json: bool) -> str:

@@ -52,6 +52,8 @@ def run(
         return plan(
             scenarios,
             as_json=as_json,
+            image=image,
+            client_type=client_type,
             namespace=namespace,
             allow_namespace=allow_namespace,
             **selection,

@@ -7,7 +7,7 @@ shared by the runner, platforms, clients, results and checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -287,6 +287,15 @@ class TestCase:
     observe: Observe = Observe()
 
     __test__ = False  # not a pytest class
+
+    def with_run_options(self, *, image: str | None = None, client: str | None = None) -> TestCase:
+        """This test as ``ftctl run --image/--client-type`` runs it (and ``plan`` shows it)."""
+        test = self
+        if image:
+            test = replace(test, deployment=replace(test.deployment, image=image))
+        if client:
+            test = replace(test, loads=tuple(replace(s, client=client) for s in test.loads))
+        return test
 
     def load(self, name: str = "default") -> LoadSpec:
         """The load called ``name``."""

@@ -316,3 +316,39 @@ def test_list_says_why_tests_are_left_out(tmp_path):
     cells = 4  # the parallel settings per backend
     assert f"vllm_decode_engine_core: applies to vllm only, not sglang ({cells} cells)" in out, out
     assert f"prefill_worker: applies to disagg only, not agg ({2 * cells} cells)" in out
+
+
+def test_dry_run_shows_the_image_and_client_type_it_would_run():
+    out = run_cli("run", DEMO, "--dry-run", "--image", "my/img:1", "--client-type", "aiperf").stdout
+    assert "    image: my/img:1" in out
+    assert "    default: aiperf, 4 clients" in out
+    plain = run_cli("run", DEMO, "--dry-run").stdout
+    assert "image:" not in plain and "    default: legacy, 4 clients" in plain
+
+
+def test_plan_shows_service_overrides_and_warns_on_non_loopback_binds(tmp_path):
+    text = (
+        Path(DEMO)
+        .read_text()
+        .replace(
+            "    VllmDecodeWorker: {replicas: 2}",
+            "    VllmDecodeWorker: {replicas: 2}\n"
+            '    Frontend: {args: ["--http-host", "0.0.0.0"], env: {DYN_SYSTEM_HOST: "10.1.2.3",'
+            ' DYN_LOG: "debug"}}',
+        )
+    )
+    scenario = tmp_path / "demo.yaml"
+    scenario.write_text(text)
+    result = run_cli("plan", str(scenario))
+    assert '      args: ["--http-host", "0.0.0.0"]' in result.stdout
+    assert "      env: DYN_LOG=debug" in result.stdout
+    assert "      env: DYN_SYSTEM_HOST=10.1.2.3" in result.stdout
+    warned = [line for line in result.stdout.splitlines() if line.startswith("      ! ")]
+    assert warned == [
+        "      ! binds 0.0.0.0 (--http-host): not loopback, reachable from other machines",
+        "      ! binds 10.1.2.3 (DYN_SYSTEM_HOST): not loopback, reachable from other machines",
+    ]
+    assert result.stderr.count("ftctl: warning: demo-decode_worker: Frontend binds") == 2
+    loopback = text.replace('"0.0.0.0"', '"127.0.0.1"').replace('"10.1.2.3"', '"localhost"')
+    scenario.write_text(loopback)
+    assert "!" not in run_cli("plan", str(scenario)).stdout
