@@ -7,7 +7,6 @@ or changed) field here is a bug in ftctl's DGD builder, and the assertion names 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ def shipped_tests() -> list[TestCase]:
 
 def with_image(test: TestCase) -> TestCase:
     """The test as `ftctl run --image IMAGE` makes it (runner.run_scenarios)."""
-    return dataclasses.replace(test, deployment=dataclasses.replace(test.deployment, image=IMAGE))
+    return test.with_run_options(image=IMAGE)
 
 
 CASES = [(t, False) for t in shipped_tests()] + [(t, True) for t in shipped_tests()]
