@@ -67,19 +67,17 @@ class _Parser:
         return value
 
     def or_expr(self) -> bool:
-        value = self.and_expr()
-        while self.peek() == "or":
-            self.take()
-            rhs = self.and_expr()
-            value = value or rhs
-        return value
+        return self._chain("or", self.and_expr, lambda a, b: a or b)
 
     def and_expr(self) -> bool:
-        value = self.not_expr()
-        while self.peek() == "and":
+        return self._chain("and", self.not_expr, lambda a, b: a and b)
+
+    def _chain(self, word: str, operand, combine) -> bool:
+        """``operand (word operand)*``, folded left; every operand is parsed (no short cut)."""
+        value = operand()
+        while self.peek() == word:
             self.take()
-            rhs = self.not_expr()
-            value = value and rhs
+            value = combine(value, operand())
         return value
 
     def not_expr(self) -> bool:
