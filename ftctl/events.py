@@ -36,6 +36,10 @@ PLATFORM_LOG = "platform_log"
 METRICS_SERVER = "metrics_server"  # run --metrics-port: where the live metrics are served
 EVENT = "event"  # a timeline event begins
 TICK = "tick"  # load progress while waiting
+LOAD_STARTING = "load_starting"  # a slow client's start-up (aiperf): sending / clients so far
+
+# Timeline event kinds (``event_start``'s ``event``) that inject a fault.
+FAULT_EVENT_KINDS = ("terminate_process", "delete_pod")
 
 
 def now_ns() -> int:

@@ -318,9 +318,21 @@ class TestRun:
             source = source_of(self.live.run, self.test.name, name, handle)
             self.live.add(source)
             self._live_sources.append(source)
+
         # The timeline counts from the first request sent, not from process start: aiperf
         # needs seconds to start, and a fault scheduled at 30 s must come 30 s into the load.
-        if not handle.wait_sending(max(60.0, spec.timeout * 10)):
+        def starting(sending: int, clients: int) -> None:
+            _safe_notify(
+                self.observer,
+                ev.LOAD_STARTING,
+                test=self.test.name,
+                load=name,
+                client=spec.client,
+                sending=sending,
+                clients=clients,
+            )
+
+        if not handle.wait_sending(max(60.0, spec.timeout * 10), on_wait=starting):
             self.log.error(f"load '{name}' did not start sending requests")
         t = time.time_ns()
         if self.load_start_ns is None:

@@ -56,7 +56,8 @@ def _fmt(value: float | None) -> str:
 
 
 def compare(dir_a: Path, dir_b: Path, *, fmt: str = "fancy") -> Output:
-    """Side by side: per test present in both, each metric of A, of B, and B − A.
+    """Side by side: per test present in both, the client each used (legacy | aiperf, as
+    parsed), each metric of A, of B, and B − A.
 
     Notes: the warnings for stderr (impossible records excluded).
     """
@@ -71,7 +72,7 @@ def compare(dir_a: Path, dir_b: Path, *, fmt: str = "fancy") -> Output:
         a = runs_a[name] if name else next(iter(runs_a.values()))
         b = runs_b[name] if name else next(iter(runs_b.values()))
         metrics_a, metrics_b = _metric_rows(a), _metric_rows(b)
-        rows = []
+        rows = [["client", a.kind, b.kind, "same" if a.kind == b.kind else "differs"]]
         for key in metrics_a:
             va, vb = metrics_a[key], metrics_b[key]
             delta = None if va is None or vb is None else vb - va
@@ -79,7 +80,12 @@ def compare(dir_a: Path, dir_b: Path, *, fmt: str = "fancy") -> Output:
         if fmt == "json":
             blocks.append(
                 json.dumps(
-                    {"test": name or f"{a.name} vs {b.name}", "a": metrics_a, "b": metrics_b}
+                    {
+                        "test": name or f"{a.name} vs {b.name}",
+                        "client": {"a": a.kind, "b": b.kind},
+                        "a": metrics_a,
+                        "b": metrics_b,
+                    }
                 )
             )
             continue

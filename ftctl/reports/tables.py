@@ -269,8 +269,15 @@ def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str
     recovery = metrics.recovery
     parts: list[str] = []
     if recovery is None:
-        if result.failure == "none" and not result.fault_times_ns:
+        if result.fault_times_ns:  # a fault, but no metrics to place it in
+            parts.append("Recovery: not measured (no per-request records)")
+        elif result.planned_faults == 0 or (result.failure == "none" and not result.planned_faults):
             parts.append("Recovery: no fault in this test")
+        elif result.planned_faults:
+            parts.append(
+                f"Recovery: no fault time ({result.planned_faults} fault events ran but none "
+                "recorded a fault_injected event)"
+            )
         else:
             parts.append("Recovery: no fault time (no fault_injected event or test.log marker)")
     elif recovery.no_visible_impact:

@@ -326,6 +326,7 @@ class TestResult:
     warnings: list[str] = field(default_factory=list)
     fault_times_ns: list[int] = field(default_factory=list)  # T_f; the first one sets phases
     fault_time_source: str | None = None  # "events" | "test.log (1 s resolution)" | None
+    planned_faults: int | None = None  # fault events the timeline ran (events.jsonl); None: unknown
     startup_s: float | None = None
     overall: LoadMetrics = field(default_factory=LoadMetrics)
     loads: dict[str, LoadMetrics] = field(default_factory=dict)

@@ -6,7 +6,15 @@ import re
 from pathlib import Path
 
 from ftctl.errors import ParseError
-from ftctl.events import DEPLOY_START, EVENTS_FILE, FAULT_INJECTED, FAULT_VERIFIED, READY
+from ftctl.events import (
+    DEPLOY_START,
+    EVENT_START,
+    EVENTS_FILE,
+    FAULT_EVENT_KINDS,
+    FAULT_INJECTED,
+    FAULT_VERIFIED,
+    READY,
+)
 from ftctl.events import read_events as _read_events
 from ftctl.layout import METRICS_SUFFIX
 from ftctl.results import aiperf, upstream
@@ -96,6 +104,10 @@ def _events(test_dir: Path, result: TestResult) -> tuple[int, int] | None:
             first.setdefault(kind, event["t_ns"])
         if kind == FAULT_INJECTED:
             result.fault_times_ns.append(event["t_ns"])
+        if kind == EVENT_START and event.get("event") in FAULT_EVENT_KINDS:
+            result.planned_faults = (result.planned_faults or 0) + 1
+    if events and result.planned_faults is None:
+        result.planned_faults = 0
     if result.fault_times_ns:
         result.fault_time_source = "events"
     if DEPLOY_START in first and READY in first:

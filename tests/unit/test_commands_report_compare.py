@@ -142,3 +142,16 @@ def test_a_malformed_report_json_keeps_what_it_can_and_never_crashes(tmp_path):
     assert "## Checks: t-frontend" in out and re.search(r"\|\s+1\s+\|", out)
     (test_dir / "report.json").write_text(json.dumps({"checks": "all passed"}))
     assert "## Checks" not in run_cli("report", str(test_dir)).stdout
+
+
+def test_compare_names_the_client_each_side_used(tmp_path):
+    import shutil
+
+    a = _legacy_dir(tmp_path / "a" / "t-decode_worker", failures=1)
+    b = tmp_path / "b" / "t-decode_worker"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "results" / "aiperf" / "fault", b)
+    row = json.loads(run_cli("compare", str(a.parent), str(b.parent), "--format", "json").stdout)
+    assert row["client"] == {"a": "legacy", "b": "aiperf"}
+    text = run_cli("compare", str(a.parent), str(b.parent)).stdout
+    client_row = next(line for line in text.splitlines() if "client" in line)
+    assert re.search(r"client\s*│\s*legacy\s*│\s*aiperf\s*│\s*differs", client_row)

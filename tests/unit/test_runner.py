@@ -375,3 +375,39 @@ def test_reports_not_listed_are_not_written(tmp_path):
     names = {p.name for p in outcome.result_dir.iterdir()}
     assert "report.json" in names
     assert not names & {"summary.txt", "report.md", "junit.xml", "timeline.png"}
+
+
+def test_aiperf_start_up_reaches_the_observer_client_by_client(tmp_path, monkeypatch):
+    import dataclasses
+    import sys
+
+    from tests.unit.test_clients_aiperf import FAKE_AIPERF
+
+    fake = tmp_path / "bin" / "aiperf"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_AIPERF.format(python=sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setenv("FTCTL_AIPERF", str(fake))
+    monkeypatch.setenv("FAKE_PLAN", "ok")
+    monkeypatch.setenv("FAKE_START_DELAY", "0.6")  # client i is up after i × 0.6 s
+    seen: list[dict] = []
+
+    class Observer:
+        def notify(self, kind, **fields):
+            if kind == "load_starting":
+                seen.append(fields)
+
+    test = _test_case(())
+    load = dataclasses.replace(test.loads[0], client="aiperf", requests_per_client=3)
+    test = dataclasses.replace(test, loads=(load,), events=test.events[:1])
+    options = RunOptions(output_dir=tmp_path / "out", verify_timeout=10)
+    run_test(
+        test,
+        options,
+        result_dir=options.output_dir / test.name,
+        observer=Observer(),
+        platform_factory=lambda n: ServerPlatform(),
+    )
+    assert seen and seen[-1]["sending"] == 2 and seen[-1]["clients"] == 2
+    assert seen[0]["sending"] < 2 and {f["client"] for f in seen} == {"aiperf"}
+    assert {f["load"] for f in seen} == {"default"}
