@@ -3,13 +3,15 @@
 JSON output (``--format json``), schema ``ftctl.parse/v2`` (v1 without attempts, outage_s)::
 
     {"schema": "ftctl.parse/v2",
-     "tests": [TestResult.to_json(), ...]}
+     "tests": [TestResult.to_json(), ...],
+     "repeats": [{"test": T, "runs": ["T#1", ...], "metrics": {figure: {runs, missing, min,
+                  median, mean, max}}}, ...]}   # tests run with --repeat N (names T#i)
 
 Each test: ``name``, ``path``, ``kind`` ("legacy" | "aiperf"), ``warnings`` [str],
 ``fault_times_ns`` [epoch ns; the first sets the phases], ``fault_time_source`` ("events" |
 "test.log (1 s resolution)" | null), ``startup_s``, ``pod_recovery_s``,
 ``upstream_log_recovery_s`` + ``upstream_log_recovery_method`` (upstream directories only),
-``was_cancelled``, ``failure``, ``group``, ``pair_role`` ("overflow" | "recovery" | null),
+``was_cancelled``, ``failure``, ``repeat`` (i of a name T#i, else null), ``group``, ``pair_role`` ("overflow" | "recovery" | null),
 ``time_resolution_s`` (1.0 when times come from upstream ``time`` fields), ``has_test_log``,
 ``has_events``, ``utc_offset_s`` + ``utc_offset_source`` (upstream: host-local − UTC used to
 place test.log times), ``clients_with_records`` (aiperf), ``excluded_records`` (physically
@@ -131,7 +133,13 @@ def parse(
         raise ParseError("; ".join(skipped))
     notes = excluded_notes(results)
     if fmt == "json":
-        payload = {"schema": SCHEMA, "tests": [r.to_json() for r in results]}
+        from ftctl.results.repeats import repeated
+
+        payload = {
+            "schema": SCHEMA,
+            "tests": [r.to_json() for r in results],
+            "repeats": [group.to_json() for group in repeated(results)],
+        }
         if skipped:
             payload["skipped"] = skipped
         text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)

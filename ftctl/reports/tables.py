@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ftctl.results.model import LoadMetrics, TestResult
+    from ftctl.results.repeats import RepeatGroup
 
 FORMATS = ("fancy", "markdown", "json", "csv")
 _TABLEFMT = {"fancy": "fancy_grid", "markdown": "github", "html": "html"}  # html: escaped
@@ -39,23 +40,25 @@ def _count(value: int | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _failure_rank(result: TestResult) -> tuple[int, str, int]:
+def _failure_rank(result: TestResult) -> tuple[int, str, int, int]:
     from ftctl.results.parse import FAILURE_ORDER
 
     failure = result.failure or ""
     rank = FAILURE_ORDER.index(failure) if failure in FAILURE_ORDER else len(FAILURE_ORDER)
     role = {"overflow": 0, "recovery": 1}.get(result.pair_role or "", 0)
-    return rank, failure, role
+    return rank, failure, role, result.repeat or 0
 
 
 def ordered(results: list[TestResult]) -> list[TestResult]:
-    """Results grouped by scenario prefix, rows in the failure-table order, pairs adjacent."""
+    """Results grouped by scenario prefix, rows in the failure-table order, pairs adjacent,
+    repeats (``T#i``) in repeat order."""
     return sorted(results, key=lambda r: (r.group or "", *_failure_rank(r)))
 
 
 def _failure_label(result: TestResult) -> str:
     label = result.failure or result.name
-    return f"{label} ({result.pair_role})" if result.pair_role else label
+    label = f"{label} ({result.pair_role})" if result.pair_role else label
+    return f"{label} #{result.repeat}" if result.repeat else label
 
 
 UPSTREAM_LEGEND = (
@@ -376,7 +379,25 @@ def render_text(results: list[TestResult], fmt: str, sla: float | None = None) -
             out.append("Server side (scraped /metrics and processes):")
             out.append(server_table(result, fmt))
         out.extend(f"warning: {w}" for w in result.warnings)
+    from ftctl.results.repeats import repeated
+
+    for group in repeated(results):
+        out.append(repeat_table(group, fmt))
     return "\n\n".join(out)
+
+
+def repeat_table(group: RepeatGroup, fmt: str) -> str:
+    """One test run N times (``T#1..T#N``): each headline figure's spread over the runs."""
+    rows = []
+    for key, stats in group.metrics().items():
+        rows.append(
+            [key, f"{stats['runs']}/{stats['runs'] + stats['missing']}"]
+            + [stats[s] for s in ("min", "median", "mean", "max")]
+        )
+    headers = ["Metric", "Runs", "Min", "Median", "Mean", "Max"]
+    title = f"== {group.test}: {len(group.runs)} runs ({', '.join(group.names)})"
+    note = "Runs: the runs that have the figure (a run that did not recover has no recovery time)."
+    return f"{title}\n{_tabulate(rows, headers, fmt, floatfmt='.4g')}\n{note}"
 
 
 CSV_COLUMNS = [

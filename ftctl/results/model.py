@@ -336,6 +336,7 @@ class TestResult:
     upstream_log_recovery_method: str | None = None  # how it was computed (label)
     was_cancelled: bool = False
     failure: str | None = None  # failure name from the test name (…-<failure>)
+    repeat: int | None = None  # --repeat: i of the test's name T#i (1-based); None otherwise
     group: str | None = None  # scenario prefix the upstream table groups by
     pair_role: str | None = None  # token overflow: "overflow" | "recovery"
     time_resolution_s: float | None = None  # 1.0 when times come from upstream `time` fields

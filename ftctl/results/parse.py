@@ -16,7 +16,7 @@ from ftctl.events import (
     READY,
 )
 from ftctl.events import read_events as _read_events
-from ftctl.layout import METRICS_SUFFIX
+from ftctl.layout import METRICS_SUFFIX, split_repeat
 from ftctl.results import aiperf, upstream
 from ftctl.results.common import NS_PER_S as _NS
 from ftctl.results.detect import detect_kind, load_dirs
@@ -218,9 +218,11 @@ def parse_test_dir(
     if not test_dir.is_dir():
         raise ParseError(f"{test_dir}: not a directory")
     kind, warnings = detect_kind(test_dir, force_parser)
-    group, failure, role = split_name(test_dir.name)
+    base, repeat = split_repeat(test_dir.name)
+    group, failure, role = split_name(base)
     result = TestResult(name=test_dir.name, path=test_dir, kind=kind, warnings=list(warnings))
     result.group, result.failure, result.pair_role = group, failure, role
+    result.repeat = repeat
     result.has_events = (test_dir / EVENTS_FILE).exists()
     result.has_test_log = (test_dir / upstream.TEST_LOG).exists()
     span = _events(test_dir, result) if result.has_events else None

@@ -199,3 +199,13 @@ def test_a_fault_event_that_left_no_fault_time_is_named_as_missing_data(tmp_path
     assert recovery_line(result) == (
         "Recovery: no fault time (1 fault events ran but none recorded a fault_injected event)"
     )
+
+
+def test_repeat_names_split_into_test_and_index():
+    from ftctl.layout import repeat_name, split_repeat
+
+    assert repeat_name("vllm-agg-tp-1-dp-1-frontend", 3, 5) == "vllm-agg-tp-1-dp-1-frontend#3"
+    assert repeat_name("t", 1, 1) == "t"
+    assert split_repeat("vllm-agg-tp-1-dp-1-frontend#3") == ("vllm-agg-tp-1-dp-1-frontend", 3)
+    assert split_repeat("t#0") == ("t#0", None) and split_repeat("t") == ("t", None)
+    assert split_repeat("#2") == ("#2", None)

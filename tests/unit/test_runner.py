@@ -411,3 +411,27 @@ def test_aiperf_start_up_reaches_the_observer_client_by_client(tmp_path, monkeyp
     assert seen and seen[-1]["sending"] == 2 and seen[-1]["clients"] == 2
     assert seen[0]["sending"] < 2 and {f["client"] for f in seen} == {"aiperf"}
     assert {f["load"] for f in seen} == {"default"}
+
+
+def test_a_repeated_test_runs_as_t_hash_i_in_directories_outcomes_and_junit(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from ftctl.reports.junit import write_junit
+    from ftctl.runner import run_tests
+
+    test = _test_case((Check(kind="min_requests", min=10),), requests=10)
+    options = RunOptions(output_dir=tmp_path, verify_timeout=10, repeat=2)
+    run = run_tests([test], options, platform_factory=lambda n: ServerPlatform())
+    assert [t.name for t in run.tests] == ["fake-decode_worker#1", "fake-decode_worker#2"]
+    for index in (1, 2):
+        folder = tmp_path / f"fake-decode_worker#{index}"
+        run_json = json.loads((folder / "run.json").read_text())
+        assert run_json["test"] == f"fake-decode_worker#{index}"
+        assert run_json["repeat"] == {"test": "fake-decode_worker", "index": index, "of": 2}
+        result = run.tests[index - 1].result
+        assert (result.failure, result.group, result.repeat) == ("decode_worker", "fake", index)
+    write_junit(run, tmp_path / "junit.xml")
+    cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+    names = [(c.get("classname"), c.get("name")) for c in cases]
+    assert len(names) == len(set(names)) == 4  # two tests, one check each
+    assert ("ftctl.fake-decode_worker#2", "min_requests>=10") in names
