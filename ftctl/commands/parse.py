@@ -23,7 +23,9 @@ count, reasons {reason: n}}] per file, ``overall`` (all loads pooled) and ``load
 ``recovery`` (null without a fault: ``recovery_time_s``, ``time_to_first_error_s``,
 ``downtime_s``, ``failure_span_s``, ``failed_attempts_after_fault``,
 ``failed_requests_after_fault``, ``window_s``, ``recovered``, ``no_visible_impact``),
-``throughput_rps``, ``client_throughput_rps`` {client: rps}, ``avg_client_throughput_rps``,
+``faults`` [{index, t_ns, at_s, next_ns, phases {before, during, after, overall}, recovery}]
+(one per fault, each bounded by the next; README, metric notes), ``throughput_rps``,
+``client_throughput_rps`` {client: rps}, ``avg_client_throughput_rps``,
 ``wall_time_s``, ``attempts`` and ``chosen_attempt`` {client: n} (aiperf), ``dispatch_lag_ms``
 (open loop: {requests, p50, p99, max} of start − scheduled time; null otherwise). PhaseStats:
 ``requests``, ``ok``, ``failed``, ``success_rate`` (0–1 or null), ``attempts``,

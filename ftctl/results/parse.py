@@ -276,7 +276,13 @@ def parse_test_dir(
     t_f = result.fault_times_ns[0] if result.fault_times_ns else None
     for name, table in tables.items():
         result.loads[name] = load_metrics(
-            name, table, t_f, sla_s=sla, window_s=recovery_window, clients=clients[name]
+            name,
+            table,
+            t_f,
+            sla_s=sla,
+            window_s=recovery_window,
+            clients=clients[name],
+            fault_times_ns=result.fault_times_ns,
         )
     result.loads.update(summary_only)
     for name, load in aiperf_loads.items():
@@ -301,6 +307,7 @@ def parse_test_dir(
             sla_s=sla,
             window_s=recovery_window,
             clients=sum(clients[n] for n in tables),
+            fault_times_ns=result.fault_times_ns,
         )
     for metrics in summary_only.values():  # clients with only a summary: counts still add up
         if not tables:
