@@ -39,6 +39,10 @@ WARNING = "warning"  # something the user should know once per run (``ftctl: war
 METRICS_SERVER = "metrics_server"  # run --metrics-port: where the live metrics are served
 EVENT = "event"  # a timeline event begins
 TICK = "tick"  # load progress while waiting
+LOAD_STARTING = "load_starting"  # a slow client's start-up (aiperf): sending / clients so far
+
+# Timeline event kinds (``event_start``'s ``event``) that inject a fault.
+FAULT_EVENT_KINDS = ("terminate_process", "delete_pod")
 
 
 def now_ns() -> int:

@@ -31,6 +31,22 @@ REPORT_KIND_FILES = {
 # Names ftctl writes into a result directory and never reads back as results.
 REPORT_SUFFIXES = (".md", ".png")
 
+# `ftctl run --repeat N`: the i-th run (1-based) of test T is T#i, in name and directory.
+REPEAT_SEPARATOR = "#"
+_REPEAT = re.compile(r"(.+)#([1-9][0-9]*)")
+
+
+def repeat_name(test: str, index: int, repeat: int) -> str:
+    """The name of the ``index``-th (1-based) of ``repeat`` runs: ``test`` itself when 1."""
+    return test if repeat == 1 else f"{test}{REPEAT_SEPARATOR}{index}"
+
+
+def split_repeat(name: str) -> tuple[str, int | None]:
+    """(base test name, repeat index) of ``T#i``; (name, None) for a name without one."""
+    match = _REPEAT.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else (name, None)
+
+
 # The output root
 RUN_REPORT_FILE = "report.json"  # the run's aggregate report
 PREVIOUS_DIR = ".previous"  # earlier results set aside by a new run

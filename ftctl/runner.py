@@ -208,8 +208,10 @@ class TestRun:
         options: RunOptions,
         observer: Observer,
         live: LiveRegistry | None = None,
+        name: str | None = None,
     ) -> None:
         self.test = test
+        self.name = name or test.name  # T#i of a repeated run
         self.live = live  # what --metrics-port exposes while this test runs
         self._live_sources: list[LoadSource] = []
         self.platform = platform
@@ -226,12 +228,12 @@ class TestRun:
         self.load_start_ns: int | None = None
         self.scraper: Scraper | None = None
         self.events = ev.EventLog(result_dir)
-        self.log = _TestLog(result_dir / layout.TEST_LOG_FILE, test.name)
+        self.log = _TestLog(result_dir / layout.TEST_LOG_FILE, self.name)
 
     # -- helpers ----------------------------------------------------------------------------
     def _event(self, kind: str, t_ns: int | None = None, **fields: Any) -> dict[str, Any]:
         record = self.events.write(kind, t_ns, **fields)
-        _safe_notify(self.observer, kind, test=self.test.name, **fields)
+        _safe_notify(self.observer, kind, test=self.name, **fields)
         return record
 
     def _load_dir(self, spec: LoadSpec) -> Path:
@@ -299,7 +301,7 @@ class TestRun:
     def _run_event(self, index: int, event: Event) -> None:
         started = time.time_ns()
         self.events.write(ev.EVENT_START, started, event=event.kind, index=index)
-        _safe_notify(self.observer, ev.EVENT, test=self.test.name, event=event, index=index)
+        _safe_notify(self.observer, ev.EVENT, test=self.name, event=event, index=index)
         detail: dict[str, Any] = {}
         try:
             handler = HANDLERS.get(event.kind)
@@ -328,12 +330,24 @@ class TestRun:
         if self.live is not None:
             from ftctl.clients.prom import source_of
 
-            source = source_of(self.live.run, self.test.name, name, handle)
+            source = source_of(self.live.run, self.name, name, handle)
             self.live.add(source)
             self._live_sources.append(source)
+
         # The timeline counts from the first request sent, not from process start: aiperf
         # needs seconds to start, and a fault scheduled at 30 s must come 30 s into the load.
-        if not handle.wait_sending(max(60.0, spec.timeout * 10)):
+        def starting(sending: int, clients: int) -> None:
+            _safe_notify(
+                self.observer,
+                ev.LOAD_STARTING,
+                test=self.name,
+                load=name,
+                client=spec.client,
+                sending=sending,
+                clients=clients,
+            )
+
+        if not handle.wait_sending(max(60.0, spec.timeout * 10), on_wait=starting):
             self.log.error(f"load '{name}' did not start sending requests")
         t = time.time_ns()
         if self.load_start_ns is None:
@@ -357,7 +371,7 @@ class TestRun:
                 return
             time.sleep(min(remaining, 0.5))
             progress = {n: h.progress() for n, h in self.loads.items()}
-            _safe_notify(self.observer, ev.TICK, test=self.test.name, loads=progress)
+            _safe_notify(self.observer, ev.TICK, test=self.name, loads=progress)
             self._check_endpoint()
 
     def _targets(self, event: Event) -> list[Pod]:
@@ -383,7 +397,7 @@ class TestRun:
             self.faults.append(record)
             records.append(record)
             if self.live is not None:
-                self.live.fault(self.live.run, self.test.name)
+                self.live.fault(self.live.run, self.name)
             self._event(
                 ev.FAULT_INJECTED,
                 record.t_ns,
@@ -466,9 +480,7 @@ class TestRun:
         timeout = event.timeout or DEFAULT_LOAD_TIMEOUT_S
         deadline = time.monotonic() + timeout
         while not handle.wait(0.5):
-            _safe_notify(
-                self.observer, ev.TICK, test=self.test.name, loads={name: handle.progress()}
-            )
+            _safe_notify(self.observer, ev.TICK, test=self.name, loads={name: handle.progress()})
             self._check_endpoint()
             if time.monotonic() > deadline:
                 self.cancelled = True
@@ -566,10 +578,14 @@ def _restore_interrupts(previous: Any) -> None:
     signal.signal(signal.SIGTERM, previous[1])
 
 
-def _write_run_json(test: TestCase, result_dir: Path, platform: str, options: RunOptions) -> None:
+def _write_run_json(
+    test: TestCase, result_dir: Path, platform: str, options: RunOptions, name: str
+) -> None:
+    base, index = layout.split_repeat(name)
     payload = {
         "schema": "ftctl.run/v1",
-        "test": test.name,
+        "test": name,
+        "repeat": None if index is None else {"test": base, "index": index, "of": options.repeat},
         "platform": platform,
         "started_ns": time.time_ns(),
         "argv": sys.argv,
@@ -731,23 +747,29 @@ def run_test(
     observer: Observer | None = None,
     platform_factory: PlatformFactory | None = None,
     live: LiveRegistry | None = None,
+    name: str | None = None,
 ) -> TestOutcome:
-    """Run one test end to end and return its outcome (never raises FtctlError)."""
+    """Run one test end to end and return its outcome (never raises FtctlError).
+
+    ``name`` is the outcome's name (``T#i`` for a repeat, see ``layout.repeat_name``); the
+    test's own name by default. The platform always sees the test itself.
+    """
     observer = observer or _NullObserver()
+    name = name or test.name
     started = time.monotonic()
     platform_name = options.platform or test.platform
     if test.skip_reason:
-        return TestOutcome(test.name, result_dir, ExitStatus.OK, skipped=test.skip_reason)
+        return TestOutcome(name, result_dir, ExitStatus.OK, skipped=test.skip_reason)
     load_dirs = [options.output_dir / spec.result_dir for spec in test.loads if spec.result_dir]
     try:
         set_aside = [set_aside_previous(path) for path in (result_dir, *load_dirs)]
     except UsageError as exc:
-        return TestOutcome(test.name, result_dir, exc.exit_code, error=exc.message)
+        return TestOutcome(name, result_dir, exc.exit_code, error=exc.message)
     result_dir.mkdir(parents=True, exist_ok=True)
-    outcome = TestOutcome(test.name, result_dir, ExitStatus.OK)
+    outcome = TestOutcome(name, result_dir, ExitStatus.OK)
 
     def platform_log(message: str) -> None:
-        _safe_notify(observer, ev.PLATFORM_LOG, test=test.name, message=message)
+        _safe_notify(observer, ev.PLATFORM_LOG, test=name, message=message)
 
     def platform_warn(message: str) -> None:
         _safe_notify(observer, ev.WARNING, test=test.name, message=message)
@@ -758,7 +780,7 @@ def run_test(
     factory = platform_factory or (
         lambda name: make_platform(name, options.platform_options, platform_log, platform_warn)
     )
-    _safe_notify(observer, ev.TEST_START, test=test.name, platform=platform_name)
+    _safe_notify(observer, ev.TEST_START, test=name, platform=platform_name)
     run: TestRun | None = None
     interrupted = False
     try:
@@ -766,9 +788,9 @@ def run_test(
         # interrupted run's folders are still recognised as ftctl's by the next run.
         for folder in (result_dir, *load_dirs):
             folder.mkdir(parents=True, exist_ok=True)
-            _write_run_json(test, folder, platform_name, options)
+            _write_run_json(test, folder, platform_name, options, name)
         platform = factory(platform_name)
-        run = TestRun(test, platform, result_dir, options, observer, live)
+        run = TestRun(test, platform, result_dir, options, observer, live, name)
         run.execute()
     except KeyboardInterrupt:
         interrupted = True
@@ -798,7 +820,7 @@ def run_test(
             pass
     outcome.duration_s = time.monotonic() - started
     _write_report(outcome, test.reports)
-    _safe_notify(observer, ev.TEST_END, test=test.name, status=outcome.status.name)
+    _safe_notify(observer, ev.TEST_END, test=name, status=outcome.status.name)
     if interrupted:
         raise Interrupted("interrupted; the deployment was torn down")
     return outcome
@@ -880,8 +902,8 @@ def run_tests(
     outcomes: list[TestOutcome] = []
     planned = []
     for test in tests:
-        for repeat in range(options.repeat):
-            name = test.name if options.repeat == 1 else f"{test.name}-repeat-{repeat}"
+        for index in range(1, options.repeat + 1):
+            name = layout.repeat_name(test.name, index, options.repeat)
             planned.append(options.output_dir / name)
         planned += [options.output_dir / spec.result_dir for spec in test.loads if spec.result_dir]
     for test in tests:  # before anything is written or deployed
@@ -891,8 +913,8 @@ def run_tests(
     options.output_dir.mkdir(parents=True, exist_ok=True)
     with _sigterm_as_interrupt(), _live_metrics(options, observer or _NullObserver()) as live:
         for test in tests:
-            for repeat in range(options.repeat):
-                name = test.name if options.repeat == 1 else f"{test.name}-repeat-{repeat}"
+            for index in range(1, options.repeat + 1):
+                name = layout.repeat_name(test.name, index, options.repeat)
                 try:
                     outcomes.append(
                         run_test(
@@ -902,6 +924,7 @@ def run_tests(
                             observer=observer,
                             platform_factory=platform_factory,
                             live=live,
+                            name=name,
                         )
                     )
                 except Interrupted as exc:

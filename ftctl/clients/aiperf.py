@@ -48,6 +48,7 @@ CONSOLE_LOG = GENAI_LOG  # aiperf's console output, under the upstream name dete
 RERUN_FAILED_FRACTION = 0.9  # rerun when at least this share of an attempt's requests failed
 # The line aiperf logs (logs/aiperf.log) right before its first request: start-up is over.
 PROFILING_MARKER = b"AIPerf System is PROFILING"
+START_PROGRESS_S = 5.0  # wait_sending: repeat the start-up progress this often
 STOP_GRACE_S = 15.0  # SIGINT → SIGKILL: aiperf needs ~1 s to flush its exports on SIGINT
 COMPLETIONS_ENDPOINT = "/v1/completions"
 CHAT_ENDPOINT = "/v1/chat/completions"
@@ -414,11 +415,31 @@ class AiperfLoad:
                 continue
         return count
 
-    def wait_sending(self, timeout: float | None = None) -> bool:
-        """Block until every client is sending (True), every client ended, or the timeout."""
+    def wait_sending(
+        self,
+        timeout: float | None = None,
+        on_wait: Callable[[int, int], None] | None = None,
+    ) -> bool:
+        """Block until every client is sending (True), every client ended, or the timeout.
+
+        ``on_wait(sending, clients)`` is called on the first look, whenever another client
+        starts sending, and every ``START_PROGRESS_S`` while the count stays: aiperf's
+        start-up takes seconds and the user should see it move. Its errors are ignored.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        told: tuple[int, float] | None = None
         while True:
-            if self.sending() >= len(self._clients):
+            sending = self.sending()
+            now = time.monotonic()
+            if on_wait is not None and (
+                told is None or sending != told[0] or now - told[1] >= START_PROGRESS_S
+            ):
+                told = (sending, now)
+                try:
+                    on_wait(sending, len(self._clients))
+                except Exception:  # a display failure must never stop the load
+                    pass
+            if sending >= len(self._clients):
                 return True
             if all(c.thread is None or not c.thread.is_alive() for c in self._clients):
                 return False

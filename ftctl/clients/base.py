@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,8 +33,15 @@ class LoadHandle(Protocol):
     def start(self) -> None:
         """Start the clients in the background; return at once."""
 
-    def wait_sending(self, timeout: float | None = None) -> bool:
-        """Block until the clients are sending requests (aiperf takes seconds to start)."""
+    def wait_sending(
+        self,
+        timeout: float | None = None,
+        on_wait: Callable[[int, int], None] | None = None,
+    ) -> bool:
+        """Block until the clients are sending requests (aiperf takes seconds to start).
+
+        A client whose start-up takes long calls ``on_wait(sending, clients)`` as it goes.
+        """
 
     def stop(self) -> None:
         """Ask the clients to finish now (the current request may complete)."""

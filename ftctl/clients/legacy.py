@@ -716,7 +716,9 @@ class LegacyLoad:
         """Block until the first worker sends requests (``started_ns`` is then set)."""
         return self._ready.wait(timeout)
 
-    wait_sending = wait_started  # the LoadHandle name
+    def wait_sending(self, timeout: float | None = None, on_wait: object = None) -> bool:
+        """The LoadHandle name of ``wait_started`` (starts in well under a second: no progress)."""
+        return self.wait_started(timeout)
 
     def stats(self) -> Stats:
         """Counters summed over the workers (for the Prometheus exposition)."""

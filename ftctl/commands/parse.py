@@ -3,13 +3,15 @@
 JSON output (``--format json``), schema ``ftctl.parse/v2`` (v1 without attempts, outage_s)::
 
     {"schema": "ftctl.parse/v2",
-     "tests": [TestResult.to_json(), ...]}
+     "tests": [TestResult.to_json(), ...],
+     "repeats": [{"test": T, "runs": ["T#1", ...], "metrics": {figure: {runs, missing, min,
+                  median, mean, max}}}, ...]}   # tests run with --repeat N (names T#i)
 
 Each test: ``name``, ``path``, ``kind`` ("legacy" | "aiperf"), ``warnings`` [str],
 ``fault_times_ns`` [epoch ns; the first sets the phases], ``fault_time_source`` ("events" |
 "test.log (1 s resolution)" | null), ``startup_s``, ``pod_recovery_s``,
 ``upstream_log_recovery_s`` + ``upstream_log_recovery_method`` (upstream directories only),
-``was_cancelled``, ``failure``, ``group``, ``pair_role`` ("overflow" | "recovery" | null),
+``was_cancelled``, ``failure``, ``repeat`` (i of a name T#i, else null), ``group``, ``pair_role`` ("overflow" | "recovery" | null),
 ``time_resolution_s`` (1.0 when times come from upstream ``time`` fields), ``has_test_log``,
 ``has_events``, ``utc_offset_s`` + ``utc_offset_source`` (upstream: host-local − UTC used to
 place test.log times), ``clients_with_records`` (aiperf), ``excluded_records`` (physically
@@ -21,7 +23,9 @@ count, reasons {reason: n}}] per file, ``overall`` (all loads pooled) and ``load
 ``recovery`` (null without a fault: ``recovery_time_s``, ``time_to_first_error_s``,
 ``downtime_s``, ``failure_span_s``, ``failed_attempts_after_fault``,
 ``failed_requests_after_fault``, ``window_s``, ``recovered``, ``no_visible_impact``),
-``throughput_rps``, ``client_throughput_rps`` {client: rps}, ``avg_client_throughput_rps``,
+``faults`` [{index, t_ns, at_s, next_ns, phases {before, during, after, overall}, recovery}]
+(one per fault, each bounded by the next; README, metric notes), ``throughput_rps``,
+``client_throughput_rps`` {client: rps}, ``avg_client_throughput_rps``,
 ``wall_time_s``, ``attempts`` and ``chosen_attempt`` {client: n} (aiperf), ``dispatch_lag_ms``
 (open loop: {requests, p50, p99, max} of start − scheduled time; null otherwise). PhaseStats:
 ``requests``, ``ok``, ``failed``, ``success_rate`` (0–1 or null), ``attempts``,
@@ -131,7 +135,13 @@ def parse(
         raise ParseError("; ".join(skipped))
     notes = excluded_notes(results)
     if fmt == "json":
-        payload = {"schema": SCHEMA, "tests": [r.to_json() for r in results]}
+        from ftctl.results.repeats import repeated
+
+        payload = {
+            "schema": SCHEMA,
+            "tests": [r.to_json() for r in results],
+            "repeats": [group.to_json() for group in repeated(results)],
+        }
         if skipped:
             payload["skipped"] = skipped
         text = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)

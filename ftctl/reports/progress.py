@@ -55,6 +55,13 @@ class ProgressPrinter:
             self._line(
                 f"[{test}] {self._elapsed()} ready (startup {fields.get('startup_s', 0):.1f}s)"
             )
+        elif kind == ev.LOAD_STARTING:
+            sending, clients = fields.get("sending", 0), fields.get("clients", 0)
+            self._line(
+                f"[{test}] {self._elapsed()} starting {fields.get('client')} for load "
+                f"'{fields.get('load')}': {sending}/{clients} clients sending"
+                + ("" if sending >= clients else "…")
+            )
         elif kind == ev.LOAD_START:
             self.phase = "load"
             self._line(f"[{test}] {self._elapsed()} load '{fields.get('load')}' started")

@@ -7,7 +7,8 @@ import io
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ftctl.results.model import LoadMetrics, TestResult
+    from ftctl.results.model import FaultMetrics, LoadMetrics, Recovery, TestResult
+    from ftctl.results.repeats import RepeatGroup
 
 FORMATS = ("fancy", "markdown", "json", "csv")
 _TABLEFMT = {"fancy": "fancy_grid", "markdown": "github", "html": "html"}  # html: escaped
@@ -39,23 +40,25 @@ def _count(value: int | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _failure_rank(result: TestResult) -> tuple[int, str, int]:
+def _failure_rank(result: TestResult) -> tuple[int, str, int, int]:
     from ftctl.results.parse import FAILURE_ORDER
 
     failure = result.failure or ""
     rank = FAILURE_ORDER.index(failure) if failure in FAILURE_ORDER else len(FAILURE_ORDER)
     role = {"overflow": 0, "recovery": 1}.get(result.pair_role or "", 0)
-    return rank, failure, role
+    return rank, failure, role, result.repeat or 0
 
 
 def ordered(results: list[TestResult]) -> list[TestResult]:
-    """Results grouped by scenario prefix, rows in the failure-table order, pairs adjacent."""
+    """Results grouped by scenario prefix, rows in the failure-table order, pairs adjacent,
+    repeats (``T#i``) in repeat order."""
     return sorted(results, key=lambda r: (r.group or "", *_failure_rank(r)))
 
 
 def _failure_label(result: TestResult) -> str:
     label = result.failure or result.name
-    return f"{label} ({result.pair_role})" if result.pair_role else label
+    label = f"{label} ({result.pair_role})" if result.pair_role else label
+    return f"{label} #{result.repeat}" if result.repeat else label
 
 
 UPSTREAM_LEGEND = (
@@ -264,6 +267,83 @@ def counts_line(metrics: LoadMetrics) -> str:
     )
 
 
+def recovery_phrase(recovery: Recovery) -> str:
+    """``2.500 s after the fault (first error +0.100 s, downtime …)`` or ``NOT RECOVERED (…)``."""
+    if recovery.no_visible_impact:
+        return "0.000 s (no visible impact: no attempt failed after the fault)"
+    failed = (
+        f"{recovery.failed_requests_after_fault} failed requests and "
+        f"{recovery.failed_attempts_after_fault} failed attempts during + after the fault"
+    )
+    spans = (
+        f"first error +{recovery.time_to_first_error_s:.3f} s, downtime "
+        f"{recovery.downtime_s:.3f} s, failure span {recovery.failure_span_s:.3f} s"
+    )
+    if recovery.recovered:
+        return (
+            f"{recovery.recovery_time_s:.3f} s after the fault ({spans}, {failed}, "
+            f"window {recovery.window_s:.3f} s)"
+        )
+    return f"NOT RECOVERED ({spans}, {failed})"
+
+
+FAULT_LEGEND = (
+    "Per fault: before = ended before this fault, started at or after the previous one; "
+    "during = in flight at this fault; after = started at or after it; during and after end "
+    "before the next fault (a request in flight at the next fault is that fault's during). "
+    "Recovery counts the attempts started before the next fault."
+)
+
+
+def _pod_back_s(result: TestResult, fault: FaultMetrics) -> float | None:
+    """This fault's pod recovery: the first pod back at or after it and before the next."""
+    back = [
+        t
+        for t in result.pod_recovered_ns
+        if t >= fault.t_ns and (fault.next_ns is None or t < fault.next_ns)
+    ]
+    return (min(back) - fault.t_ns) / 1e9 if back else None
+
+
+def fault_table(result: TestResult, metrics: LoadMetrics, fmt: str) -> str:
+    """One block of rows per fault (before/during/after), requests and attempts, recovery."""
+    headers = ["Fault", "Phase", "Requests", "Failed", "Attempts", "Failed\nattempts"]
+    headers += ["Retried\nrequests", "Success\nrate", "Recovery\n(s)", "Downtime\n(s)"]
+    headers += ["Pod back\n(s)"]
+    rows = []
+    for fault in metrics.faults:
+        rec = fault.recovery
+        recovery_s = None
+        if rec is not None:
+            recovery_s = "not recovered" if not rec.recovered else rec.recovery_time_s
+        at = "" if fault.at_s is None else f" at +{fault.at_s:.1f} s"
+        for position, name in enumerate(("before", "during", "after")):
+            phase = fault.phases[name]
+            first = position == 0
+            rows.append(
+                [
+                    f"#{fault.index}{at}" if first else "",
+                    name,
+                    phase.requests,
+                    phase.failed,
+                    phase.attempts,
+                    phase.failed_attempts,
+                    phase.retried_requests,
+                    _percent(phase.success_rate),
+                    recovery_s if first else "",
+                    (rec.downtime_s if rec else None) if first else "",
+                    _pod_back_s(result, fault) if first else "",
+                ]
+            )
+    table = _tabulate(rows, headers, fmt, floatfmt=".3f")
+    lines = [
+        f"  fault #{f.index}: Recovery: {recovery_phrase(f.recovery)}"
+        for f in metrics.faults
+        if f.recovery is not None
+    ]
+    return "\n".join([table, FAULT_LEGEND, *lines])
+
+
 def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str:
     """One line: recovery, time to first error, downtime, failure span, window, pod/log figures.
 
@@ -274,28 +354,19 @@ def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str
     recovery = metrics.recovery
     parts: list[str] = []
     if recovery is None:
-        if result.failure == "none" and not result.fault_times_ns:
+        if result.fault_times_ns:  # a fault, but no metrics to place it in
+            parts.append("Recovery: not measured (no per-request records)")
+        elif result.planned_faults == 0 or (result.failure == "none" and not result.planned_faults):
             parts.append("Recovery: no fault in this test")
-        else:
-            parts.append("Recovery: no fault time (no fault_injected event or test.log marker)")
-    elif recovery.no_visible_impact:
-        parts.append("Recovery: 0.000 s (no visible impact: no attempt failed after the fault)")
-    else:
-        failed = (
-            f"{recovery.failed_requests_after_fault} failed requests and "
-            f"{recovery.failed_attempts_after_fault} failed attempts during + after the fault"
-        )
-        spans = (
-            f"first error +{recovery.time_to_first_error_s:.3f} s, downtime "
-            f"{recovery.downtime_s:.3f} s, failure span {recovery.failure_span_s:.3f} s"
-        )
-        if recovery.recovered:
+        elif result.planned_faults:
             parts.append(
-                f"Recovery: {recovery.recovery_time_s:.3f} s after the fault ({spans}, {failed}, "
-                f"window {recovery.window_s:.3f} s)"
+                f"Recovery: no fault time ({result.planned_faults} fault events ran but none "
+                "recorded a fault_injected event)"
             )
         else:
-            parts.append(f"Recovery: NOT RECOVERED ({spans}, {failed})")
+            parts.append("Recovery: no fault time (no fault_injected event or test.log marker)")
+    else:
+        parts.append("Recovery: " + recovery_phrase(recovery))
     if result.fault_time_source and recovery is not None:
         parts.append(f"fault time from {result.fault_time_source}")
     if result.pod_recovery_s is not None:
@@ -365,16 +436,39 @@ def render_text(results: list[TestResult], fmt: str, sla: float | None = None) -
             out.append(counts_line(metrics))
             out.append(phase_table(metrics, fmt))
             out.append(recovery_line(result, metrics))
+            if len(metrics.faults) > 1:
+                out.append(f"{len(metrics.faults)} faults; the phases above are the first's:")
+                out.append(fault_table(result, metrics, fmt))
         if len(result.loads) > 1:
             out.append("All loads:")
             out.append(counts_line(result.overall))
             out.append(phase_table(result.overall, fmt))
             out.append(recovery_line(result))
+            if len(result.overall.faults) > 1:
+                out.append(fault_table(result, result.overall, fmt))
         if result.server:
             out.append("Server side (scraped /metrics and processes):")
             out.append(server_table(result, fmt))
         out.extend(f"warning: {w}" for w in result.warnings)
+    from ftctl.results.repeats import repeated
+
+    for group in repeated(results):
+        out.append(repeat_table(group, fmt))
     return "\n\n".join(out)
+
+
+def repeat_table(group: RepeatGroup, fmt: str) -> str:
+    """One test run N times (``T#1..T#N``): each headline figure's spread over the runs."""
+    rows = []
+    for key, stats in group.metrics().items():
+        rows.append(
+            [key, f"{stats['runs']}/{stats['runs'] + stats['missing']}"]
+            + [stats[s] for s in ("min", "median", "mean", "max")]
+        )
+    headers = ["Metric", "Runs", "Min", "Median", "Mean", "Max"]
+    title = f"== {group.test}: {len(group.runs)} runs ({', '.join(group.names)})"
+    note = "Runs: the runs that have the figure (a run that did not recover has no recovery time)."
+    return f"{title}\n{_tabulate(rows, headers, fmt, floatfmt='.4g')}\n{note}"
 
 
 CSV_COLUMNS = [
@@ -409,7 +503,8 @@ CSV_COLUMNS = [
 
 
 def render_csv(results: list[TestResult]) -> str:
-    """One CSV row per test × load × phase (the load "overall" pools every load)."""
+    """One CSV row per test × load × phase (the load "overall" pools every load); with several
+    faults also per fault × phase, the phase named ``fault<k>:<phase>``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -417,8 +512,14 @@ def render_csv(results: list[TestResult]) -> str:
         loads = dict(result.loads)
         loads["overall"] = result.overall
         for load_name, metrics in loads.items():
-            recovery = metrics.recovery
-            for phase_name, phase in metrics.phases.items():
+            rows = [(name, phase, metrics.recovery) for name, phase in metrics.phases.items()]
+            if len(metrics.faults) > 1:  # fault<k>:<phase>, with that fault's recovery
+                rows += [
+                    (f"fault{f.index}:{name}", phase, f.recovery)
+                    for f in metrics.faults
+                    for name, phase in f.phases.items()
+                ]
+            for phase_name, phase, recovery in rows:
                 writer.writerow(
                     [
                         result.name,

@@ -8,6 +8,7 @@ from ftctl.results.common import NS_PER_S as _NS
 from ftctl.results.model import (
     LATENCY_STATS,
     AttemptTable,
+    FaultMetrics,
     LoadMetrics,
     PhaseStats,
     Recovery,
@@ -223,6 +224,77 @@ def throughput(table: RequestTable) -> tuple[float | None, dict[str, float], flo
     return total, per_client, mean
 
 
+def fault_phase_masks(
+    table: RequestTable | AttemptTable,
+    t_f_ns: int,
+    previous_ns: int | None,
+    next_ns: int | None,
+) -> dict[str, np.ndarray]:
+    """Phases of one fault among several, bounded by its neighbours (see ``FaultMetrics``).
+
+    before: ended before T_f and started at or after the previous fault; during: started
+    before T_f, ended at or after it and before the next fault; after: started at or after T_f
+    and ended before the next fault; overall: any of the three. An unknown end counts as
+    ``latest_end``. During + after of every fault partition the requests that ended at or
+    after the first fault.
+    """
+    end_ns = latest_end(table)
+    start_ns = table.start_ns
+    until = np.ones(len(table), bool) if next_ns is None else end_ns < next_ns
+    since = np.ones(len(table), bool) if previous_ns is None else start_ns >= previous_ns
+    before = (end_ns < t_f_ns) & since
+    during = (start_ns < t_f_ns) & (end_ns >= t_f_ns) & until
+    after = (start_ns >= t_f_ns) & until
+    return {"before": before, "during": during, "after": after, "overall": before | during | after}
+
+
+def _started_before(table: RequestTable, limit_ns: int) -> RequestTable:
+    """The requests, and of them the attempts, that started before ``limit_ns``."""
+    import dataclasses
+
+    sub = table.select(table.start_ns < limit_ns)
+    rows = sub.attempt_rows
+    if rows is None:
+        return sub
+    keep = rows.start_ns < limit_ns
+    kept = AttemptTable(rows.request[keep], rows.start_ns[keep], rows.end_ns[keep], rows.ok[keep])
+    return dataclasses.replace(sub, attempt_rows=kept)
+
+
+def fault_metrics(
+    table: RequestTable,
+    fault_times_ns: list[int],
+    *,
+    sla_s: float | None = None,
+    window_s: float = 10.0,
+) -> list[FaultMetrics]:
+    """Phases and recovery of every fault (time order), each bounded by the next fault."""
+    times = sorted(fault_times_ns)
+    attempts = table.attempts()
+    first_start = int(table.start_ns.min()) if len(table) else None
+    out: list[FaultMetrics] = []
+    for index, t_f in enumerate(times):
+        previous = times[index - 1] if index else None
+        following = times[index + 1] if index + 1 < len(times) else None
+        masks = fault_phase_masks(table, t_f, previous, following)
+        attempt_masks = fault_phase_masks(attempts, t_f, previous, following)
+        scope = table if following is None else _started_before(table, following)
+        out.append(
+            FaultMetrics(
+                index=index + 1,
+                t_ns=t_f,
+                at_s=None if first_start is None else (t_f - first_start) / _NS,
+                next_ns=following,
+                phases={
+                    phase: phase_stats(table, mask, sla_s, attempt_masks[phase])
+                    for phase, mask in masks.items()
+                },
+                recovery=recovery(scope, t_f, window_s) if len(scope) else None,
+            )
+        )
+    return out
+
+
 def load_metrics(
     name: str,
     table: RequestTable,
@@ -231,8 +303,15 @@ def load_metrics(
     sla_s: float | None = None,
     window_s: float = 10.0,
     clients: int | None = None,
+    fault_times_ns: list[int] | None = None,
 ) -> LoadMetrics:
-    """Every metric of one load: phases, recovery (when there is a fault), throughput."""
+    """Every metric of one load: phases, recovery (when there is a fault), throughput.
+
+    ``t_f_ns`` sets the load's phases (the first fault); ``fault_times_ns`` (every fault,
+    default ``[t_f_ns]``) gives the per-fault figures of ``fault_metrics``.
+    """
+    if fault_times_ns is None:
+        fault_times_ns = [] if t_f_ns is None else [t_f_ns]
     masks = phase_masks(table, t_f_ns)
     attempt_masks = phase_masks(table.attempts(), t_f_ns)
     total, per_client, mean = throughput(table)
@@ -258,6 +337,9 @@ def load_metrics(
         avg_client_throughput_rps=mean,
         wall_time_s=wall,
         dispatch_lag_ms=dispatch_lag(table),
+        faults=fault_metrics(table, fault_times_ns, sla_s=sla_s, window_s=window_s)
+        if len(table)
+        else [],
     )
 
 

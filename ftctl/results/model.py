@@ -277,6 +277,25 @@ class Recovery:
 
 
 @dataclass
+class FaultMetrics:
+    """One fault of a test with several (README, metric notes: "Several faults").
+
+    Phases relative to this fault's T_f, bounded by its neighbours: *before* ended before T_f
+    and started at or after the previous fault; *during* was in flight at T_f and ended before
+    the next fault; *after* started at or after T_f and ended before the next fault (a request
+    in flight at the next fault is that fault's *during*). Recovery is measured on the attempts
+    started before the next fault.
+    """
+
+    index: int  # 1-based, in time order
+    t_ns: int  # T_f of this fault (epoch ns)
+    at_s: float | None = None  # T_f − the load's first request start
+    next_ns: int | None = None  # the next fault's T_f; None for the last
+    phases: dict[str, PhaseStats] = field(default_factory=dict)  # before/during/after/overall
+    recovery: Recovery | None = None
+
+
+@dataclass
 class LoadMetrics:
     """Metrics of one load (or of all loads pooled)."""
 
@@ -304,6 +323,9 @@ class LoadMetrics:
     # Open loop: start − scheduled time of the requests that had a schedule (requests, p50,
     # p99, max in ms); None when no request had one. Large values mean the client fell behind.
     dispatch_lag_ms: dict[str, float] | None = None
+    # One entry per fault (time order) when the test has faults; with one, it repeats the
+    # phases and recovery above.
+    faults: list[FaultMetrics] = field(default_factory=list)
 
 
 @dataclass
@@ -330,6 +352,7 @@ class TestResult:
     warnings: list[str] = field(default_factory=list)
     fault_times_ns: list[int] = field(default_factory=list)  # T_f; the first one sets phases
     fault_time_source: str | None = None  # "events" | "test.log (1 s resolution)" | None
+    planned_faults: int | None = None  # fault events the timeline ran (events.jsonl); None: unknown
     startup_s: float | None = None
     overall: LoadMetrics = field(default_factory=LoadMetrics)
     loads: dict[str, LoadMetrics] = field(default_factory=dict)
@@ -339,6 +362,7 @@ class TestResult:
     upstream_log_recovery_method: str | None = None  # how it was computed (label)
     was_cancelled: bool = False
     failure: str | None = None  # failure name from the test name (…-<failure>)
+    repeat: int | None = None  # --repeat: i of the test's name T#i (1-based); None otherwise
     group: str | None = None  # scenario prefix the upstream table groups by
     pair_role: str | None = None  # token overflow: "overflow" | "recovery"
     time_resolution_s: float | None = None  # 1.0 when times come from upstream `time` fields

@@ -9,13 +9,15 @@ from ftctl.errors import ParseError
 from ftctl.events import (
     DEPLOY_START,
     ENDPOINT_FAILURE,
+    EVENT_START,
     EVENTS_FILE,
+    FAULT_EVENT_KINDS,
     FAULT_INJECTED,
     FAULT_VERIFIED,
     READY,
 )
 from ftctl.events import read_events as _read_events
-from ftctl.layout import METRICS_SUFFIX
+from ftctl.layout import METRICS_SUFFIX, split_repeat
 from ftctl.results import aiperf, upstream
 from ftctl.results.common import NS_PER_S as _NS
 from ftctl.results.detect import detect_kind, load_dirs
@@ -107,6 +109,10 @@ def _events(
             result.fault_times_ns.append(event["t_ns"])
         elif kind == ENDPOINT_FAILURE and endpoint_ns is not None:
             endpoint_ns.append(event["t_ns"])
+        if kind == EVENT_START and event.get("event") in FAULT_EVENT_KINDS:
+            result.planned_faults = (result.planned_faults or 0) + 1
+    if events and result.planned_faults is None:
+        result.planned_faults = 0
     if result.fault_times_ns:
         result.fault_time_source = "events"
     if DEPLOY_START in first and READY in first:
@@ -217,9 +223,11 @@ def parse_test_dir(
     if not test_dir.is_dir():
         raise ParseError(f"{test_dir}: not a directory")
     kind, warnings = detect_kind(test_dir, force_parser)
-    group, failure, role = split_name(test_dir.name)
+    base, repeat = split_repeat(test_dir.name)
+    group, failure, role = split_name(base)
     result = TestResult(name=test_dir.name, path=test_dir, kind=kind, warnings=list(warnings))
     result.group, result.failure, result.pair_role = group, failure, role
+    result.repeat = repeat
     result.has_events = (test_dir / EVENTS_FILE).exists()
     result.has_test_log = (test_dir / upstream.TEST_LOG).exists()
     endpoint_ns: list[int] = []
@@ -274,7 +282,13 @@ def parse_test_dir(
     t_f = result.fault_times_ns[0] if result.fault_times_ns else None
     for name, table in tables.items():
         result.loads[name] = load_metrics(
-            name, table, t_f, sla_s=sla, window_s=recovery_window, clients=clients[name]
+            name,
+            table,
+            t_f,
+            sla_s=sla,
+            window_s=recovery_window,
+            clients=clients[name],
+            fault_times_ns=result.fault_times_ns,
         )
     result.loads.update(summary_only)
     for name, load in aiperf_loads.items():
@@ -299,6 +313,7 @@ def parse_test_dir(
             sla_s=sla,
             window_s=recovery_window,
             clients=sum(clients[n] for n in tables),
+            fault_times_ns=result.fault_times_ns,
         )
     for metrics in summary_only.values():  # clients with only a summary: counts still add up
         if not tables:

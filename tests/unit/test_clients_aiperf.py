@@ -287,6 +287,7 @@ os.makedirs(mmap)
 open(os.path.join(mmap, "dataset.dat"), "w").close()
 with open(os.path.join(art, "mmap.path"), "w") as f:
     f.write(mmap)
+time.sleep(float(os.environ.get("FAKE_START_DELAY", "0")) * int(art.rsplit("client_", 1)[1].split("/")[0]))
 if mode != "mute":
     with open(os.path.join(art, "logs", "aiperf.log"), "w") as f:
         f.write("x - system_controller - INFO - AIPerf System is PROFILING\n")
@@ -502,3 +503,18 @@ def test_relative_output_and_tokenizer_paths_are_made_absolute(fake_aiperf, tmp_
     assert flag(argv, "--tokenizer") == str(tmp_path / "tok")
     assert flag(argv, "--artifact-dir") == str(tmp_path / "out" / "client_0" / "attempt_0")
     assert attempt_outcome(tmp_path / "out" / "client_0" / "attempt_0") == (3, 0)
+
+
+def test_wait_sending_reports_each_client_that_starts_sending(fake_aiperf, tmp_path, monkeypatch):
+    # Client i writes aiperf's "PROFILING" line i × 0.6 s after it started.
+    monkeypatch.setenv("FAKE_START_DELAY", "0.6")
+    load = run_load(fake_aiperf, tmp_path, monkeypatch, "hang", clients=3)
+    seen: list[tuple[int, int]] = []
+    try:
+        assert load.wait_sending(20, on_wait=lambda sending, total: seen.append((sending, total)))
+    finally:
+        load.kill()
+    assert seen[-1] == (3, 3)
+    assert seen[0][0] < 3  # the first look came before the last client was up
+    assert [s for s, _ in seen] == sorted(s for s, _ in seen)
+    assert {total for _, total in seen} == {3}

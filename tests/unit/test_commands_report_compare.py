@@ -142,3 +142,69 @@ def test_a_malformed_report_json_keeps_what_it_can_and_never_crashes(tmp_path):
     assert "## Checks: t-frontend" in out and re.search(r"\|\s+1\s+\|", out)
     (test_dir / "report.json").write_text(json.dumps({"checks": "all passed"}))
     assert "## Checks" not in run_cli("report", str(test_dir)).stdout
+
+
+def test_compare_names_the_client_each_side_used(tmp_path):
+    import shutil
+
+    a = _legacy_dir(tmp_path / "a" / "t-decode_worker", failures=1)
+    b = tmp_path / "b" / "t-decode_worker"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "results" / "aiperf" / "fault", b)
+    row = json.loads(run_cli("compare", str(a.parent), str(b.parent), "--format", "json").stdout)
+    assert row["client"] == {"a": "legacy", "b": "aiperf"}
+    text = run_cli("compare", str(a.parent), str(b.parent)).stdout
+    client_row = next(line for line in text.splitlines() if "client" in line)
+    assert re.search(r"client\s*│\s*legacy\s*│\s*aiperf\s*│\s*differs", client_row)
+
+
+def test_repeats_parse_as_one_test_with_the_spread_of_each_figure(tmp_path):
+    # Runs #1..#3 of one test: 1, 2 and 4 requests refused right after the fault.
+    for index, failures in ((1, 1), (2, 2), (3, 4)):
+        _legacy_dir(tmp_path / f"local-agg-decode_worker#{index}", failures=failures)
+    data = json.loads(run_cli("parse", str(tmp_path), "--format", "json").stdout)
+    tests = {t["name"]: t for t in data["tests"]}
+    assert {(t["failure"], t["group"], t["repeat"]) for t in tests.values()} == {
+        ("decode_worker", "local-agg", 1),
+        ("decode_worker", "local-agg", 2),
+        ("decode_worker", "local-agg", 3),
+    }
+    (group,) = data["repeats"]
+    assert group["test"] == "local-agg-decode_worker"
+    assert group["runs"] == [f"local-agg-decode_worker#{i}" for i in (1, 2, 3)]
+    failed = group["metrics"]["failed"]
+    assert (failed["min"], failed["median"], failed["max"]) == (1, 2, 4)
+    assert abs(failed["mean"] - 7 / 3) < 1e-9
+    recovery = group["metrics"]["recovery_time_s"]  # one 100 ms slot per refused request
+    assert abs(recovery["median"] - 0.2) < 1e-6 and abs(recovery["max"] - 0.4) < 1e-6
+    text = run_cli("parse", str(tmp_path)).stdout
+    upstream = text.split("\n\n")[0].splitlines()
+    cells = [row.split("│")[1].strip() for row in upstream if row.startswith("│ decode")]
+    assert cells == ["decode_worker #1", "decode_worker #2", "decode_worker #3"]
+    assert "== local-agg-decode_worker: 3 runs" in text
+
+
+def test_compare_matches_a_single_run_with_a_repeated_one_by_test_name(tmp_path):
+    _legacy_dir(tmp_path / "a" / "t-decode_worker", failures=2)
+    _legacy_dir(tmp_path / "a" / "t-frontend", failures=0)
+    for index, failures in ((1, 1), (2, 3), (3, 5)):
+        _legacy_dir(tmp_path / "b" / f"t-decode_worker#{index}", failures=failures)
+    rows = [json.loads(line) for line in run_cli(
+        "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "json"
+    ).stdout.splitlines()]  # fmt: skip
+    (row,) = rows
+    assert row["test"] == "t-decode_worker"
+    assert row["runs"]["b"] == ["t-decode_worker#1", "t-decode_worker#2", "t-decode_worker#3"]
+    assert row["a"]["failed"] == 2 and row["b"]["failed"] == 3  # B: the median of 1, 3, 5
+    text = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b")).stdout
+    assert "3 (1–5, 3 runs)" in text and "only in one run: t-frontend" in text
+
+
+def test_compare_with_no_test_in_common_exits_2_naming_both_sides(tmp_path):
+    _legacy_dir(tmp_path / "a" / "x-decode_worker", failures=1)
+    _legacy_dir(tmp_path / "a" / "y-decode_worker", failures=1)
+    for index in (1, 2):
+        _legacy_dir(tmp_path / "b" / f"z-decode_worker#{index}", failures=1)
+    result = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), expect=2)
+    assert "no test in common" in result.stderr
+    assert "x-decode_worker, y-decode_worker" in result.stderr
+    assert "z-decode_worker" in result.stderr

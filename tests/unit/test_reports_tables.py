@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ftctl.reports.tables import (
@@ -157,3 +158,54 @@ def test_a_baseline_says_there_is_no_fault_in_this_test():
     result = TestResult(name="agg-none", path=Path("."), kind="legacy", failure="none")
     result.overall = LoadMetrics(phases={"overall": phase(10, 0)})
     assert recovery_line(result) == "Recovery: no fault in this test"
+
+
+def _run_dir(path: Path, events: list[dict]) -> Path:
+    """A result directory of ftctl: events.jsonl plus one client's three good requests."""
+    path.mkdir(parents=True)
+    t0 = 1_800_000_000_000_000_000
+    (path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    lines = []
+    for i in range(3):
+        start = t0 + i * 100_000_000
+        attempt = {"status": 200, "request_elapsed_time": 0.05, "url": "u", "pod": "",
+                   "result": {"choices": [{"message": {"content": "tok tok"}}]}}  # fmt: skip
+        lines.append(json.dumps({"time": "2027-01-15T08:00:00", "results": [attempt],
+                                 "total_time": 0.05, "start_ns": start,
+                                 "end_ns": start + 50_000_000, "client": 0, "request": i}))  # fmt: skip
+    (path / "client_0.log.txt").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_run_whose_timeline_had_no_fault_says_so_whatever_its_name(tmp_path):
+    from ftctl.results import parse_result_dir
+
+    t0 = 1_800_000_000_000_000_000
+    events = [{"t_ns": t0, "kind": "load_start"},
+              {"t_ns": t0, "kind": "event_start", "event": "wait", "index": 1}]  # fmt: skip
+    # "steady" is no failure name: the name alone cannot tell this is a baseline.
+    result = parse_result_dir(_run_dir(tmp_path / "custom-steady", events))
+    assert result.planned_faults == 0
+    assert recovery_line(result) == "Recovery: no fault in this test"
+
+
+def test_a_fault_event_that_left_no_fault_time_is_named_as_missing_data(tmp_path):
+    from ftctl.results import parse_result_dir
+
+    t0 = 1_800_000_000_000_000_000
+    events = [{"t_ns": t0, "kind": "load_start"},
+              {"t_ns": t0, "kind": "event_start", "event": "terminate_process", "index": 2}]  # fmt: skip
+    result = parse_result_dir(_run_dir(tmp_path / "x-decode_worker", events))
+    assert recovery_line(result) == (
+        "Recovery: no fault time (1 fault events ran but none recorded a fault_injected event)"
+    )
+
+
+def test_repeat_names_split_into_test_and_index():
+    from ftctl.layout import repeat_name, split_repeat
+
+    assert repeat_name("vllm-agg-tp-1-dp-1-frontend", 3, 5) == "vllm-agg-tp-1-dp-1-frontend#3"
+    assert repeat_name("t", 1, 1) == "t"
+    assert split_repeat("vllm-agg-tp-1-dp-1-frontend#3") == ("vllm-agg-tp-1-dp-1-frontend", 3)
+    assert split_repeat("t#0") == ("t#0", None) and split_repeat("t") == ("t", None)
+    assert split_repeat("#2") == ("#2", None)

@@ -381,3 +381,63 @@ def test_reports_not_listed_are_not_written(tmp_path):
     names = {p.name for p in outcome.result_dir.iterdir()}
     assert "report.json" in names
     assert not names & {"summary.txt", "report.md", "junit.xml", "timeline.png"}
+
+
+def test_aiperf_start_up_reaches_the_observer_client_by_client(tmp_path, monkeypatch):
+    import dataclasses
+    import sys
+
+    from tests.unit.test_clients_aiperf import FAKE_AIPERF
+
+    fake = tmp_path / "bin" / "aiperf"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_AIPERF.format(python=sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setenv("FTCTL_AIPERF", str(fake))
+    monkeypatch.setenv("FAKE_PLAN", "ok")
+    monkeypatch.setenv("FAKE_START_DELAY", "0.6")  # client i is up after i × 0.6 s
+    seen: list[dict] = []
+
+    class Observer:
+        def notify(self, kind, **fields):
+            if kind == "load_starting":
+                seen.append(fields)
+
+    test = _test_case(())
+    load = dataclasses.replace(test.loads[0], client="aiperf", requests_per_client=3)
+    test = dataclasses.replace(test, loads=(load,), events=test.events[:1])
+    options = RunOptions(output_dir=tmp_path / "out", verify_timeout=10)
+    run_test(
+        test,
+        options,
+        result_dir=options.output_dir / test.name,
+        observer=Observer(),
+        platform_factory=lambda n: ServerPlatform(),
+    )
+    assert seen and seen[-1]["sending"] == 2 and seen[-1]["clients"] == 2
+    assert seen[0]["sending"] < 2 and {f["client"] for f in seen} == {"aiperf"}
+    assert {f["load"] for f in seen} == {"default"}
+
+
+def test_a_repeated_test_runs_as_t_hash_i_in_directories_outcomes_and_junit(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from ftctl.reports.junit import write_junit
+    from ftctl.runner import run_tests
+
+    test = _test_case((Check(kind="min_requests", min=10),), requests=10)
+    options = RunOptions(output_dir=tmp_path, verify_timeout=10, repeat=2)
+    run = run_tests([test], options, platform_factory=lambda n: ServerPlatform())
+    assert [t.name for t in run.tests] == ["fake-decode_worker#1", "fake-decode_worker#2"]
+    for index in (1, 2):
+        folder = tmp_path / f"fake-decode_worker#{index}"
+        run_json = json.loads((folder / "run.json").read_text())
+        assert run_json["test"] == f"fake-decode_worker#{index}"
+        assert run_json["repeat"] == {"test": "fake-decode_worker", "index": index, "of": 2}
+        result = run.tests[index - 1].result
+        assert (result.failure, result.group, result.repeat) == ("decode_worker", "fake", index)
+    write_junit(run, tmp_path / "junit.xml")
+    cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+    names = [(c.get("classname"), c.get("name")) for c in cases]
+    assert len(names) == len(set(names)) == 4  # two tests, one check each
+    assert ("ftctl.fake-decode_worker#2", "min_requests>=10") in names

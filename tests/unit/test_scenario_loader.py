@@ -531,3 +531,27 @@ def test_hand_written_timeline_with_a_kill_is_not_judged_as_a_baseline(tmp_path)
     (test,) = load_tests([path])
     assert test.thresholds_profile == "single_worker"
     assert test.events[1].pods == "all" and test.events[1].at == 0.0
+
+
+def test_every_local_scenario_says_what_it_tests():
+    for path in sorted(LOCAL.glob("*.yaml")):
+        (test,) = load_tests([path])
+        assert len(test.description) >= 30, path.name
+
+
+def test_the_migration_pair_differs_only_in_migration_and_judges_every_attempt():
+    (on,) = load_tests([LOCAL / "agg-migration.yaml"])
+    (off,) = load_tests([LOCAL / "agg-migration-off.yaml"])
+    assert (on.deployment.local.migration_limit, off.deployment.local.migration_limit) == (3, 0)
+    # Nothing but migration may save a request: no client retries in either.
+    assert on.load().retries == off.load().retries == 0
+    assert on.load() == off.load() and on.events == off.events and on.checks == off.checks
+    kinds = {(c.kind, c.max) for c in on.checks}
+    assert ("zero_errors", None) in kinds and ("max_failed_attempts", 0) in kinds
+    assert on.deployment.service_for("decode").replicas == 2
+
+
+def test_dp2_names_how_many_failed_attempts_the_surviving_replica_may_cost():
+    (test,) = load_tests([LOCAL / "agg-dp2.yaml"])
+    (limit,) = [c for c in test.checks if c.kind == "max_failed_attempts"]
+    assert limit.max == 12 and "at most 12 failed attempts" in test.description
