@@ -154,13 +154,16 @@ MAX_SSE_LINE = 64 * 1024
 
 
 async def _read_stream(
-    att: Attempt, resp: aiohttp.ClientResponse, max_tokens: int = MAX_STREAM_TOKENS
+    att: Attempt, resp: aiohttp.ClientResponse, max_tokens: int | None = None
 ) -> Attempt:
     """Read an SSE answer, stamping each token when the bytes carrying it were read.
 
     One await per socket read (not per line): the lines of one read share its stamp, which is
-    when they reached this process. Text is kept only up to MAX_CONTENT_CHARS.
+    when they reached this process. Text is kept only up to MAX_CONTENT_CHARS; more than
+    ``max_tokens`` (default MAX_STREAM_TOKENS) tokens end the attempt as a ``protocol`` error.
     """
+    if max_tokens is None:
+        max_tokens = MAX_STREAM_TOKENS
     parts: list[str] = []
     kept = 0
     first = last = 0
@@ -218,6 +221,8 @@ async def _read_stream(
                 delta = choice.get("delta")
                 piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
                 if piece:
+                    if not isinstance(piece, str):
+                        return att.fail("protocol", f"SSE content is not text: {piece!r:.60}")
                     if first:
                         itl.append(round((now - last) / 1e9, 6))
                     else:
@@ -228,7 +233,7 @@ async def _read_stream(
                         att.ttft_ns = first - att.start_perf
                         att.output_tokens = tokens
                         return att.fail("protocol", f"stream exceeded {max_tokens} tokens (cap)")
-                    if kept < MAX_CONTENT_CHARS and isinstance(piece, str):
+                    if kept < MAX_CONTENT_CHARS:
                         parts.append(piece)
                         kept += len(piece)
                 if choice.get("finish_reason"):
