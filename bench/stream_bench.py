@@ -132,7 +132,7 @@ def serve(tokens: int, itl_ms: float, base_us: int, dump: str) -> None:
 
 
 # --- measuring ---------------------------------------------------------------------------------
-def _run_tree(argv: list[str], env: dict) -> tuple[float, int, int, float]:
+def _run_tree(argv: list[str], env: dict, limit_s: float = 180) -> tuple[float, int, int, float]:
     """(wall s, peak RSS of the process tree sampled every 20 ms, exit code, CPU s of the tree).
 
     CPU time is what the client spent, however loaded the machine: the load-proof figure.
@@ -144,7 +144,9 @@ def _run_tree(argv: list[str], env: dict) -> tuple[float, int, int, float]:
     done = threading.Event()
     started = time.perf_counter()
     with open(os.devnull, "wb") as devnull:
-        child = subprocess.Popen(argv, stdout=devnull, stderr=subprocess.PIPE, env=env)
+        child = subprocess.Popen(
+            argv, stdout=devnull, stderr=subprocess.PIPE, env=env, start_new_session=True
+        )
 
         def sample() -> None:
             nonlocal peak
@@ -154,7 +156,12 @@ def _run_tree(argv: list[str], env: dict) -> tuple[float, int, int, float]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        _, err = child.communicate()
+        try:
+            _, err = child.communicate(timeout=limit_s)
+        except subprocess.TimeoutExpired:  # saturated: stop it (its own session) and say so
+            os.killpg(child.pid, signal.SIGKILL)
+            _, err = child.communicate()
+            print(f"    {Path(argv[0]).name}: stopped after {limit_s:.0f} s (saturated)")
     done.set()
     sampler.join()
     if child.returncode not in (0, 1):
@@ -267,7 +274,7 @@ def main() -> None:
                     argv += ["--synthetic-input-tokens-mean", "4"]
                     argv += ["--synthetic-input-tokens-stddev", "0"]
                     argv += ["--output-tokens-mean", str(args.tokens)]
-                    argv += ["--output-tokens-stddev", "0", "--warmup-request-count", "0"]
+                    argv += ["--output-tokens-stddev", "0"]
                     argv += ["--ui-type", "none", "--no-server-metrics", "--no-gpu-telemetry"]
                     argv += ["--artifact-dir", str(out)]
                 aenv = {k: v for k, v in env.items() if k != "PYTHONPATH"}
