@@ -77,8 +77,11 @@ kube-down: ## stop what `make kube-up` started and remove its data
 demo: $(VENV)/.installed ## run the demo scenario on a real local Dynamo graph
 	$(VENV)/bin/ftctl run scenario_files/local/demo.yaml --output-dir results/demo --junit results/demo/junit.xml
 
-bench: install ## run the benchmarks (prints measured figures and ratios)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+# The benches install what they compare against when missing (nginx_bench.py: nginx and wrk from
+# Debian with apt-get); `make test` never does.
+bench: install ## run the benchmarks (prints measured figures, ratios and the load average)
+	@start=$$(date +%s); for b in bench/*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) $(PY) $$b || exit 1; done; \
+	echo "make bench: $$(( $$(date +%s) - start )) s, load average $$(cut -d' ' -f1-3 /proc/loadavg)"
 
 clean: ## remove virtual environments and build output
 	rm -rf $(VENV) $(AIPERF_VENV) build *.egg-info .pytest_cache .ruff_cache

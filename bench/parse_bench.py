@@ -6,6 +6,9 @@ middle, ~2 % failed) and an aiperf directory of the same size, then times
 records/s and the child's peak RSS (target: ≤ 3 s and ≤ 1 GiB each).
 
 Usage: ``PYTHONPATH=. .venv/bin/python bench/parse_bench.py [--clients N] [--requests N]``.
+Styles: ``ftctl`` (ftctl's own legacy records), ``upstream`` (the upstream client's records:
+completion text, 1 s ``time``, no ns stamps) and ``aiperf``; each at 1M and 100k records, also
+through the slow path (the line-by-line readers) for the ratio.
 By default the aiperf records carry the metadata and the per-request metrics the parser reads;
 ``--real-aiperf`` instead copies a real aiperf 0.13 record (tests/data, ~2.5 KB with ~40
 metrics) for every request: ~2.5 GB on disk, the honest worst case.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,6 +69,50 @@ def make_legacy(root: Path, clients: int, requests: int) -> Path:
                 f'{{"time":"2026-09-21T10:00:00","results":{results},"total_time":0.08,'
                 f'"start_ns":{start},"end_ns":{end},"scheduled_ns":null,{tail},'
                 f'"client":{c},"request":{i},"attempts":1}}\n'
+            )
+        (test / f"client_{c}.log.txt").write_text("".join(lines))
+    _events(test, requests)
+    return test
+
+
+def make_upstream(root: Path, clients: int, requests: int) -> Path:
+    """Legacy files as the upstream client writes them: completion text, 1 s ``time``, no ns.
+
+    A failed request was retried once (two attempts, the first an exception text, the second a
+    503); every 100th request succeeded on its retry.
+    """
+    test = root / "bench-agg-tp-1-dp-1-decode_worker"
+    test.mkdir(parents=True)
+    url = "http://localhost:30001/v1/chat/completions"
+    pod = "fault-tolerance-test-frontend-576bd784dc-jv68q"
+    words = " ".join(str(k % 10) for k in range(100))
+    ok = (
+        '{"status": 200, "result": {"id": "chatcmpl-1", "object": "chat.completion", '
+        '"created": 1790000000, "model": "Qwen/Qwen3-0.6B", "choices": [{"index": 0, '
+        f'"message": {{"role": "assistant", "content": "{words}"}}, "finish_reason": "length"}}], '
+        '"usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200}}, '
+        f'"request_elapsed_time": 0.58, "url": "{url}", "pod": "{pod}"}}'
+    )
+    reset = (
+        '{"status": "Cannot connect to host localhost:30001 ssl:default [Connection refused]", '
+        f'"result": null, "request_elapsed_time": 0.001, "url": "{url}", "pod": "{pod}"}}'
+    )
+    bad = f'{{"status": 503, "result": null, "request_elapsed_time": 0.002, "url": "{url}", "pod": "{pod}"}}'
+    base_s = BASE_NS // 10**9
+    for c in range(clients):
+        lines = []
+        for i in range(requests):
+            end_s = base_s + (i * STEP_NS + c * 997 + DURATION_NS) // 10**9
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(end_s))
+            if _fails(i, requests):
+                results, total = f"[{reset}, {bad}]", 1.003
+            elif i % 100 == 7:
+                results, total = f"[{reset}, {ok}]", 1.581
+            else:
+                results, total = f"[{ok}]", 0.58
+            lines.append(
+                f'{{"time": "{stamp}", "results": {results}, "total_time": {total}, '
+                f'"url": "{url}", "pod": "{pod}"}}\n'
             )
         (test / f"client_{c}.log.txt").write_text("".join(lines))
     _events(test, requests)
@@ -164,14 +212,22 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def time_parse(test: Path, fmt: str) -> tuple[float, float, int, int]:
+SLOW = (
+    "import sys, ftctl.results.fast as f; f.legacy_columns = f.aiperf_columns = lambda raw: None; "
+    "from ftctl.cli import main; main()"
+)
+
+
+def time_parse(test: Path, fmt: str, slow: bool = False) -> tuple[float, float, int, int]:
     """(wall s, CPU s, peak RSS bytes of the process tree, exit code) of one ``ftctl parse``.
 
     The parser may fork reader processes, so the peak is the sampled sum over the whole tree
-    (every 10 ms), not the largest single process that ``wait4`` reports.
+    (every 10 ms), not the largest single process that ``wait4`` reports. ``slow``: the same
+    parse with the fast paths switched off (the line-by-line readers), the in-project peer.
     """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "ftctl", "parse", str(test), "--format", fmt]
+    head = [sys.executable, "-c", SLOW] if slow else [sys.executable, "-m", "ftctl"]
+    argv = [*head, "parse", str(test), "--format", fmt]
     peak = 0
     done = threading.Event()
 
@@ -194,41 +250,69 @@ def time_parse(test: Path, fmt: str) -> tuple[float, float, int, int]:
     return wall, usage.ru_utime + usage.ru_stime, peak, os.waitstatus_to_exitcode(status)
 
 
+# Goals per record count (issue 17): wall seconds incl. start-up, peak MiB; legacy styles.
+GOALS = {1_000_000: (0.6, 250), 100_000: (0.2, 250)}
+
+
+def _measure(test: Path, fmt: str, runs: int, slow: bool) -> tuple[float, str]:
+    results = [time_parse(test, fmt, slow) for _ in range(runs)]
+    walls = sorted(r[0] for r in results)
+    wall = statistics.median(walls)
+    cpu = statistics.median(r[1] for r in results)
+    rss = max(r[2] for r in results) / 2**20
+    codes = sorted({r[3] for r in results})
+    text = (
+        f"median {wall:.3f} s of {runs} (min {walls[0]:.3f}, max {walls[-1]:.3f}; "
+        f"{cpu:.2f} s CPU), peak RSS {rss:.0f} MiB, exit {codes}"
+    )
+    return wall, text + ("" if slow else f"|{rss}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=100, help="clients of the big run")
+    parser.add_argument("--requests", type=int, default=10_000, help="requests per client")
+    parser.add_argument("--small-clients", type=int, default=10, help="clients of the small run")
     parser.add_argument("--format", default="json", choices=["json", "fancy"])
-    parser.add_argument("--runs", type=int, default=5, help="parses per directory (median)")
+    parser.add_argument("--runs", type=int, default=3, help="parses per directory (median)")
+    parser.add_argument("--slow-runs", type=int, default=1, help="parses by the slow path")
     parser.add_argument("--real-aiperf", action="store_true", help="full-size aiperf records")
+    parser.add_argument("--styles", default="ftctl,upstream,aiperf")
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    print(f"load average {load:.1f} on {os.cpu_count()} cores (wall time suffers when > cores)")
-    total = args.clients * args.requests
+    print(
+        f"load average {os.getloadavg()} on {os.cpu_count()} cores (wall time suffers when > cores)"
+    )
+    makers = {
+        "ftctl": make_legacy,
+        "upstream": make_upstream,
+        "aiperf": lambda root, c, n: make_aiperf(root, c, n, args.real_aiperf),
+    }
     with tempfile.TemporaryDirectory(prefix="ftctl-parse-bench-") as tmp:
-        makers = [
-            ("legacy", make_legacy),
-            ("aiperf", lambda root, c, n: make_aiperf(root, c, n, args.real_aiperf)),
-        ]
-        for kind, make in makers:
-            started = time.perf_counter()
-            test = make(Path(tmp) / kind, args.clients, args.requests)
-            size = sum(p.stat().st_size for p in test.rglob("*") if p.is_file())
-            gen = time.perf_counter() - started
-            os.sync()  # flush the generated files first: writeback would compete with the parse
-            runs = [time_parse(test, args.format) for _ in range(args.runs)]
-            walls = sorted(r[0] for r in runs)
-            wall = statistics.median(walls)
-            cpu = statistics.median(r[1] for r in runs)
-            rss = max(r[2] for r in runs)
-            codes = sorted({r[3] for r in runs})
-            print(
-                f"{kind:6s}: {total:,} records ({size / 2**20:.0f} MiB, generated in {gen:.1f} s)"
-                f" → parse median {wall:.2f} s wall of {args.runs} (min {walls[0]:.2f}, "
-                f"max {walls[-1]:.2f}; {cpu:.2f} s CPU), {total / wall:,.0f} records/s, "
-                f"peak RSS {rss / 2**20:.0f} MiB (whole process tree), exit {codes}  "
-                f"(target ≤ 3 s, ≤ 1024 MiB)"
-            )
+        for clients in (args.clients, args.small_clients):
+            total = clients * args.requests
+            for kind in args.styles.split(","):
+                started = time.perf_counter()
+                test = makers[kind](Path(tmp) / f"{kind}-{clients}", clients, args.requests)
+                size = sum(p.stat().st_size for p in test.rglob("*") if p.is_file())
+                gen = time.perf_counter() - started
+                os.sync()  # flush the generated files first: writeback would compete
+                wall, text = _measure(test, args.format, args.runs, slow=False)
+                text, rss = text.split("|")
+                line = f"{kind:8s} {total:>9,} records ({size / 2**20:.0f} MiB, gen {gen:.1f} s): "
+                line += f"fast {text}, {total / wall:,.0f} records/s"
+                goal = GOALS.get(total)
+                if goal and kind != "aiperf":
+                    met = wall <= goal[0] and float(rss) <= goal[1]
+                    line += f" (goal ≤ {goal[0]} s, ≤ {goal[1]} MiB: {'met' if met else 'MISSED'})"
+                print(line, flush=True)
+                if args.slow_runs:
+                    slow_wall, slow_text = _measure(test, args.format, args.slow_runs, slow=True)
+                    print(
+                        f"{'':8s} slow path (line by line): {slow_text} → fast is "
+                        f"{slow_wall / wall:.1f}× faster  (load {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
+                shutil.rmtree(test.parent)
 
 
 if __name__ == "__main__":

@@ -146,52 +146,100 @@ def _finish_json(att: Attempt, raw: bytes) -> Attempt:
     return att
 
 
-async def _read_stream(att: Attempt, resp: aiohttp.ClientResponse) -> Attempt:
+# A stream may carry at most this many tokens (content pieces): an endless stream ends as a
+# ``protocol`` error instead of growing the ITL list until the timeout.
+MAX_STREAM_TOKENS = 100_000
+# An SSE line longer than this (no newline in sight) is a protocol error: memory stays bounded.
+MAX_SSE_LINE = 64 * 1024
+
+
+async def _read_stream(
+    att: Attempt, resp: aiohttp.ClientResponse, max_tokens: int | None = None
+) -> Attempt:
+    """Read an SSE answer, stamping each token when the bytes carrying it were read.
+
+    One await per socket read (not per line): the lines of one read share its stamp, which is
+    when they reached this process. Text is kept only up to MAX_CONTENT_CHARS; more than
+    ``max_tokens`` (default MAX_STREAM_TOKENS) tokens end the attempt as a ``protocol`` error.
+    """
+    if max_tokens is None:
+        max_tokens = MAX_STREAM_TOKENS
     parts: list[str] = []
+    kept = 0
     first = last = 0
     tokens = 0
     done = False
     finish = None
     usage = None
     rid = model = None
-    async for line in resp.content:
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            done = True
-            break
+    itl = att.itl_s
+    loads = orjson.loads
+    pending = b""
+    content = resp.content
+    eof = False
+    while not done and not eof:
+        chunk = await content.readany()
         now = perf_counter_ns()
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return att.fail("protocol", f"invalid SSE data: {data[:100]!r}")
-        if not isinstance(obj, dict):
-            return att.fail("protocol", "SSE data is not an object")
-        if "error" in obj:
-            err = obj["error"]
-            text = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-            code = err.get("code") if isinstance(err, dict) else None
-            att.ttft_ns = first - att.start_perf if first else None
-            att.output_tokens = tokens
-            return att.fail("stream_error", f"{text} (code {code})" if code else text)
-        rid = rid or obj.get("id")
-        model = model or obj.get("model")
-        for choice in obj.get("choices") or ():
-            delta = choice.get("delta")
-            piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if piece:
-                if first:
-                    att.itl_s.append(round((now - last) / 1e9, 6))
-                else:
-                    first = now
-                last = now
-                tokens += 1
-                parts.append(piece)
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-        if obj.get("usage"):
-            usage = obj["usage"]
+        if chunk:
+            if pending:
+                chunk = pending + chunk
+            lines = chunk.split(b"\n")
+            pending = lines.pop()
+            if len(pending) > MAX_SSE_LINE:
+                return att.fail("protocol", f"SSE line longer than {MAX_SSE_LINE} bytes")
+        else:  # end of the body: a last line without its newline still counts
+            eof = True
+            lines, pending = [pending], b""
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                done = True
+                break
+            try:
+                obj = loads(data)
+            except orjson.JSONDecodeError:
+                return att.fail("protocol", f"invalid SSE data: {data[:100]!r}")
+            if not isinstance(obj, dict):
+                return att.fail("protocol", "SSE data is not an object")
+            if "error" in obj:
+                err = obj["error"]
+                text = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+                code = err.get("code") if isinstance(err, dict) else None
+                att.ttft_ns = first - att.start_perf if first else None
+                att.output_tokens = tokens
+                return att.fail("stream_error", f"{text} (code {code})" if code else text)
+            rid = rid or obj.get("id")
+            model = model or obj.get("model")
+            choices = obj.get("choices") or ()
+            if not isinstance(choices, list | tuple):
+                return att.fail("protocol", "SSE choices is not a list")
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    return att.fail("protocol", "SSE choice is not an object")
+                delta = choice.get("delta")
+                piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                if piece:
+                    if not isinstance(piece, str):
+                        return att.fail("protocol", f"SSE content is not text: {piece!r:.60}")
+                    if first:
+                        itl.append(round((now - last) / 1e9, 6))
+                    else:
+                        first = now
+                    last = now
+                    tokens += 1
+                    if tokens > max_tokens:
+                        att.ttft_ns = first - att.start_perf
+                        att.output_tokens = tokens
+                        return att.fail("protocol", f"stream exceeded {max_tokens} tokens (cap)")
+                    if kept < MAX_CONTENT_CHARS:
+                        parts.append(piece)
+                        kept += len(piece)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            if obj.get("usage"):
+                usage = obj["usage"]
     att.end_perf = perf_counter_ns()
     if first:
         att.ttft_ns = first - att.start_perf

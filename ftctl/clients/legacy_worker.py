@@ -93,8 +93,29 @@ async def _main(cfg: dict) -> int:
     return 0
 
 
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one; return the soft limit now in force.
+
+    Each in-flight stream holds a socket and each logical client a log descriptor: thousands of
+    streams in one worker pass the usual soft limit of 1024 (EMFILE shows up as ``connect``
+    errors that are the client's, not the server's, fault).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep the soft limit: the load still runs, with fewer streams possible
+    return soft
+
+
 def main() -> None:
     """Read the config line from stdin and run the engine until done or stopped."""
+    raise_fd_limit()
     line = b""
     while not line.endswith(b"\n"):
         chunk = os.read(0, 65536)  # the parent writes this one line and nothing after it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def checked_table(path, client: int, columns: dict, warn: FileWarnings) -> Reque
     """A RequestTable from fast-path columns (line N = row N − 1), with the clock check.
 
     ``columns``: ``start_ns``, ``end_ns``, ``ok``, ``ttft_s``, ``itl_s`` and, where the format
-    records it, ``latency_s``. An end more than 1 s before the previous line's → warned once;
+    records it, ``latency_s``; ``line_of`` (optional) maps a row to its line number where blank
+    lines make them differ. An end more than 1 s before the previous line's → warned once;
     NaN or absent latency → end − start. Impossible rows (end before start, …) are kept here:
     the caller screens them out.
     """
@@ -59,10 +61,9 @@ def checked_table(path, client: int, columns: dict, warn: FileWarnings) -> Reque
     if end.size > 1:
         jumps = np.flatnonzero(end[1:] < end[:-1] - _NS)
         if jumps.size:
-            warn(
-                int(jumps[0]) + 2,
-                "ends more than 1 s before the previous line (clock out of order)",
-            )
+            row = int(jumps[0]) + 1
+            line = columns["line_of"](row) if "line_of" in columns else row + 1
+            warn(line, "ends more than 1 s before the previous line (clock out of order)")
     missing = np.isnan(latency)
     if missing.any():
         latency = np.where(missing, (end - start) / _NS, latency)
@@ -108,7 +109,8 @@ def parallel_map(function, items: list, sizes: list[int]) -> list:
     order = sorted(range(len(items)), key=lambda i: -sizes[i])
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        results = list(pool.map(_star, [(function, items[i]) for i in order], chunksize=4))
+        # One file per task: chunks of several left one worker with most of a small input.
+        results = list(pool.map(_star, [(function, items[i]) for i in order], chunksize=1))
     out: list = [None] * len(items)
     for position, index in enumerate(order):
         out[index] = results[position]
@@ -154,3 +156,18 @@ def attempt_times(
         else:
             out.append(rebuilt)
     return out
+
+
+def naive_epoch_s(text: str) -> float | None:
+    """Seconds since the epoch of a naive ISO time read *as if UTC* (callers shift the zone).
+
+    Upstream ``time`` fields and ``test.log.txt`` stamps are host-local with no zone: reading
+    both the same way keeps them comparable with each other (REFERENCE §9.2).
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -19,14 +19,25 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+# Completion text is never materialised: a Raw is the undecoded JSON (a view, no UTF-8 work).
+# A JSON string is non-empty exactly when its literal is longer than the two quotes.
+_NULL = msgspec.Raw(b"null")
+_ABSENT = msgspec.Raw(b"")
+
+
+def _nonempty_text(raw: msgspec.Raw) -> bool:
+    """The Raw value is a non-empty JSON string (``isinstance(text, str) and text``)."""
+    return len(raw) > 2 and memoryview(raw)[0] == 34  # '"'
+
+
 class _Message(msgspec.Struct, gc=False):
-    content: Any = None
+    content: msgspec.Raw = _NULL
 
 
 class _Choice(msgspec.Struct, gc=False):
     message: _Message | None = None
-    text: Any = None
-    finish_reason: Any = UNSET
+    text: msgspec.Raw = _NULL
+    finish_reason: msgspec.Raw = _ABSENT  # absent, or a value (``null`` = not finished)
 
 
 class _Result(msgspec.Struct, gc=False):
@@ -61,6 +72,21 @@ class _LegacyRecord(msgspec.Struct, gc=False):
     results: list[_Attempt] | None = None
 
 
+class _UpstreamRecord(msgspec.Struct, gc=False):
+    """A record as the upstream client writes it: times from ``time`` and ``total_time``."""
+
+    time: str | None = None
+    total_time: float | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    scheduled_ns: int | None = None
+    ok: bool | None = None
+    error: Any = None
+    results: list[_Attempt] | None = None
+    ttft: float | None = None
+    itl: float | list[float] | None = None
+
+
 class _Metric(msgspec.Struct, gc=False):
     value: float | None = None
     unit: Literal["ms"] = "ms"  # another unit fails validation → the slow path converts it
@@ -92,6 +118,7 @@ class _AiperfRecord(msgspec.Struct, gc=False):
 
 _LEGACY_TOP = msgspec.json.Decoder(_LegacyTop)
 _LEGACY = msgspec.json.Decoder(_LegacyRecord)
+_UPSTREAM = msgspec.json.Decoder(_UpstreamRecord)
 _AIPERF = msgspec.json.Decoder(_AiperfRecord)
 _NAN = float("nan")
 
@@ -118,6 +145,21 @@ def _lines(decoder: msgspec.json.Decoder, raw: bytes) -> list | None:
             gc.enable()
 
 
+def line_of(raw: bytes):
+    """row → 1-based line number in ``raw``, skipping blank lines as the readers do."""
+
+    def find(row: int) -> int:
+        seen = -1
+        for number, line in enumerate(raw.split(b"\n"), 1):
+            if line and not line.isspace():
+                seen += 1
+                if seen == row:
+                    return number
+        return row + 1
+
+    return find
+
+
 def _attempt_ok(attempt: _Attempt) -> bool:
     if attempt.error or attempt.status != 200:
         return False
@@ -128,9 +170,10 @@ def _attempt_ok(attempt: _Attempt) -> bool:
         return False
     choice = result.choices[0]
     text = choice.message.content if choice.message is not None else choice.text
-    if not isinstance(text, str) or not text:
+    if not _nonempty_text(text):
         return False
-    return choice.finish_reason is UNSET or choice.finish_reason is not None
+    reason = choice.finish_reason
+    return reason is _ABSENT or len(reason) != 4 or bytes(reason) != b"null"
 
 
 def _legacy_ok(record: _LegacyRecord) -> bool:
@@ -214,13 +257,20 @@ def _itl_means(itls: list) -> list[float] | np.ndarray:
     return means if lowest is None else np.where(lowest < 0, lowest, means)
 
 
-def legacy_columns(raw: bytes) -> dict[str, list] | None:
-    """Columns of a well-formed ftctl legacy file (every line has start_ns/end_ns); else None.
+def legacy_columns(raw: bytes) -> dict[str, Any] | None:
+    """Columns of a well-formed legacy file; None when only the line-by-line reader can tell.
 
-    ``ok`` is trusted when every record has it; otherwise the attempts are decoded and judged.
-    ``attempts`` is None when every record says it was tried once (ftctl's ``attempts: 1``),
-    else the (request row, start, end, ok) columns of every attempt.
+    ftctl's records (every line has start_ns/end_ns): ``ok`` is trusted when every record has
+    it; otherwise the attempts are decoded and judged. Upstream records (no line has
+    start_ns/end_ns): see ``_upstream_columns``. ``attempts`` is None when every record was
+    tried once, else the (request row, start, end, ok) columns of every attempt. ``derived``:
+    the times come from the upstream ``time``/``total_time`` fields.
     """
+    first = raw[: raw.find(b"\n")] if b"\n" in raw[:65536] else raw[:65536]
+    if b'"start_ns"' not in first:
+        columns = _upstream_columns(raw)
+        if columns is not _FTCTL:
+            return columns
     records = _lines(_LEGACY_TOP, raw)
     if records is None:
         return None
@@ -255,7 +305,111 @@ def legacy_columns(raw: bytes) -> dict[str, list] | None:
         "ttft_s": [_NAN if r.ttft is None else r.ttft for r in records],
         "itl_s": _itl_means([r.itl for r in records]),
         "attempts": attempts,
+        "derived": False,
+        "line_of": line_of(raw),
     }
+
+
+_FTCTL: dict[str, Any] = {}  # "these are ftctl's records": read them by the path above
+
+
+def _upstream_ok(record: _UpstreamRecord) -> bool:
+    """``outcome.record_succeeded`` on a typed record."""
+    if record.ok is not None:
+        return record.ok
+    if record.error or not record.results:
+        return False
+    for attempt in record.results:
+        if _attempt_ok(attempt):
+            return True
+    return False
+
+
+def _upstream_columns(raw: bytes) -> dict[str, Any] | None:
+    """Columns of a file of upstream records (the line-by-line reader's derived times).
+
+    Each request ends at its ``time`` (naive ISO, read as UTC like the line-by-line reader) and
+    started ``total_time`` earlier; its latency is ``total_time``. A line that reader would warn
+    about and skip (no usable time), or any line carrying start_ns/end_ns, returns None: the
+    line-by-line reader then handles the file, warnings and all.
+    """
+    records = _lines(_UPSTREAM, raw)
+    if not records:
+        return None
+    if any(r.start_ns is not None or r.end_ns is not None for r in records):
+        # ftctl's records after all (e.g. behind a blank first line), or a mix: not for here.
+        ftctl = all(r.start_ns is not None and r.end_ns is not None for r in records)
+        return _FTCTL if ftctl else None
+    import numpy as np
+
+    from ftctl.results.common import MAX_DURATION_S, NS_PER_S, naive_epoch_s
+
+    stamps = [r.time for r in records]
+    end_of: dict[str | None, int | None] = {}
+    for stamp in set(stamps):  # a few thousand distinct seconds per million records
+        end_s = naive_epoch_s(stamp) if isinstance(stamp, str) else None
+        ok_time = end_s is not None and 0 <= end_s < MAX_NS / NS_PER_S
+        end_of[stamp] = int(end_s * NS_PER_S) if ok_time else None
+    end_list = [end_of[s] for s in stamps]
+    totals = [r.total_time for r in records]
+    if None in end_list or None in totals:
+        return None
+    total = np.array(totals, np.float64)
+    if not ((total >= 0) & (total < MAX_DURATION_S)).all():
+        return None
+    end = np.array(end_list, np.int64)
+    start = end - (total * NS_PER_S).astype(np.int64)
+    ok = [_upstream_ok(r) for r in records]
+    lengths = [len(r.results) if r.results else 1 for r in records]
+    attempts = None
+    if max(lengths) > 1:
+        attempts = _upstream_attempts(records, start, end, ok, lengths)
+    scheduled = [
+        s if s is not None and 0 <= s < MAX_NS else -1 for s in (r.scheduled_ns for r in records)
+    ]
+    return {
+        "start_ns": start,
+        "end_ns": end,
+        "scheduled_ns": scheduled if max(scheduled) >= 0 else None,
+        "ok": ok,
+        "latency_s": total,
+        "ttft_s": [_NAN if r.ttft is None else r.ttft for r in records],
+        "itl_s": _itl_means([r.itl for r in records]),
+        "attempts": attempts,
+        "derived": True,
+        "line_of": line_of(raw),
+    }
+
+
+def _upstream_attempts(records, start, end, ok: list[bool], lengths: list[int]):
+    """Attempt columns: a request tried once is its one attempt with the request's outcome
+    (``outcome.attempt_outcomes``) and times; the rest go through ``attempt_times``."""
+    import numpy as np
+
+    from ftctl.results.common import valid_ns
+
+    count = np.array(lengths, np.int64)
+    request = np.repeat(np.arange(count.size, dtype=np.int64), count)
+    a_start = np.repeat(start, count)
+    a_end = np.repeat(end, count)
+    a_ok = np.repeat(np.array(ok, bool), count)
+    offsets = np.cumsum(count) - count
+    for row in np.flatnonzero(count > 1).tolist() + [
+        row
+        for row, r in enumerate(records)
+        if r.results
+        and len(r.results) == 1
+        and valid_ns(r.results[0].start_ns)
+        and valid_ns(r.results[0].end_ns)
+    ]:
+        record = records[row]
+        spans = [(a.start_ns, a.end_ns, a.request_elapsed_time) for a in record.results]
+        at = int(offsets[row])
+        times = attempt_times(int(start[row]), int(end[row]), spans)
+        outcomes = _attempt_oks(record, ok[row])
+        for k, ((s, e), o) in enumerate(zip(times, outcomes, strict=True)):
+            a_start[at + k], a_end[at + k], a_ok[at + k] = s, e, o
+    return request, a_start, a_end, a_ok
 
 
 def _aiperf_ok(records: list[_AiperfRecord], metrics: list[_Metrics]) -> list[bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from ftctl.results.common import (
     attempt_times,
     checked_table,
     file_size,
+    naive_epoch_s,
     parallel_map,
     valid_ns,
 )
@@ -29,21 +29,6 @@ from ftctl.results.sanity import screen
 def client_files(path: Path) -> list[tuple[int, Path]]:
     """``client_N.log.txt`` files of a directory in numeric order."""
     return numbered_entries(path, CLIENT_FILE, dirs=False)
-
-
-def naive_epoch_s(text: str) -> float | None:
-    """Seconds since the epoch of a naive ISO time read *as if UTC* (callers shift the zone).
-
-    Upstream ``time`` fields and ``test.log.txt`` stamps are host-local with no zone: reading
-    both the same way keeps them comparable with each other (REFERENCE §9.2).
-    """
-    try:
-        moment = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _float(value: Any) -> float:
@@ -91,7 +76,7 @@ def read_client_file(
         if columns["attempts"] is not None:
             table.attempt_rows = AttemptTable.from_lists(*columns["attempts"])
         warn.close()
-        return screen(table, path, warnings, span_ns), False
+        return screen(table, path, warnings, span_ns), columns["derived"]
     lines = raw.split(b"\n")
     starts: list[int] = []
     ends: list[int] = []

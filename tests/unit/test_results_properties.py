@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -277,3 +278,114 @@ def test_the_case_main_got_wrong_recovery_before_the_first_error(tmp_path):
     want = reference(at(10.0), clients, 10 * s)
     assert (rec.time_to_first_error_s, rec.recovery_time_s) == (want["ttfe"], want["recovery"])
     assert (rec.downtime_s, rec.failure_span_s) == (want["downtime"], want["span"])
+
+
+def random_record(rng: random.Random, style: str, t: int) -> dict:
+    """One legacy record in either style, drawn to hit every branch of the success rule.
+
+    Upstream style: the completion text in ``result``, a 1 s ``time``, ``total_time``, no ns
+    stamps. ftctl style adds start_ns/end_ns (and sometimes ``ok``).
+    """
+
+    def attempt() -> dict:
+        out: dict = {
+            "status": rng.choice([200, 200, 200, 503, 404, "Cannot connect: refused", None]),
+            "request_elapsed_time": rng.choice([0.5, 0.002, 1, 0, -1.0, 2e7, "x", None]),
+            "url": "http://localhost:30001/v1/chat/completions",
+        }
+        pick = rng.random()
+        if pick < 0.1:
+            return out  # no `result` key: judged by status alone
+        if pick < 0.2:
+            out["result"] = None
+            return out
+        choice: dict = {"index": 0}
+        text = rng.choice(["1 2 3 4", "", None, "é\u00e9\\n", 7])
+        if rng.random() < 0.8:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        reason = rng.random()
+        if reason < 0.6:
+            choice["finish_reason"] = "length"
+        elif reason < 0.8:
+            choice["finish_reason"] = None
+        result: dict = {"id": "c", "choices": [choice] if rng.random() < 0.95 else []}
+        if rng.random() < 0.05:
+            result["error"] = {"message": "boom"}
+        out["result"] = result
+        if rng.random() < 0.05:
+            out["error"] = rng.choice(["http_5xx: 503", "", None])
+        if rng.random() < 0.05:
+            out["start_ns"], out["end_ns"] = t, t + rng.choice([10**8, -1])
+        return out
+
+    total = rng.choice([0.5, 1, 2.25, 0.0, 1.001])
+    end_s = (t + int(total * 1e9)) // 10**9 + rng.randint(0, 1)
+    record: dict = {
+        "time": datetime.fromtimestamp(end_s, UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "results": [attempt() for _ in range(rng.choice([1, 1, 1, 2, 3]))],
+        "total_time": total,
+    }
+    if rng.random() < 0.05:
+        record["results"] = rng.choice([[], None])
+    if rng.random() < 0.03:
+        record["error"] = "gave up"
+    if style == "ftctl":
+        record["start_ns"], record["end_ns"] = t, t + int(total * 1e9)
+        if rng.random() < 0.5:
+            record["ok"] = rng.random() < 0.8
+        if rng.random() < 0.3:
+            record["ttft"], record["itl"] = 0.02, [0.005, 0.006]
+    return record
+
+
+def _fast_and_slow(directory: Path) -> tuple[dict, dict]:
+    import ftctl.results.fast
+
+    fast = parse_result_dir(directory).to_json()
+    original = ftctl.results.fast.legacy_columns
+    ftctl.results.fast.legacy_columns = lambda raw: None
+    try:
+        slow = parse_result_dir(directory).to_json()
+    finally:
+        ftctl.results.fast.legacy_columns = original
+    return fast, slow
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.sampled_from(["upstream", "ftctl"]))
+def test_fast_path_gives_exactly_the_line_by_line_result(rng, style):
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "t-decode_worker"
+        directory.mkdir()
+        t_f = BASE + 5 * 10**9
+        for client in range(rng.randint(1, 3)):
+            t = BASE + rng.randint(0, 10**9)
+            lines = []
+            for _ in range(rng.randint(1, 60)):
+                lines.append(json.dumps(random_record(rng, style, t)))
+                t += rng.randint(1, 4) * 10**8
+            if rng.random() < 0.1:
+                lines.insert(0, "")  # a blank first line
+            (directory / f"client_{client}.log.txt").write_text("\n".join(lines) + "\n")
+        events = [{"t_ns": BASE, "kind": "load_start"}, {"t_ns": t_f, "kind": "fault_injected"}]
+        (directory / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        fast, slow = _fast_and_slow(directory)
+    assert fast == slow
+
+
+def test_upstream_records_take_the_fast_path(tmp_path, monkeypatch):
+    import ftctl.results.fast
+
+    rng = random.Random(7)
+    directory = tmp_path / "t-decode_worker"
+    directory.mkdir()
+    lines = [json.dumps(random_record(rng, "upstream", BASE + i * 10**9)) for i in range(200)]
+    (directory / "client_0.log.txt").write_text("\n".join(lines) + "\n")
+    raw = (directory / "client_0.log.txt").read_bytes()
+    columns = ftctl.results.fast.legacy_columns(raw)
+    assert columns is not None and columns["derived"]
+    assert columns["attempts"] is not None  # some requests were retried
+    fast, slow = _fast_and_slow(directory)
+    assert fast == slow
