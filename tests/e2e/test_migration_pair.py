@@ -41,7 +41,7 @@ def test_migration_on_passes_and_off_fails_the_same_checks(tmp_path):
     assert on_report["result"]["overall"]["failed_attempts"] == 0
     assert _status(on_report)["fault_verified"] == "passed"
 
-    off, off_report = _run(LOCAL / "agg-migration-off.yaml", tmp_path / "off")
+    off, off_report = _run(LOCAL / "expected-fail" / "agg-migration-off.yaml", tmp_path / "off")
     assert off.returncode == 1, off.stdout + off.stderr
     status = _status(off_report)
     assert status["fault_verified"] == "passed"  # the fault happened: it failed on its merits

@@ -509,6 +509,10 @@ def test_demo_scenario_matches_the_brief():
 def test_every_local_scenario_loads_with_short_load():
     tests = load_tests([LOCAL])
     assert len(tests) == len(list(LOCAL.glob("*.yaml")))  # one test per shipped scenario
+    # A run of the folder must be able to pass: negative controls live in expected-fail/.
+    assert not [t.name for t in tests if "expected-fail" in t.tags]
+    (off,) = load_tests([LOCAL / "expected-fail"])
+    assert "expected-fail" in off.tags
     for test in tests:
         spec = test.load()
         assert spec.client == "legacy"
@@ -541,7 +545,7 @@ def test_every_local_scenario_says_what_it_tests():
 
 def test_the_migration_pair_differs_only_in_migration_and_judges_every_attempt():
     (on,) = load_tests([LOCAL / "agg-migration.yaml"])
-    (off,) = load_tests([LOCAL / "agg-migration-off.yaml"])
+    (off,) = load_tests([LOCAL / "expected-fail" / "agg-migration-off.yaml"])
     assert (on.deployment.local.migration_limit, off.deployment.local.migration_limit) == (3, 0)
     # Nothing but migration may save a request: no client retries in either.
     assert on.load().retries == off.load().retries == 0
