@@ -358,12 +358,18 @@ class KubernetesPlatform:
             raise
         self.log(f"kubernetes: deleting DynamoGraphDeployment {name}")
         deadline = time.monotonic() + wait
+        seen_present = False  # the DGD cache held it: its absence now is a DELETED event seen
         while time.monotonic() < deadline:
             seen = self._changes()
-            if self._get_dgd(name) is None and not self._list_pods(dgd=name):
-                # A cache may not have seen the DGD's creation yet: the API has the last word.
-                if self._cached("dgd", name) is None or (
-                    self._get_dgd_direct(name) is None and not self._list_pods_direct(name)
+            present = self._get_dgd(name) is not None
+            seen_present = seen_present or present
+            if not present and not self._list_pods(dgd=name):
+                # A cache that never held the DGD may not have seen its creation yet (a delete
+                # right after the create): then the API has the last word.
+                if (
+                    seen_present
+                    or self._cached("dgd", name) is None
+                    or (self._get_dgd_direct(name) is None and not self._list_pods_direct(name))
                 ):
                     return True
             self._wait_change(seen, deadline)
@@ -874,7 +880,7 @@ class KubernetesPlatform:
         return text.encode("utf-8")
 
     def _write_pod_files(self, folder: Path, name: str, service: str, suffix: str = "") -> None:
-        pod = self._read_pod(name, fresh=True)  # the saved manifest is the API's, not a cache's
+        pod = self._read_pod(name)
         if pod is None:
             return
         data = self._api_client.sanitize_for_serialization(pod)
