@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import os
 import random
 import re
 import secrets
@@ -48,16 +49,24 @@ from ftctl.platforms.kube.selector import (
     service_of,
 )
 from ftctl.platforms.kube.stream import ResilientEndpoint, http_get_via_forward, pod_exec
+from ftctl.platforms.kube.watch import FALLBACK_POLL_S, WatchCache
 from ftctl.scenario.model import TestCase
 
 FRONTEND_PORT = 8000
 WORKER_METRICS_PORT = 9090
-POLL = 0.25
 DEFAULT_ENDPOINT_TIMEOUT_S = 30.0  # no frontend reachable this long: the run measures nothing
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
 ROLLOUT_ENV = "FTCTL_ROLLOUT"
+# FTCTL_KUBE_WATCH=0 turns the watches off: pods and the DGD are then polled every
+# FALLBACK_POLL_S (for a cluster whose RBAC grants no `watch`, and to measure the difference).
+WATCH_ENV = "FTCTL_KUBE_WATCH"
+
+
+def watch_enabled(value: str | None) -> bool:
+    """Whether a FTCTL_KUBE_WATCH value leaves the watches on (unset: on)."""
+    return (value or "1").strip().lower() not in ("0", "off", "false", "no")
 
 
 def parse_time_ns(value: Any) -> int | None:
@@ -156,6 +165,7 @@ class KubernetesPlatform:
         endpoint_timeout: float = DEFAULT_ENDPOINT_TIMEOUT_S,
         log: Callable[[str], None] | None = None,
         warn: Callable[[str], None] | None = None,
+        watch: bool | None = None,
     ) -> None:
         check_namespace(namespace, allow_namespaces)
         self.namespace = namespace
@@ -186,6 +196,14 @@ class KubernetesPlatform:
         self._endpoint: ResilientEndpoint | None = None
         self._announced = False
         self._lock = threading.Lock()
+        # Watches of this run's pods and DGD (kube/watch.py): waits wake on their changes.
+        self.use_watch = watch if watch is not None else watch_enabled(os.environ.get(WATCH_ENV))
+        self._changed = threading.Condition()
+        self._caches: dict[str, WatchCache] = {}
+        self._watched: str | None = None  # the DGD whose pods and status the caches hold
+        # Pods this platform deleted: never a connection target again, whatever a cache that
+        # has not seen the delete yet says.
+        self._deleted: set[str] = set()
 
     # -- target ---------------------------------------------------------------------------------
     def describe_target(self) -> KubeTarget:
@@ -212,6 +230,7 @@ class KubernetesPlatform:
         self.roles = {n: role_of(n, s) for n, s in manifest["spec"]["services"].items()}
         self._announce()
         self.log(f"kubernetes: deploying DynamoGraphDeployment {self.dgd_name}")
+        self._start_watches(self.dgd_name)  # a same-named DGD's delete is waited on by them too
         self._delete_dgd(self.dgd_name, wait=120.0)
         if not self.skip_service_restart:
             self.restart_platform_services()
@@ -219,6 +238,63 @@ class KubernetesPlatform:
             self.custom.create_namespaced_custom_object(
                 DGD_GROUP, DGD_VERSION, self.namespace, DGD_PLURAL, manifest
             )
+
+    # -- watches --------------------------------------------------------------------------------
+    def _start_watches(self, dgd: str) -> None:
+        """List-then-watch the pods of ``dgd`` and the DGD itself (by name); replaces any."""
+        self._stop_watches()
+        if not self.use_watch:
+            return
+        self._caches = {
+            "pods": WatchCache(
+                self.core.list_namespaced_pod,
+                (self.namespace,),
+                {"label_selector": graph_selector(dgd)},
+                self._changed,
+                "kube-watch-pods",
+            ).start(),
+            "dgd": WatchCache(  # every custom resource can be selected by metadata.name
+                self.custom.list_namespaced_custom_object,
+                (DGD_GROUP, DGD_VERSION, self.namespace, DGD_PLURAL),
+                {"field_selector": f"metadata.name={dgd}"},
+                self._changed,
+                "kube-watch-dgd",
+            ).start(),
+        }
+        self._watched = dgd
+
+    def _stop_watches(self) -> None:
+        caches, self._caches, self._watched = self._caches, {}, None
+        for cache in caches.values():
+            cache.stop()
+
+    def _cached(self, kind: str, dgd: str | None) -> list[Any] | None:
+        """What the cache of ``kind`` holds for ``dgd``; None: ask the API."""
+        cache = self._caches.get(kind) if dgd is not None and dgd == self._watched else None
+        return cache.snapshot() if cache is not None else None
+
+    def watch_stats(self) -> dict[str, dict[str, Any]]:
+        """Per cache: whether it watches, its lists, 410s and refused watches (for tests)."""
+        return {
+            kind: {
+                "synced": c.synced,
+                "watching": c.watching,
+                "relists": c.relists,
+                "expired": c.expired,
+                "watch_failures": c.watch_failures,
+                "resource_version": c.resource_version,
+            }
+            for kind, c in list(self._caches.items())
+        }
+
+    def _changes(self) -> int:
+        return sum(c.version for c in list(self._caches.values()))
+
+    def _wait_change(self, seen: int, deadline: float) -> None:
+        """Until a watched object changed since ``seen``, FALLBACK_POLL_S passed, or deadline."""
+        timeout = max(0.0, min(FALLBACK_POLL_S, deadline - time.monotonic()))
+        with self._changed:
+            self._changed.wait_for(lambda: self._changes() != seen, timeout=timeout)
 
     def restart_platform_services(self, timeout: float = 300.0) -> None:
         """Scale the platform's etcd and NATS StatefulSets to 0, drop their PVCs, scale to 1."""
@@ -253,6 +329,12 @@ class KubernetesPlatform:
                 time.sleep(1.0)
 
     def _get_dgd(self, name: str) -> dict[str, Any] | None:
+        cached = self._cached("dgd", name)
+        if cached is not None:
+            return next((d for d in cached if d["metadata"]["name"] == name), None)
+        return self._get_dgd_direct(name)
+
+    def _get_dgd_direct(self, name: str) -> dict[str, Any] | None:
         try:
             with api_call(f"read DynamoGraphDeployment {self.namespace}/{name}"):
                 return self.custom.get_namespaced_custom_object(
@@ -276,10 +358,21 @@ class KubernetesPlatform:
             raise
         self.log(f"kubernetes: deleting DynamoGraphDeployment {name}")
         deadline = time.monotonic() + wait
+        seen_present = False  # the DGD cache held it: its absence now is a DELETED event seen
         while time.monotonic() < deadline:
-            if self._get_dgd(name) is None and not self._list_pods(dgd=name):
-                return True
-            time.sleep(POLL)
+            seen = self._changes()
+            present = self._get_dgd(name) is not None
+            seen_present = seen_present or present
+            if not present and not self._list_pods(dgd=name):
+                # A cache that never held the DGD may not have seen its creation yet (a delete
+                # right after the create): then the API has the last word.
+                if (
+                    seen_present
+                    or self._cached("dgd", name) is None
+                    or (self._get_dgd_direct(name) is None and not self._list_pods_direct(name))
+                ):
+                    return True
+            self._wait_change(seen, deadline)
         raise PlatformError(
             f"kubernetes: DynamoGraphDeployment {name} still present {wait:.0f}s after delete"
         )
@@ -294,18 +387,27 @@ class KubernetesPlatform:
 
     def _list_pods(self, dgd: str | None = None, service: str | None = None) -> list[Any]:
         """Pods of the graph (one list by the graph label), only ``service``'s when given."""
-        with api_call(f"list pods in {self.namespace}"):
-            items = list(
-                self.core.list_namespaced_pod(
-                    self.namespace, label_selector=graph_selector(dgd or self.dgd_name or "")
-                ).items
-            )
+        cached = self._cached("pods", dgd or self.dgd_name)
+        items = cached if cached is not None else self._list_pods_direct(dgd or self.dgd_name or "")
         if service is None:
             return items
         return [p for p in items if self._service_of(p) == service]
 
+    def _list_pods_direct(self, dgd: str) -> list[Any]:
+        with api_call(f"list pods in {self.namespace}"):
+            return list(
+                self.core.list_namespaced_pod(
+                    self.namespace, label_selector=graph_selector(dgd)
+                ).items
+            )
+
     def _ready_state(self) -> tuple[bool, str]:
-        """(ready, summary) by REFERENCE §1: condition Ready + state successful, or the pods."""
+        """(ready, summary) by REFERENCE §1: condition Ready + state successful, or the pods.
+
+        Pods and the DGD come from two watches, and either may be delivered first: when the
+        DGD says ready and the pod cache does not yet, the API is asked which one is behind,
+        so that pods() right after a wait sees what the DGD's status saw.
+        """
         dgd = self._get_dgd(self.dgd_name or "")
         if dgd is None:
             return False, "the DynamoGraphDeployment does not exist"
@@ -315,11 +417,23 @@ class KubernetesPlatform:
         summary = f"state={state}, Ready={cond.get('status', '?')}"
         if cond.get("message"):
             summary += f" ({cond.get('reason', '')}: {cond['message']})"
-        if cond.get("status") == "True" and state == "successful":
-            return True, summary
+        status_ready = cond.get("status") == "True" and state == "successful"
         # The status can lag: accept all pods Running + ready, as many as the spec asks.
         expected = expected_replicas(self.manifest or dgd)
-        pods = [p for p in self._list_pods() if p.metadata.deletion_timestamp is None]
+        pods_ready, per_service = self._pods_ready(expected, self._list_pods())
+        if status_ready and not pods_ready and self._cached("pods", self.dgd_name) is not None:
+            # Ready by the status, not by the cached pods: if the API's pods are ready, the
+            # cache is behind (wait for its events); if not, the status decides, as it did.
+            if self._pods_ready(expected, self._list_pods_direct(self.dgd_name or ""))[0]:
+                return False, summary + "; " + per_service + " (the pod watch is behind)"
+            return True, summary
+        if status_ready:
+            return True, summary
+        return pods_ready, summary + "; " + per_service
+
+    def _pods_ready(self, expected: dict[str, int], pods: list[Any]) -> tuple[bool, str]:
+        """(each service has its expected replicas ready, "svc r/n ready, ...")."""
+        pods = [p for p in pods if p.metadata.deletion_timestamp is None]
         per_service = []
         all_ready = True
         for svc, want in expected.items():
@@ -327,7 +441,7 @@ class KubernetesPlatform:
             ready = sum(1 for p in have if _pod_ready(p))
             per_service.append(f"{svc} {ready}/{want} ready")
             all_ready = all_ready and ready >= want
-        return all_ready, summary + "; " + ", ".join(per_service)
+        return all_ready, ", ".join(per_service)
 
     def _recent_events(self, limit: int = 8) -> list[str]:
         names = {self.dgd_name or ""} | {p.metadata.name for p in self._list_pods()}
@@ -353,10 +467,11 @@ class KubernetesPlatform:
         deadline = time.monotonic() + timeout
         summary = ""
         while time.monotonic() < deadline:
+            seen = self._changes()
             ready, summary = self._ready_state()
             if ready:
                 return
-            time.sleep(POLL)
+            self._wait_change(seen, deadline)
         events = self._recent_events()
         detail = "; recent events: " + " | ".join(events) if events else ""
         raise PlatformError(
@@ -404,7 +519,11 @@ class KubernetesPlatform:
             index[svc] += 1
         return out
 
-    def _read_pod(self, name: str) -> Any | None:
+    def _read_pod(self, name: str, fresh: bool = False) -> Any | None:
+        """The pod ``name`` (None if gone): from the watch cache, or the API when ``fresh``."""
+        cached = None if fresh else self._cached("pods", self.dgd_name)
+        if cached is not None:
+            return next((p for p in cached if p.metadata.name == name), None)
         try:
             with api_call(f"read pod {self.namespace}/{name}"):
                 return self.core.read_namespaced_pod(name, self.namespace)
@@ -414,12 +533,27 @@ class KubernetesPlatform:
             raise
 
     def _ready_frontends(self) -> list[str]:
+        """Ready frontend pods to connect to: the cache's, else (none there) the API's.
+
+        A cache may not have seen a delete or a new pod's readiness yet: pods this platform
+        deleted are left out, and when the cache names none the API is asked, so a connection
+        made after a replacement became ready finds it.
+        """
         names = {s for s, r in self.roles.items() if r == "frontend"}
-        return [
-            p.metadata.name
-            for p in self._list_pods()
-            if _pod_ready(p) and self._service_of(p) in names
-        ]
+
+        def ready(pods: list[Any]) -> list[str]:
+            return [
+                p.metadata.name
+                for p in pods
+                if _pod_ready(p)
+                and self._service_of(p) in names
+                and p.metadata.name not in self._deleted
+            ]
+
+        found = ready(self._list_pods())
+        if not found and self._cached("pods", self.dgd_name) is not None:
+            found = ready(self._list_pods_direct(self.dgd_name or ""))
+        return found
 
     def endpoint(self) -> str:
         """A local URL whose every connection reaches a ready frontend pod via port-forward."""
@@ -482,7 +616,7 @@ class KubernetesPlatform:
     def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
         """Exec ``ps``, match ``process`` in command lines, exec ``kill -s SIG PID...``."""
         sig = signal.upper() if signal.upper().startswith("SIG") else f"SIG{signal.upper()}"
-        before = self._read_pod(pod.name)
+        before = self._read_pod(pod.name, fresh=True)  # the state right before, not a cache's
         if before is None:
             raise PlatformError(f"kubernetes: pod {pod.name} is gone; cannot kill {process!r}")
         procs = self.list_processes(pod.name)
@@ -524,7 +658,7 @@ class KubernetesPlatform:
 
     def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
         """Save manifest/logs/metrics with ``.before_delete``, then delete (force: grace 0)."""
-        before = self._read_pod(pod.name)
+        before = self._read_pod(pod.name, fresh=True)
         if before is None:
             raise PlatformError(f"kubernetes: pod {pod.name} is already gone")
         self._save_before_delete(pod)
@@ -541,6 +675,7 @@ class KubernetesPlatform:
         )
         kwargs = {"grace_period_seconds": 0} if force else {}
         record.t_ns = time.time_ns()  # T_f: right before the delete call
+        self._deleted.add(pod.name)
         with api_call(f"delete pod {self.namespace}/{pod.name}"):
             self.core.delete_namespaced_pod(pod.name, self.namespace, **kwargs)
         return record
@@ -560,14 +695,18 @@ class KubernetesPlatform:
         zombie_after = time.monotonic() + min(10.0, timeout)
         main_killed = any(pid == 1 for pid in fault.pids)
         while time.monotonic() < deadline:
+            seen = self._changes()
             pod = self._read_pod(fault.pod)
             if pod is None:
                 fault.evidence["error"] = "pod disappeared"
                 return fault
             now = _container_evidence(pod)
+            # A cache that lags the direct read of `before` shows an older restart count: its
+            # older lastState is not this fault's.
             restarted = now["restart_count"] > before.get("restart_count", 0) or (
                 now["last_terminated"] is not None
                 and now["last_terminated"] != before.get("last_terminated")
+                and now["restart_count"] >= before.get("restart_count", 0)
             )
             if restarted and fault.verified_ns is None:
                 fault.verified = True
@@ -588,7 +727,7 @@ class KubernetesPlatform:
                     )
                     fault.evidence["after"] = now
                     return fault
-            time.sleep(POLL)
+            self._wait_change(seen, deadline)
         fault.evidence.setdefault("error", f"no container restart within {timeout:.0f}s")
         return fault
 
@@ -598,6 +737,7 @@ class KubernetesPlatform:
         gone_ns = None
         known = set(fault.evidence.get("others") or []) | {fault.pod}
         while time.monotonic() < deadline:
+            seen = self._changes()
             old = self._read_pod(fault.pod)
             if gone_ns is None and (old is None or old.metadata.uid != old_uid):
                 gone_ns = time.time_ns()
@@ -617,7 +757,7 @@ class KubernetesPlatform:
                     fault.pod_recovered_ns = recovered_ns(_ready_since_ns(ready[0]), fault.t_ns)
                     fault.evidence["replacement"] = ready[0].metadata.name
                     return fault
-            time.sleep(POLL)
+            self._wait_change(seen, deadline)
         if not fault.verified:
             fault.evidence["error"] = (
                 f"old pod {'gone' if gone_ns else 'still present'}, "
@@ -652,19 +792,21 @@ class KubernetesPlatform:
                 )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:  # unready: an old pod replaced or not ready
+                seen = self._changes()
                 current = self.pods(service)
                 if {p.name for p in current} != old or not all(p.ready for p in current):
                     break
-                time.sleep(POLL)
+                self._wait_change(seen, deadline)
             else:
                 raise PlatformError(f"kubernetes: rollout of {service} never started")
             while time.monotonic() < deadline:
+                seen = self._changes()
                 current = self.pods(service)
                 want = expected_replicas(self.manifest or {}).get(service, 1)
                 fresh = [p for p in current if p.name not in old and p.ready]
                 if len(fresh) >= want and len(current) == want:
                     break
-                time.sleep(POLL)
+                self._wait_change(seen, deadline)
             else:
                 raise PlatformError(f"kubernetes: rollout of {service} not done in {timeout:.0f}s")
 
@@ -795,6 +937,7 @@ class KubernetesPlatform:
                 self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} deleted")
             else:  # a 404: never created, or deleted by someone else first
                 self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} already gone")
+        self._stop_watches()
         self._api_client.close()
 
     def pick(self, pods: list[Pod], selector: Any) -> list[Pod]:

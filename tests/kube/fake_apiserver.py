@@ -205,6 +205,31 @@ def match_labels(labels: dict[str, str], selector: str | None) -> bool:
     return True
 
 
+def _cr_terms(fsel: str | None) -> list[tuple[str, str, str]] | None:
+    """(field, op, value) of a custom resource's field selector; None if it names another
+    field (a custom resource can be selected by metadata.name and metadata.namespace only)."""
+    terms = []
+    for term in (fsel or "").split(","):
+        if not term:
+            continue
+        m = re.match(r"^(metadata\.name|metadata\.namespace)(==|!=|=)(.*)$", term)
+        if m is None:
+            return None
+        terms.append(m.groups())
+    return terms
+
+
+def _cr_fields_ok(fsel: str | None) -> bool:
+    return _cr_terms(fsel) is not None
+
+
+def match_cr_fields(obj: dict[str, Any], fsel: str | None) -> bool:
+    """Whether a custom resource matches a (valid) field selector."""
+    return all(
+        (_field_str(obj, key) == value) == (op != "!=") for key, op, value in _cr_terms(fsel) or []
+    )
+
+
 def _field(obj: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         obj = obj.get(part) if isinstance(obj, dict) else None
@@ -320,6 +345,10 @@ class FakeCluster:
         # False shows host pids instead, as when a shell wrapper is PID 1 and Python its child.
         self.main_is_pid1 = True
         self.requests: list[tuple[str, str]] = []
+        # Every request as (monotonic time, method, path, query string): bench/kube_api_rate.py.
+        self.request_log: list[tuple[float, str, str, str]] = []
+        self.refuse_watch = False  # answer every watch 403, as RBAC without the watch verb
+        self.watch_epoch = 0  # bumped by compact_watch(): open watches end
         self.worker_args: list[str] = ["--speedup-ratio", "5.0"]
         self.label_style = os.environ.get("FTCTL_FAKE_LABELS", "dcd")
         self._stop = threading.Event()
@@ -701,10 +730,18 @@ class FakeCluster:
             del self.pod_watch[:-WATCH_HISTORY]
 
     def compact_watch(self) -> None:
-        """Forget the watch history (like an etcd compaction): older versions get 410."""
+        """Forget the watch history (like an etcd compaction) and end the open watches.
+
+        Every resourceVersion handed out so far becomes too old: a watch re-opened from one
+        (as a client does after its watch ended) gets 410 Expired and must relist. Pods and
+        DGDs alike.
+        """
         with self.lock:
-            self.compacted_rv = self.rv
+            self.compacted_rv = self._next_rv()
+            self.dgd_watch_from = self.compacted_rv
             self.pod_watch.clear()
+            self.dgd_watch.clear()
+            self.watch_epoch += 1
 
     def _update_dgd_status(self, ns: str, name: str, state: DgdState) -> None:
         with self.lock:
@@ -825,6 +862,11 @@ class FakeCluster:
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
         self.requests.append((request.method, request.path))
+        self.request_log.append(
+            (time.monotonic(), request.method, request.path, request.query_string)
+        )
+        if self.refuse_watch and request.query.get("watch") in ("true", "1"):
+            return error_response(403, "injected: watch is forbidden")
         with self.lock:
             for fault in self.faults:
                 if (
@@ -986,6 +1028,9 @@ class FakeCluster:
         since = int(request.query.get("resourceVersion") or 0)
         timeout = float(request.query.get("timeoutSeconds") or 30)
         sel = request.query.get("labelSelector")
+        fsel = request.query.get("fieldSelector")
+        if not _cr_fields_ok(fsel):
+            return error_response(400, f'field label not supported: "{fsel}"')
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         with self.lock:
@@ -1000,15 +1045,18 @@ class FakeCluster:
             else:
                 backlog = []
         deadline = time.monotonic() + timeout
+        epoch = self.watch_epoch
         while True:
             for rv, etype, obj in backlog:
                 since = max(since, rv)
-                if obj["metadata"]["namespace"] == ns and match_labels(
-                    obj["metadata"].get("labels") or {}, sel
+                if (
+                    obj["metadata"]["namespace"] == ns
+                    and match_labels(obj["metadata"].get("labels") or {}, sel)
+                    and match_cr_fields(obj, fsel)
                 ):
                     line = {"type": etype, "object": copy.deepcopy(obj)}
                     await resp.write((json.dumps(line) + "\n").encode())
-            if time.monotonic() >= deadline or self._stop.is_set():
+            if time.monotonic() >= deadline or self._stop.is_set() or epoch != self.watch_epoch:
                 return resp
             await asyncio.sleep(0.05)
             with self.lock:
@@ -1017,13 +1065,21 @@ class FakeCluster:
     async def h_dgd_list(self, request):
         ns = request.match_info["ns"]
         if request.query.get("watch") in ("true", "1"):
-            return await self._watch_dgds(request, ns)
+            try:
+                return await self._watch_dgds(request, ns)
+            except ConnectionResetError:  # the client ended its watch (as ftctl's teardown does)
+                return web.Response(status=499)
         sel = request.query.get("labelSelector")
+        fsel = request.query.get("fieldSelector")
+        if not _cr_fields_ok(fsel):
+            return error_response(400, f'field label not supported: "{fsel}"')
         with self.lock:
             items = [
                 copy.deepcopy(s.obj)
                 for (n, _), s in self.dgds.items()
-                if n == ns and match_labels(s.obj["metadata"].get("labels") or {}, sel)
+                if n == ns
+                and match_labels(s.obj["metadata"].get("labels") or {}, sel)
+                and match_cr_fields(s.obj, fsel)
             ]
         return web.json_response(
             {
@@ -1321,7 +1377,10 @@ class FakeCluster:
         if isinstance(found, web.Response):
             return found
         if request.query.get("watch") in ("true", "1"):
-            return await self._watch_pods(request, ns)
+            try:
+                return await self._watch_pods(request, ns)
+            except ConnectionResetError:  # the client ended its watch (as ftctl's teardown does)
+                return web.Response(status=499)
         return self._list("PodList", found)
 
     async def _watch_pods(self, request, ns: str):
@@ -1353,7 +1412,8 @@ class FakeCluster:
             await resp.write((json.dumps({"type": etype, "object": obj}) + "\n").encode())
         deadline = time.monotonic() + timeout
         sel = request.query.get("labelSelector")
-        while time.monotonic() < deadline and not self._stop.is_set():
+        epoch = self.watch_epoch
+        while time.monotonic() < deadline and not self._stop.is_set() and epoch == self.watch_epoch:
             with self.lock:
                 fresh = [e for e in self.pod_watch if e[0] > since]
             for rv, etype, obj in fresh:

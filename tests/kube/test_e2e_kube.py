@@ -42,8 +42,13 @@ def _run_with_fault(platform, tmp_path, fault, settle_s: float):
 def test_worker_sigkill_under_load_is_verified_and_recovery_is_measured(
     host_pids, platform_factory, tmp_path
 ):
-    record, records = _run_with_fault(platform_factory(), tmp_path, "kill", settle_s=11.0)
+    platform = platform_factory()
+    record, records = _run_with_fault(platform, tmp_path, "kill", settle_s=11.0)
     assert record.verified and record.evidence["after"]["last_terminated"]["exit_code"] == 137
+    # Readiness and the fault's effect came through watches that were served, not by polling.
+    stats = platform.watch_stats()
+    assert set(stats) == {"pods", "dgd"}
+    assert all(s["watching"] and s["watch_failures"] == 0 for s in stats.values()), stats
     before = [r for r in records if r.end_ns < record.t_ns]
     assert before and all(r.ok for r in before)
     failed = [r for r in records if not r.ok]
