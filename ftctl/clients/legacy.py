@@ -316,8 +316,10 @@ class ClientRun:
                 # Each attempt's own times: recovery is measured on attempts (README).
                 "start_ns": self._clock.epoch(a.start_perf),
                 "end_ns": self._clock.epoch(a.end_perf or end),
+                # No "pod" (upstream writes the frontend pod it port-forwarded to): ftctl's
+                # client sees only a URL and the proxy or port-forward picks the pod, so an
+                # always-empty "pod" would promise what is not known (README, Metric notes).
                 "url": a.url,
-                "pod": "",
                 **({"error": f"{a.error}: {a.message}"} if a.error else {}),
             }
             for a in attempts
