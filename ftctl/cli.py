@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated as A
 
 import typer
 
@@ -39,10 +39,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    version: A[
+        bool, O("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: A[bool, O("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["debug"] = debug or bool(os.environ.get("FTCTL_DEBUG"))
 
@@ -61,6 +61,7 @@ def _seconds(low_ok, text: str, limit: float = math.inf):
 
 
 _positive = _seconds(lambda v: v > 0, "greater than 0", 366 * 24 * 3600)
+_at_least_0 = _seconds(lambda v: v >= 0, ">= 0")
 
 
 def _call(target: str, options: dict) -> int:
@@ -76,54 +77,50 @@ def _call(target: str, options: dict) -> int:
         return command(**options).emit()
 
 
-def _opt(*names: str, help: str | None = None, **kw):  # noqa: A002 (click's name)
-    return typer.Option(*names, help=help, **kw)
-
+# typer.Option and typer.Argument, short: each declaration fits one line.
+O = typer.Option  # noqa: E741
+Arg = typer.Argument
 
 # Options shared by list, plan and run, declared once.
-Keyword = Annotated[str | None, _opt("-k", help="Select tests: name/node id/tag, and/or/not.")]
-Markers = Annotated[str | None, _opt("-m", help="Select tests by tag: and/or/not.")]
-CustomBuild = Annotated[bool, _opt("--include-custom-build")]
-Platform = Annotated[str | None, _opt("--platform", help="local|kubernetes")]
-AsJson = Annotated[bool, _opt("--json", help="Machine-readable output.")]
-FailuresFile = Annotated[
-    Path | None, _opt("--failures", help="FailureCatalog replacing the shipped one.")
-]
-ThresholdsFile = Annotated[
-    Path | None, _opt("--thresholds", help="Thresholds replacing the shipped one.")
-]
-Namespace = Annotated[str | None, _opt("--namespace")]
-AllowNamespace = Annotated[
-    list[str] | None, _opt("--allow-namespace", help="Permit a protected namespace.")
-]
-Kubeconfig = Annotated[Path | None, _opt("--kubeconfig")]
-Context = Annotated[str | None, _opt("--context")]
-Format = Annotated[str, _opt("--format", help="fancy|markdown|json")]
+Keyword = A[str | None, O("-k", help="Select tests: name/node id/tag, and/or/not.")]
+Markers = A[str | None, O("-m", help="Select tests by tag: and/or/not.")]
+CustomBuild = A[bool, O("--include-custom-build")]
+Platform = A[str | None, O("--platform", help="local|kubernetes")]
+AsJson = A[bool, O("--json", help="Machine-readable output.")]
+FailuresFile = A[Path | None, O("--failures", help="FailureCatalog replacing the shipped one.")]
+ThresholdsFile = A[Path | None, O("--thresholds", help="Thresholds replacing the shipped one.")]
+Namespace = A[str | None, O("--namespace")]
+AllowNamespace = A[list[str] | None, O("--allow-namespace", help="Permit a protected namespace.")]
+Kubeconfig = A[Path | None, O("--kubeconfig")]
+Context = A[str | None, O("--context")]
+Format = A[str, O("--format", help="fancy|markdown|json")]
 RESULTS = Path("results")
 NO_PVC = "Accepted for upstream command lines; no effect (logs come through the API, no PVC)."
+ENDPOINT = "kubernetes: exit 3 when no frontend was reachable for this many seconds (30)."
+LIVE = "Serve live Prometheus on 127.0.0.1:PORT (0: any free)."
 SCRAPE = (
     "Seconds between /metrics scrapes of every pod (0: off; default: observe.interval, else 1)."
 )
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Scenario/catalog files.")]) -> int:
+def validate(files: A[list[Path], Arg(help="Scenario/catalog files.")]) -> int:
     """Validate YAML documents: schema and semantics. Exit 2 with file:line:col on error."""
     return _call("validate:validate", locals())
 
 
 @app.command("list")
 def list_(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders.")] = None,
-    failures: Annotated[bool, _opt("--failures", help="List the failure catalog.")] = False,
-    thresholds: Annotated[bool, _opt("--thresholds", help="List threshold profiles.")] = False,
+    paths: A[list[Path] | None, Arg(help="Scenario files or folders.")] = None,
+    failures: A[bool, O("--failures", help="List the failure catalog.")] = False,
+    thresholds: A[bool, O("--thresholds", help="List threshold profiles.")] = False,
     keyword: Keyword = None,
     markers: Markers = None,
     include_custom_build: CustomBuild = False,
     platform: Platform = None,
     as_json: AsJson = False,
-    failures_file: Annotated[Path | None, _opt("--failures-file", help="A FailureCatalog.")] = None,
-    thresholds_file: Annotated[Path | None, _opt("--thresholds-file", help="Thresholds.")] = None,
+    failures_file: A[Path | None, O("--failures-file", help="A FailureCatalog.")] = None,
+    thresholds_file: A[Path | None, O("--thresholds-file", help="Thresholds.")] = None,
 ) -> int:
     """List the expanded test names (touches no platform)."""
     return _call("list:list_", locals())
@@ -131,7 +128,7 @@ def list_(
 
 @app.command()
 def plan(
-    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files.")],
+    scenarios: A[list[Path], Arg(help="Scenario files.")],
     keyword: Keyword = None,
     markers: Markers = None,
     include_custom_build: CustomBuild = False,
@@ -148,11 +145,11 @@ def plan(
 
 @app.command()
 def parse(
-    dirs: Annotated[list[Path], typer.Argument(help="Result directories (or roots of many).")],
-    force_parser: Annotated[str | None, _opt("--force-parser", help="aiperf|legacy")] = None,
-    info: Annotated[bool, _opt("--info", help="Describe without parsing.")] = False,
-    fmt: Annotated[str, _opt("--format", help="fancy|markdown|json|csv")] = "fancy",
-    sla: Annotated[float | None, _opt("--sla", help="Latency SLA (s).", callback=_positive)] = None,
+    dirs: A[list[Path], Arg(help="Result directories (or roots of many).")],
+    force_parser: A[str | None, O("--force-parser", help="aiperf|legacy")] = None,
+    info: A[bool, O("--info", help="Describe without parsing.")] = False,
+    fmt: A[str, O("--format", help="fancy|markdown|json|csv")] = "fancy",
+    sla: A[float | None, O("--sla", help="Latency SLA (s).", callback=_positive)] = None,
 ) -> int:
     """Parse result directories (ftctl, upstream legacy or aiperf) into tables."""
     return _call("parse:parse", locals())
@@ -160,45 +157,34 @@ def parse(
 
 @app.command()
 def run(
-    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
+    scenarios: A[list[Path], Arg(help="Scenario files or folders.")],
     platform: Platform = None,
     keyword: Keyword = None,
     markers: Markers = None,
     include_custom_build: CustomBuild = False,
-    output_dir: Annotated[Path, _opt("--output-dir", help="Where result dirs go.")] = RESULTS,
-    client_type: Annotated[str | None, _opt("--client-type", help="aiperf|legacy")] = None,
+    output_dir: A[Path, O("--output-dir", help="Where result dirs go.")] = RESULTS,
+    client_type: A[str | None, O("--client-type", help="aiperf|legacy")] = None,
     namespace: Namespace = None,
     allow_namespace: AllowNamespace = None,
-    image: Annotated[str | None, _opt("--image")] = None,
+    image: A[str | None, O("--image")] = None,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
-    storage_class: Annotated[str | None, _opt("--storage-class", help=NO_PVC)] = None,
-    skip_service_restart: Annotated[bool, _opt("--skip-service-restart")] = False,
-    keep_deployment: Annotated[bool, _opt("--keep-deployment")] = False,
-    dry_run: Annotated[bool, _opt("--dry-run", help="Show the plan; change nothing.")] = False,
-    repeat: Annotated[int, _opt("--repeat", min=1)] = 1,
-    junit: Annotated[Path | None, _opt("--junit", help="Write JUnit XML here.")] = None,
-    as_json: Annotated[bool, _opt("--json", help="Print the run report as JSON.")] = False,
+    storage_class: A[str | None, O("--storage-class", help=NO_PVC)] = None,
+    skip_service_restart: A[bool, O("--skip-service-restart")] = False,
+    keep_deployment: A[bool, O("--keep-deployment")] = False,
+    dry_run: A[bool, O("--dry-run", help="Show the plan; change nothing.")] = False,
+    repeat: A[int, O("--repeat", min=1)] = 1,
+    junit: A[Path | None, O("--junit", help="Write JUnit XML here.")] = None,
+    as_json: A[bool, O("--json", help="Print the run report as JSON.")] = False,
     failures_file: FailuresFile = None,
     thresholds_file: ThresholdsFile = None,
-    seed: Annotated[int | None, _opt("--seed")] = None,
-    scrape_interval: Annotated[
-        float | None, _opt(help=SCRAPE, callback=_seconds(lambda v: v >= 0, ">= 0"))
-    ] = None,
-    ready_timeout: Annotated[
-        float, _opt(help="Seconds to wait for the graph to be ready.", callback=_positive)
+    seed: A[int | None, O("--seed")] = None,
+    scrape_interval: A[float | None, O(help=SCRAPE, callback=_at_least_0)] = None,
+    ready_timeout: A[
+        float, O(help="Seconds to wait for a ready graph.", callback=_positive)
     ] = 600.0,
-    endpoint_timeout: Annotated[
-        float | None,
-        _opt(
-            help="kubernetes: end the test (exit 3) when no frontend was reachable through a "
-            "port-forward for this many seconds (default 30).",
-            callback=_seconds(lambda v: v > 0, "> 0"),
-        ),
-    ] = None,
-    metrics_port: Annotated[
-        int | None, _opt(help="Serve live Prometheus on 127.0.0.1:PORT (0: any).", min=0, max=65535)
-    ] = None,
+    endpoint_timeout: A[float | None, O(help=ENDPOINT, callback=_positive)] = None,
+    metrics_port: A[int | None, O(help=LIVE, min=0, max=65535)] = None,
 ) -> int:
     """Deploy, load, inject faults, verify, collect, check: the exit code is the verdict."""
     return _call("run:run", locals())
@@ -206,34 +192,32 @@ def run(
 
 @app.command()
 def load(
-    urls: Annotated[
-        list[str] | None, typer.Argument(help="Frontend URLs (http://HOST:PORT).")
+    urls: A[list[str] | None, Arg(help="Frontend URLs (http://HOST:PORT).")] = None,
+    model: A[str | None, O(help="Model name (default: ask /v1/models).")] = None,
+    clients: A[int, O(help="Logical clients.")] = 1,
+    requests_per_client: A[int | None, O(help="Requests per client (10).")] = None,
+    duration: A[float | None, O(help="Run for this many seconds instead.")] = None,
+    concurrency: A[int, O(help="In-flight requests per client.")] = 1,
+    rate: A[float | None, O(help="closed: max req/s per client; open: total.")] = None,
+    arrival: A[str, O(help="closed|constant|poisson")] = "closed",
+    streaming: A[bool, O("--streaming/--no-streaming")] = True,
+    input_tokens: A[int, O(help="Prompt length (words).")] = 100,
+    output_tokens: A[int, O(help="max_tokens = min_tokens.")] = 100,
+    retries: A[int, O(help="Extra attempts per failed request.")] = 0,
+    retry_delay: A[float, O(help="Seconds between attempts.")] = 1.0,
+    timeout: A[float, O(help="Seconds per attempt.")] = 30.0,
+    endpoint: A[str, O(help="API path.")] = "/v1/chat/completions",
+    protocol: A[str, O(help="http (OpenAI) | grpc (KServe v2) | auto.")] = "http",
+    each_pod: A[bool, O(help="Load each URL (one pod each) in turn.")] = False,
+    sla: A[
+        float | None, O(help="With --each-pod: req/s at p95 <= SLA s.", callback=_positive)
     ] = None,
-    model: Annotated[str | None, _opt(help="Model name (default: ask /v1/models).")] = None,
-    clients: Annotated[int, _opt(help="Logical clients.")] = 1,
-    requests_per_client: Annotated[int | None, _opt(help="Requests per client (10).")] = None,
-    duration: Annotated[float | None, _opt(help="Run for this many seconds instead.")] = None,
-    concurrency: Annotated[int, _opt(help="In-flight requests per client.")] = 1,
-    rate: Annotated[float | None, _opt(help="closed: max req/s per client; open: total.")] = None,
-    arrival: Annotated[str, _opt(help="closed|constant|poisson")] = "closed",
-    streaming: Annotated[bool, _opt("--streaming/--no-streaming")] = True,
-    input_tokens: Annotated[int, _opt(help="Prompt length (words).")] = 100,
-    output_tokens: Annotated[int, _opt(help="max_tokens = min_tokens.")] = 100,
-    retries: Annotated[int, _opt(help="Extra attempts per failed request.")] = 0,
-    retry_delay: Annotated[float, _opt(help="Seconds between attempts.")] = 1.0,
-    timeout: Annotated[float, _opt(help="Seconds per attempt.")] = 30.0,
-    endpoint: Annotated[str, _opt(help="API path.")] = "/v1/chat/completions",
-    protocol: Annotated[str, _opt(help="http (OpenAI) | grpc (KServe v2) | auto.")] = "http",
-    each_pod: Annotated[bool, _opt(help="Load each URL (one pod each) in turn.")] = False,
-    sla: Annotated[
-        float | None, _opt(help="With --each-pod: req/s at p95 <= SLA s.", callback=_positive)
-    ] = None,
-    seed: Annotated[int, _opt(help="Seed of prompts and arrivals.")] = 100,
-    processes: Annotated[int | None, _opt(help="Worker processes (default: by clients).")] = None,
-    output_dir: Annotated[Path | None, _opt(help="Where logs go (default ftctl-load/<t>).")] = None,
+    seed: A[int, O(help="Seed of prompts and arrivals.")] = 100,
+    processes: A[int | None, O(help="Worker processes (default: by clients).")] = None,
+    output_dir: A[Path | None, O(help="Where logs go (default ftctl-load/<t>).")] = None,
     fmt: Format = "fancy",
-    compare: Annotated[list[Path] | None, _opt(help="A saved run dir to show beside.")] = None,
-    metrics_port: Annotated[int | None, _opt(help="Serve Prometheus on 127.0.0.1:PORT.")] = None,
+    compare: A[list[Path] | None, O(help="A saved run dir to show beside.")] = None,
+    metrics_port: A[int | None, O(help="Serve Prometheus on 127.0.0.1:PORT.")] = None,
 ) -> int:
     """Run the built-in load client against an endpoint and print the load-test table."""
     return _call("load:load", locals())
@@ -241,12 +225,12 @@ def load(
 
 @app.command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="A result directory (or a root of many).")],
-    plot: Annotated[Path | None, _opt("--plot", help="Write a timeline PNG.")] = None,
-    metric: Annotated[list[str] | None, _opt(help="Add a panel of this series (repeat).")] = None,
-    markdown: Annotated[Path | None, _opt("--markdown", help="Write Markdown.")] = None,
-    html: Annotated[Path | None, _opt("--html", help="Write one self-contained page.")] = None,
-    histogram: Annotated[bool, _opt("--histogram", help="Latency histograms per phase.")] = False,
+    directory: A[Path, Arg(help="A result directory (or a root of many).")],
+    plot: A[Path | None, O("--plot", help="Write a timeline PNG.")] = None,
+    metric: A[list[str] | None, O(help="Add a panel of this series (repeat).")] = None,
+    markdown: A[Path | None, O("--markdown", help="Write Markdown.")] = None,
+    html: A[Path | None, O("--html", help="Write one self-contained page.")] = None,
+    histogram: A[bool, O("--histogram", help="Latency histograms per phase.")] = False,
 ) -> int:
     """Markdown or HTML report (tables, checks, faults) and a timeline plot of a result dir."""
     return _call("report:report", locals())
@@ -254,8 +238,8 @@ def report(
 
 @app.command()
 def compare(
-    dir_a: Annotated[Path, typer.Argument(help="Baseline result directory.")],
-    dir_b: Annotated[Path, typer.Argument(help="Result directory to compare.")],
+    dir_a: A[Path, Arg(help="Baseline result directory.")],
+    dir_b: A[Path, Arg(help="Result directory to compare.")],
     fmt: Format = "fancy",
 ) -> int:
     """Deltas of recovery time, success rates and latencies between two runs."""
@@ -264,7 +248,7 @@ def compare(
 
 @app.command()
 def cleanup(
-    namespace: Annotated[str, _opt("--namespace", "-n")] = "fault-tolerance-test",
+    namespace: A[str, O("--namespace", "-n")] = "fault-tolerance-test",
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     allow_namespace: AllowNamespace = None,
