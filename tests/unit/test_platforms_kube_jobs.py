@@ -1,0 +1,135 @@
+"""Cluster loads: validate accepts `placement: cluster`, plan shows the Indexed Job (issue 15)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftctl import barrier
+from ftctl.platforms.kube.jobs import (
+    CONFIG_ENV,
+    LABEL_LOAD,
+    job_name,
+    plan_jobs,
+    pod_clients,
+)
+from ftctl.scenario import load_tests
+from tests.conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "scenario_files" / "kubernetes" / "cluster" / "cluster-load.yaml"
+
+
+def _scenario(tmp_path: Path, load: dict, platform: str = "kubernetes") -> Path:
+    doc = {
+        "apiVersion": "ftctl/v1",
+        "kind": "Scenario",
+        "metadata": {"name": "cl"},
+        "platform": platform,
+        "deployment": {
+            "backend": "vllm",
+            "model": "tiny",
+            "manifest": str(REPO / "scenario_files" / "manifests" / "vllm" / "agg.yaml"),
+        },
+        "load": {"client": "legacy", "placement": "cluster", **load},
+    }
+    path = tmp_path / "cl.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_validate_accepts_the_shipped_cluster_scenario():
+    assert run_cli("validate", str(SHIPPED)).stdout.startswith("OK ")
+
+
+def test_plan_shows_one_indexed_job_with_the_run_labels_and_the_frontend_dns_name():
+    out = run_cli("plan", str(SHIPPED), "--namespace", "ns1").stdout
+    assert "in the cluster as an Indexed Job of 4 pod(s)" in out
+    docs = [d for d in yaml.safe_load_all(out.split("# Job for load default\n", 1)[1]) if d]
+    job = docs[0]
+    assert job["kind"] == "Job" and job["apiVersion"] == "batch/v1"
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["parallelism"] == spec["completions"] == 4
+    assert spec["backoffLimit"] == 0
+    labels = job["metadata"]["labels"]
+    assert labels["ftctl.io/run-id"] == "dry-run"
+    assert labels["app.kubernetes.io/managed-by"] == "ftctl"
+    assert labels[LABEL_LOAD] == "default"
+    assert spec["template"]["metadata"]["labels"] == labels
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    assert container["command"] == ["python3", "-m", "ftctl", "cluster-worker"]
+    assert container["image"] == "ftctl-cluster-client:0.1.0"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    config = json.loads(env[CONFIG_ENV])
+    # The frontend Service by its cluster DNS name (operator naming), not the port-forward.
+    assert config["urls"] == ["http://fault-tolerance-test-frontend.ns1.svc.cluster.local:8000"]
+    assert config["spec"]["clients"] == 4 and config["pods"] == 4
+    assert env[barrier.DIR_ENV].endswith(job["metadata"]["name"])
+    assert "4 pod(s) x 1 client(s) (4 in all)" in out
+
+
+def test_plan_json_carries_the_jobs(tmp_path):
+    path = _scenario(tmp_path, {"clients": 10, "pods": 3})
+    plans = json.loads(run_cli("plan", str(path), "--json").stdout)
+    (job,) = plans[0]["jobs"]
+    assert job["spec"]["completions"] == 3
+    assert plans[0]["loads"][0]["pods"] == 3
+
+
+def test_the_job_image_defaults_to_the_deployment_image(tmp_path):
+    path = _scenario(tmp_path, {"clients": 2, "pods": 2})
+    (test,) = load_tests([path])
+    (job,) = plan_jobs(test, "ns")
+    image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1"
+    (job,) = plan_jobs(test.with_run_options(image="mine:1"), "ns")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "mine:1"
+
+
+@pytest.mark.parametrize(("clients", "pods"), [(4, 4), (10, 3), (7, 1), (5, 5), (100, 7)])
+def test_pods_share_the_clients_contiguously_and_evenly(clients, pods):
+    shares = [pod_clients(clients, pods, i) for i in range(pods)]
+    assert [c for share in shares for c in share] == list(range(clients))
+    sizes = {len(s) for s in shares}
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_job_names_are_dns_labels_unique_per_run():
+    a = job_name("x" * 200, "default", "run-1")
+    b = job_name("x" * 200, "default", "run-2")
+    assert a != b and len(a) <= 52 and a.replace("-", "").isalnum() and a.islower()
+
+
+def test_dry_run_refuses_client_type_aiperf_for_a_cluster_load_with_exit_2():
+    result = run_cli("run", str(SHIPPED), "--dry-run", "--client-type", "aiperf", expect=2)
+    assert "placement: cluster" in result.stderr and "aiperf" in result.stderr
+
+
+def test_platform_local_on_the_command_line_is_refused_at_the_placement_field():
+    result = run_cli("plan", str(SHIPPED), "--platform", "local", expect=2)
+    assert "cluster-load.yaml:21:" in result.stderr
+    assert "load.placement: placement: cluster runs the load as Kubernetes Jobs" in result.stderr
+
+
+def test_platform_kubernetes_on_the_command_line_accepts_a_local_document(tmp_path):
+    path = _scenario(tmp_path, {"clients": 2, "pods": 2}, platform="local")
+    run_cli("validate", str(path), expect=2)
+    (test,) = load_tests([path], platform="kubernetes")
+    assert test.load().placement == "cluster" and test.load().pods == 2
+
+
+def test_barrier_files_are_per_pod_and_written_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv(barrier.DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(barrier.INDEX_ENV, "2")
+    assert barrier.read_start() is None
+    assert barrier.main(["release", "1234"]) == 0
+    assert barrier.read_start() == 1234 and barrier.read_start(1) is None
+    assert barrier.main(["stop"]) == 0 and barrier.path("stop").exists()
+    assert barrier.main(["release", "x"]) == 2
+    assert not list(tmp_path.glob("*.tmp"))
