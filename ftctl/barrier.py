@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+CONFIG_ENV = "FTCTL_LOAD_CONFIG"  # the worker's JSON config (ftctl.platforms.kube.jobs)
 DIR_ENV = "FTCTL_BARRIER_DIR"
 INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by the Job controller in Indexed mode
 DEFAULT_DIR = "/tmp/ftctl-barrier"
@@ -36,6 +37,13 @@ def path(kind: str, index: int | str | None = None, directory: str | None = None
     directory = directory or os.environ.get(DIR_ENV) or DEFAULT_DIR
     index = os.environ.get(INDEX_ENV, "0") if index is None else index
     return Path(directory) / f"{kind}-{index}"
+
+
+def pod_clients(clients: int, pods: int, index: int) -> list[int]:
+    """The logical clients of pod ``index``: contiguous, sizes differing by at most one."""
+    base, extra = divmod(clients, pods)
+    start = index * base + min(index, extra)
+    return list(range(start, start + base + (1 if index < extra else 0)))
 
 
 def _write(target: Path, text: str) -> None:

@@ -273,6 +273,14 @@ def cleanup(
     return _call("cleanup:cleanup", locals())
 
 
+@app.command("cluster-worker", hidden=True)
+def cluster_worker() -> None:
+    """Run in a cluster load's Job pod (load.placement: cluster): config from the env."""
+    from ftctl.clients.cluster_worker import main as worker_main
+
+    raise typer.Exit(worker_main())
+
+
 def main() -> int:
     """Entry point: run the app, turn known errors into one line and an exit code."""
     try:

@@ -54,7 +54,7 @@ def test_plan_shows_one_indexed_job_with_the_run_labels_and_the_frontend_dns_nam
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed"
     assert spec["parallelism"] == spec["completions"] == 4
-    assert spec["backoffLimit"] == 0
+    assert spec["backoffLimitPerIndex"] == 0  # a dead pod is not retried; the others go on
     labels = job["metadata"]["labels"]
     assert labels["ftctl.io/run-id"] == "dry-run"
     assert labels["app.kubernetes.io/managed-by"] == "ftctl"

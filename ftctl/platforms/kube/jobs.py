@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from ftctl import barrier
+from ftctl.barrier import CONFIG_ENV, pod_clients
 from ftctl.errors import UsageError
 from ftctl.platforms.kube.dgd import IMAGES, build_dgd, dns_name, label_value, role_of, run_labels
 from ftctl.scenario.model import LoadSpec, TestCase
@@ -25,7 +26,6 @@ LABEL_COMPONENT = "ftctl.io/component"
 COMPONENT = "load"  # ftctl.io/component of every Job ftctl creates (cleanup, status)
 LABEL_JOB_NAME = "batch.kubernetes.io/job-name"  # what the Job controller puts on its pods
 LABEL_JOB_NAME_LEGACY = "job-name"  # the same, before Kubernetes 1.27
-CONFIG_ENV = "FTCTL_LOAD_CONFIG"
 WORKER_ARGV = ("python3", "-m", "ftctl", "cluster-worker")
 CONTAINER = "client"
 FRONTEND_PORT = 8000
@@ -51,13 +51,6 @@ def job_name(test_name: str, load: str, run_id: str) -> str:
     """A DNS-1123 Job name, unique per run: pod names add ``-<index>-<5 chars>`` to it."""
     token = hashlib.sha256(run_id.encode()).hexdigest()[:6]
     return f"{dns_name(f'ftctl-{load}-{test_name}', 44)}-{token}"
-
-
-def pod_clients(clients: int, pods: int, index: int) -> list[int]:
-    """The logical clients of pod ``index``: contiguous, sizes differing by at most one."""
-    base, extra = divmod(clients, pods)
-    start = index * base + min(index, extra)
-    return list(range(start, start + base + (1 if index < extra else 0)))
 
 
 def load_image(test: TestCase, spec: LoadSpec, manifest: dict[str, Any]) -> str:
@@ -117,9 +110,11 @@ def build_job(
             "completionMode": "Indexed",
             "completions": spec.pods,
             "parallelism": spec.pods,
-            # A pod that dies is reported with its partial records; a retry would run its
-            # clients twice, out of step with the others.
-            "backoffLimit": 0,
+            # A pod that dies is reported with its partial records and its index is not
+            # retried, while the other pods go on (backoffLimit: 0 would end them all). A
+            # server older than 1.28 drops this field and may retry the index: harmless, as
+            # a replacement pod never passes ftctl's barrier and sends nothing.
+            "backoffLimitPerIndex": 0,
             "template": {
                 "metadata": {"labels": dict(labels)},
                 "spec": {
