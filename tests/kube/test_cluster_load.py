@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ftctl.scenario.model import LoadSpec, TokenDist
-from tests.kube.conftest import make_test
+from tests.kube.conftest import REPO, make_test
 
 NS = "fault-tolerance-test"
 
@@ -48,6 +50,43 @@ class Events:
 
     def of(self, kind: str) -> list[dict]:
         return [e for e in self.items if e["kind"] == kind]
+
+
+def _scenario(tmp_path: Path, name: str, load: dict, failure: str | None = "decode_worker"):
+    import yaml
+
+    document = {
+        "apiVersion": "ftctl/v1",
+        "kind": "Scenario",
+        "metadata": {"name": name},
+        "deployment": {"backend": "vllm", "model": "tiny"},
+        "load": {
+            "client": "legacy",
+            "placement": "cluster",
+            "pods": 2,
+            "clients": 2,
+            "requests_per_client": 20,
+            "request_rate": 4,
+            "input_tokens": 16,
+            "output_tokens": 8,
+            "retries": 0,
+            **load,
+        },
+        "checks": [{"kind": "min_requests", "min": 10}],
+    }
+    if failure:
+        document["failures"] = [{"at": "4s", "type": failure}]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _run_argv(kube_env, scenario, out, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "ftctl", "run", str(scenario), "--platform", "kubernetes",
+        "--kubeconfig", str(kube_env.kubeconfig), "--namespace", NS,
+        "--skip-service-restart", "--output-dir", str(out), *extra,
+    ]  # fmt: skip
 
 
 def _records(folder: Path) -> dict[int, list[dict]]:
@@ -101,3 +140,114 @@ def test_an_indexed_job_of_4_pods_sends_from_one_start_and_its_records_come_home
     # The Job and its pods are gone (deleted with propagation, not orphaned).
     assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []
     assert fake.jobs.deleted and fake.jobs.deleted[-1][2] == "Background"
+
+
+def wait_for(what: str, check, timeout: float = 60.0):
+    """Poll ``check`` until it is truthy (a condition, not a fixed sleep)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_deleting_a_job_without_a_propagation_policy_orphans_its_pods(fake, kube_env):
+    """The REST default for batch/v1 Jobs, kept by the fake: why ftctl always passes one."""
+    from kubernetes import client, config
+
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "orphan-me", "labels": {"app.kubernetes.io/managed-by": "test"}},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": 2,
+            "parallelism": 2,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "never-ready:1", "command": ["true"]}],
+                }
+            },
+        },
+    }
+    with config.new_client_from_config(config_file=str(kube_env.kubeconfig)) as api:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        batch.create_namespaced_job(NS, job)
+        pods = core.list_namespaced_pod(NS, label_selector="job-name=orphan-me").items
+        assert sorted(p.metadata.annotations[INDEX] for p in pods) == ["0", "1"]
+        assert all(p.status.phase == "Pending" for p in pods)
+        batch.delete_namespaced_job("orphan-me", NS)
+        left = core.list_namespaced_pod(NS, label_selector="job-name=orphan-me").items
+        assert len(left) == 2  # orphaned
+        for pod in left:
+            core.delete_namespaced_pod(pod.metadata.name, NS, grace_period_seconds=0)
+    wait_for("the orphans to go", lambda: not fake.jobs.pod_names(NS))
+
+
+INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def test_a_barrier_that_never_completes_exits_3_naming_the_pods_and_leaves_nothing(
+    kube_env, fake, tmp_path
+):
+    scenario = _scenario(
+        tmp_path, "cl-never", {"image": "never-ready:1", "start_timeout": "3s"}, failure=None
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        _run_argv(kube_env, scenario, out), capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    text = done.stdout + done.stderr
+    assert "start barrier not complete after 3s: 0 of 2 Job pods Running" in text, text
+    assert "ContainerCreating" in text and "nothing was sent" in text
+    assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []
+    assert not [n for n in kube_env.dgd_names() if "cl-never" in n], "DGD left behind"
+
+
+def test_cleanup_removes_a_crashed_runs_job_with_its_pods(deployed, fake, kube_env, tmp_path):
+    spec = cluster_spec(pods=2, clients=2, image="never-ready:1")
+    platform, test = deployed("cl-crash", spec)
+    load = platform.cluster_load(test, spec, tmp_path, Events().write, tmp_path)
+    load.start()  # and ftctl "crashes": nothing deletes the Job
+    assert fake.jobs.job_names(NS) and len(fake.jobs.pod_names(NS)) == 2
+    done = subprocess.run(
+        [sys.executable, "-m", "ftctl", "cleanup", "--namespace", NS,
+         "--kubeconfig", str(kube_env.kubeconfig)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 load Job(s) with their pods: ftctl-default-cl-crash-" in done.stdout
+    assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []
+
+
+def test_a_pod_killed_mid_run_keeps_its_records_and_is_reported(deployed, fake, tmp_path):
+    spec = cluster_spec(requests_per_client=40, request_rate=4.0)
+    platform, test = deployed("cl-podkill", spec)
+    events = Events()
+    out = tmp_path / "out"
+    load = platform.cluster_load(test, spec, out, events.write, out)
+    try:
+        load.start()
+        assert load.wait_sending()
+        victim = wait_for(
+            "pod 1 to write records", lambda: load.pods[1].records >= 3 and load.pods[1]
+        )
+        fake.jobs.kill_pod(NS, victim.name)
+        assert load.wait(180)
+    finally:
+        load.kill()
+    records = _records(out)
+    assert [len(records[c]) for c in (0, 2, 3)] == [40, 40, 40]
+    assert 3 <= len(records[1]) < 40  # its partial records are kept
+    (failed,) = events.of("load_pod_failed")
+    assert failed["pod"] == victim.name and failed["index"] == 1 and failed["clients"] == [1]
+    assert failed["exit_code"] == 137 and failed["records"] == len(records[1])
+    assert any(victim.name in w and "died" in w for w in load.warnings)
+    assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []
