@@ -228,11 +228,23 @@ def test_cleanup_removes_a_crashed_runs_job_with_its_pods(deployed, fake, kube_e
 
 
 def test_a_pod_killed_mid_run_keeps_its_records_and_is_reported(deployed, fake, tmp_path):
+    from ftctl.events import EventLog
+    from ftctl.reports.tables import render_text
+    from ftctl.results import parse_result_dir
+
     spec = cluster_spec(requests_per_client=40, request_rate=4.0)
     platform, test = deployed("cl-podkill", spec)
     events = Events()
     out = tmp_path / "out"
-    load = platform.cluster_load(test, spec, out, events.write, out)
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"schema": "ftctl.run/v1"}))
+    log = EventLog(out)
+
+    def record(kind, t_ns=None, **fields):
+        log.write(kind, t_ns, **fields)
+        return events.write(kind, t_ns, **fields)
+
+    load = platform.cluster_load(test, spec, out, record, out)
     try:
         load.start()
         assert load.wait_sending()
@@ -251,3 +263,14 @@ def test_a_pod_killed_mid_run_keeps_its_records_and_is_reported(deployed, fake, 
     assert failed["exit_code"] == 137 and failed["records"] == len(records[1])
     assert any(victim.name in w and "died" in w for w in load.warnings)
     assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []
+    # run.json keeps every pod's clock offsets, measured at the start and (if alive) the end.
+    pods = json.loads((out / "run.json").read_text())["cluster_loads"]["default"]["pods"]
+    assert [p["index"] for p in pods] == [0, 1, 2, 3]
+    assert all(isinstance(p["clock_offset_ns"], int) for p in pods)
+    assert [p["end_clock_offset_ns"] is None for p in pods] == [False, True, False, False]
+    # The tables say which pod died; its records still count.
+    log.close()
+    result = parse_result_dir(out)
+    assert result.overall.requests == sum(len(r) for r in records.values())
+    text = render_text([result], "markdown")
+    assert f"Job pod {victim.name} (index 1, client(s) 1) died before it finished" in text

@@ -133,3 +133,52 @@ def test_barrier_files_are_per_pod_and_written_whole(tmp_path, monkeypatch):
     assert barrier.main(["stop"]) == 0 and barrier.path("stop").exists()
     assert barrier.main(["release", "x"]) == 2
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_pod_clock_times_are_moved_to_the_host_clock():
+    from ftctl.platforms.kube.cluster_load import _correct
+
+    record = {
+        "start_ns": 1_000,
+        "end_ns": 2_000,
+        "scheduled_ns": None,
+        "results": [{"start_ns": 1_000, "end_ns": 1_500}, {"start_ns": 1_600, "end_ns": 2_000}],
+    }
+    _correct(record, 300)  # the pod's clock runs 300 ns ahead of the host's
+    assert (record["start_ns"], record["end_ns"], record["scheduled_ns"]) == (700, 1_700, None)
+    assert [(a["start_ns"], a["end_ns"]) for a in record["results"]] == [
+        (700, 1_200),
+        (1_300, 1_700),
+    ]
+
+
+def test_the_tables_name_a_dead_pod_and_a_clock_known_worse_than_the_resolution():
+    from ftctl.results.parse import cluster_load_warnings
+
+    (dead,) = cluster_load_warnings(
+        {
+            "kind": "load_pod_failed",
+            "load": "default",
+            "pod": "job-1-abcde",
+            "index": 1,
+            "clients": [2, 3],
+            "reason": "Error",
+            "exit_code": 137,
+            "records": 12,
+        }
+    )
+    assert dead == (
+        "load 'default': Job pod job-1-abcde (index 1, client(s) 2-3) died before it finished "
+        "(Error, exit 137); its 12 records still count"
+    )
+    pods = [
+        {"pod": "a", "clock_offset_ns": 5_000_000, "clock_uncertainty_ns": 2_000_000,
+         "end_clock_offset_ns": 6_000_000},
+        {"pod": "b", "clock_offset_ns": 0, "clock_uncertainty_ns": 150_000_000,
+         "end_clock_offset_ns": None},
+        {"pod": "c", "clock_offset_ns": 0, "clock_uncertainty_ns": 1_000_000,
+         "end_clock_offset_ns": 250_000_000},
+    ]  # fmt: skip
+    warnings = cluster_load_warnings({"kind": "load_clocks", "warn_ns": 100_000_000, "pods": pods})
+    assert [w.split("Job pod ")[1].split(" ")[0] for w in warnings] == ["b", "c"]
+    assert "+/-150 ms" in warnings[0] and "drift 250 ms" in warnings[1]

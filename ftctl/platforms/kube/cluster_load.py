@@ -21,6 +21,7 @@ from typing import Any
 
 from ftctl import barrier
 from ftctl.errors import PlatformError, UsageError
+from ftctl.events import LOAD_CLOCKS, LOAD_POD_FAILED, LOAD_PODS
 from ftctl.layout import RUN_FILE, client_log
 from ftctl.platforms.kube.client import LABEL_MANAGED_BY, LABEL_RUN, LABEL_TEST, api_call, status_of
 from ftctl.platforms.kube.dgd import label_value
@@ -41,11 +42,6 @@ POLL_S = 0.25
 # known to worse than this is flagged in the tables.
 CLOCK_WARN_NS = 100_000_000
 GONE_WAIT_S = 60.0  # after the Job is deleted: how long ftctl waits for its pods to go
-
-# events.jsonl kinds written by a cluster load (read by ftctl.results.parse)
-LOAD_PODS = "load_pods"  # the Job's pods, their clients and start clock offsets
-LOAD_POD_FAILED = "load_pod_failed"  # a pod that died before it finished
-LOAD_CLOCKS = "load_clocks"  # start and end clock offsets per pod
 
 
 @dataclass
