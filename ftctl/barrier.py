@@ -27,9 +27,31 @@ DEFAULT_DIR = "/tmp/ftctl-barrier"
 MODULE_ARGV = ("python3", "-m", "ftctl.barrier")
 
 
+# The clock reading: isolated mode, no site packages, nothing imported but time, so the pod's
+# time is taken as early as possible in the exec (a long start-up biases the reading).
+CLOCK_ARGV = ("python3", "-I", "-S", "-c", "import time; print(time.time_ns())")
+
+
 def argv(action: str, *args: str | int) -> list[str]:
     """The exec argv of ``action`` (clock | release | stop | exit)."""
+    if action == "clock":
+        return list(CLOCK_ARGV)
     return [*MODULE_ARGV, action, *(str(a) for a in args)]
+
+
+def offset_from(samples: list[tuple[int, int, int]]) -> tuple[int, int, int, int]:
+    """(offset, uncertainty, low, high) of a pod clock from (host before, pod, host after).
+
+    The pod's reading was taken between the host's two, so its offset (pod − host) lies in
+    [pod − after, pod − before]; the sample with the shortest round trip bounds it best. How
+    the round trip splits is unknown (an exec starts slowly and answers fast), so no midpoint is
+    assumed: the offset applied is the one of the bounds nearest 0 — 0 when the clocks agree
+    as far as can be measured (NTP-synced nodes), else the least correction the bounds prove.
+    """
+    before, pod, after = min(samples, key=lambda s: s[2] - s[0])
+    low, high = pod - after, pod - before
+    offset = 0 if low <= 0 <= high else (low if low > 0 else high)
+    return offset, (high - low) // 2, low, high
 
 
 def path(kind: str, index: int | str | None = None, directory: str | None = None) -> Path:

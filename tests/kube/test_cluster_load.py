@@ -274,3 +274,77 @@ def test_a_pod_killed_mid_run_keeps_its_records_and_is_reported(deployed, fake, 
     assert result.overall.requests == sum(len(r) for r in records.values())
     text = render_text([result], "markdown")
     assert f"Job pod {victim.name} (index 1, client(s) 1) died before it finished" in text
+
+
+SHIPPED = REPO / "scenario_files" / "kubernetes" / "cluster" / "cluster-load.yaml"
+
+
+def _shape(value):
+    """The layout of a JSON document: keys all the way down, one element per list."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return "value"
+
+
+def _parse_json(folder: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "ftctl", "parse", str(folder), "--format", "json"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_shipped_cluster_scenario_runs_green_with_4_job_pods_like_a_local_load(
+    kube_env, fake, tmp_path
+):
+    """A worker kill under a 4-pod cluster load: fault verified, recovery measured, and the
+    result directory parses to the same shape as the same scenario with a local load."""
+    import yaml
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        _run_argv(kube_env, SHIPPED, out), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    test_dir = out / "cluster-load-decode_worker"
+    report = json.loads((test_dir / "report.json").read_text())
+    fault = report["faults"][0]
+    assert fault["verified"] and fault["service"] == "VllmDecodeWorker"
+    recovery = report["result"]["overall"]["recovery"]
+    assert recovery["recovered"], recovery
+    run = json.loads((test_dir / "run.json").read_text())
+    pods = run["cluster_loads"]["default"]["pods"]
+    assert len(pods) == 4 and len({p["pod"] for p in pods}) == 4
+    assert all(p["phase"] == "Succeeded" and p["records"] == 50 for p in pods), pods
+    # One host: the clocks agree within what the exec round trips can tell.
+    assert all(p["clock_offset_ns"] == 0 for p in pods), pods
+    events = [json.loads(line) for line in (test_dir / "events.jsonl").read_text().splitlines()]
+    (start,) = [e for e in events if e["kind"] == "load_start"]
+    (pods_event,) = [e for e in events if e["kind"] == "load_pods"]
+    assert start["t_ns"] == pods_event["t_ns"]  # the load started at the barrier's one time
+    assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []
+
+    # The same scenario with a local load: the same files, the same parse output layout.
+    local = yaml.safe_load(SHIPPED.read_text())
+    local["metadata"]["name"] = "cluster-load-local"
+    for key in ("placement", "pods", "image", "start_timeout"):
+        local["load"].pop(key)
+    local["deployment"]["manifest"] = str(SHIPPED.parent / local["deployment"]["manifest"])
+    local_file = tmp_path / "local.yaml"
+    local_file.write_text(yaml.safe_dump(local))
+    done = subprocess.run(
+        _run_argv(kube_env, local_file, out), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    local_dir = out / "cluster-load-local-decode_worker"
+    clients = sorted(p.name for p in test_dir.glob("client_*"))
+    assert (
+        clients
+        == sorted(p.name for p in local_dir.glob("client_*"))
+        == [f"client_{i}.log.txt" for i in range(4)]
+    )
+    cluster_json, local_json = _parse_json(test_dir), _parse_json(local_dir)
+    assert _shape(cluster_json) == _shape(local_json)

@@ -182,3 +182,13 @@ def test_the_tables_name_a_dead_pod_and_a_clock_known_worse_than_the_resolution(
     warnings = cluster_load_warnings({"kind": "load_clocks", "warn_ns": 100_000_000, "pods": pods})
     assert [w.split("Job pod ")[1].split(" ")[0] for w in warnings] == ["b", "c"]
     assert "+/-150 ms" in warnings[0] and "drift 250 ms" in warnings[1]
+
+
+def test_a_pod_clock_is_corrected_only_by_what_the_round_trips_prove():
+    # Agreeing clocks (same host): the reading lies inside the round trip, nothing to correct.
+    assert barrier.offset_from([(100, 180, 400), (1_000, 1_010, 1_050)])[:2] == (0, 25)
+    # A pod 5 s ahead: at least pod − after (the shortest round trip bounds it).
+    offset, spread, low, high = barrier.offset_from([(0, 5_000_040, 100), (0, 5_000_500, 900)])
+    assert (offset, spread, low, high) == (4_999_940, 50, 4_999_940, 5_000_040)
+    # A pod behind: at most pod − before.
+    assert barrier.offset_from([(10_000, 2_000, 10_020)])[0] == -8_000

@@ -41,6 +41,7 @@ POLL_S = 0.25
 # The clock resolution that matters: recovery is measured from attempt times, so a pod clock
 # known to worse than this is flagged in the tables.
 CLOCK_WARN_NS = 100_000_000
+CLOCK_SAMPLES = 3  # exec round trips per clock reading; the shortest bounds it best
 GONE_WAIT_S = 60.0  # after the Job is deleted: how long ftctl waits for its pods to go
 
 
@@ -67,6 +68,8 @@ class JobPod:
     uncertainty_ns: int = 0  # half the exec round trip of that reading
     end_offset_ns: int | None = None
     end_uncertainty_ns: int | None = None
+    bounds: tuple[int, int] | None = None  # what the offset is known to lie in
+    end_bounds: tuple[int, int] | None = None
     records: int = 0
     lines_seen: int = 0
     done: bool = False  # the worker printed "done"
@@ -289,6 +292,8 @@ class ClusterLoad:
             "clock_uncertainty_ns": p.uncertainty_ns,
             "end_clock_offset_ns": p.end_offset_ns,
             "end_clock_uncertainty_ns": p.end_uncertainty_ns,
+            "clock_bounds_ns": p.bounds,
+            "end_clock_bounds_ns": p.end_bounds,
             "phase": p.phase,
             "exit_code": p.exit_code,
             "records": p.records,
@@ -353,14 +358,17 @@ class ClusterLoad:
 
     def _read_clocks(self, when: str, pods: list[JobPod] | None = None) -> None:
         def read(p: JobPod) -> None:
-            t0 = time.time_ns()
-            out = self._exec(p, barrier.argv("clock"))
-            t1 = time.time_ns()
-            offset = int(out.strip().splitlines()[-1]) - (t0 + t1) // 2
+            samples = []
+            for _ in range(CLOCK_SAMPLES):
+                t0 = time.time_ns()
+                out = self._exec(p, barrier.argv("clock"))
+                t1 = time.time_ns()
+                samples.append((t0, int(out.strip().splitlines()[-1]), t1))
+            offset, spread, low, high = barrier.offset_from(samples)
             if when == "start":
-                p.offset_ns, p.uncertainty_ns = offset, (t1 - t0) // 2
+                p.offset_ns, p.uncertainty_ns, p.bounds = offset, spread, (low, high)
             else:
-                p.end_offset_ns, p.end_uncertainty_ns = offset, (t1 - t0) // 2
+                p.end_offset_ns, p.end_uncertainty_ns, p.end_bounds = offset, spread, (low, high)
 
         self._each(read, "clock" if when == "start" else "end clock", pods)
 
@@ -453,6 +461,14 @@ class ClusterLoad:
         pod.records += 1
 
     def _finish(self) -> None:
+        # The released pods exit once their end clock is read: their last phase and exit code
+        # go into run.json (a pod that stays up is deleted with the Job below anyway).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            p.phase not in ("Succeeded", "Failed") for p in self.pods.values()
+        ):
+            time.sleep(POLL_S)
+            self._refresh()
         for thread in self._readers:
             thread.join(30)
         self._closing = True
