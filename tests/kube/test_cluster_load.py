@@ -348,3 +348,30 @@ def test_the_shipped_cluster_scenario_runs_green_with_4_job_pods_like_a_local_lo
     )
     cluster_json, local_json = _parse_json(test_dir), _parse_json(local_dir)
     assert _shape(cluster_json) == _shape(local_json)
+
+
+def test_status_lists_the_runs_and_their_client_groups_while_they_run(
+    deployed, fake, kube_env, tmp_path
+):
+    spec = cluster_spec(pods=2, clients=2, image="never-ready:1")
+    platform, test = deployed("cl-status", spec)
+    load = platform.cluster_load(test, spec, tmp_path, Events().write, tmp_path)
+    try:
+        load.start()
+        done = subprocess.run(
+            [sys.executable, "-m", "ftctl", "status", "--namespace", NS,
+             "--kubeconfig", str(kube_env.kubeconfig)],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0].startswith("kubernetes: context ")
+        assert f"run {platform.run_id}  test cl-status: DGD ftctl-cl-status (successful)" in lines
+        assert (
+            f"  load 'default': Job {load.name}, 2 pods: 2 pending, 0 running, 0 succeeded, "
+            "0 failed" in lines
+        ), lines
+        progress = load.progress()  # what the progress lines show per load
+        assert progress.pods == {"Pending": 2} and (progress.ok, progress.failed) == (0, 0)
+    finally:
+        load.kill()

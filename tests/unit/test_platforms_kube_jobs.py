@@ -192,3 +192,20 @@ def test_a_pod_clock_is_corrected_only_by_what_the_round_trips_prove():
     assert (offset, spread, low, high) == (4_999_940, 50, 4_999_940, 5_000_040)
     # A pod behind: at most pod − before.
     assert barrier.offset_from([(10_000, 2_000, 10_020)])[0] == -8_000
+
+
+def test_progress_lines_show_a_cluster_loads_pods_by_phase():
+    import io
+
+    from ftctl import events as ev
+    from ftctl.platforms.kube.cluster_load import ClusterProgress
+    from ftctl.reports.progress import ProgressPrinter
+
+    out = io.StringIO()
+    printer = ProgressPrinter(out, tty=False)
+    pods = {"Running": 3, "Failed": 1}
+    printer.notify(ev.TICK, test="t", loads={"default": ClusterProgress(ok=7, failed=2, pods=pods)})
+    line = out.getvalue().strip()
+    assert line.endswith(
+        "7 ok, 2 failed; load 'default' pods: 0 pending, 3 running, 0 succeeded, 1 failed"
+    ), line

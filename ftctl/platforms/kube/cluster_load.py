@@ -152,6 +152,7 @@ class ClusterLoad:
         self._closing = False  # client files closed: late lines are dropped
         self._stop_sent = False
         self._history: list[tuple[float, int]] = []
+        self._refreshed = 0.0
         self.warnings: list[str] = []
 
     # -- LoadHandle ------------------------------------------------------------------------
@@ -226,6 +227,8 @@ class ClusterLoad:
 
     def progress(self) -> ClusterProgress:
         """Requests so far (from the pods' stats lines) and the pods by phase."""
+        if self.pods and not self._finished and time.monotonic() - self._refreshed > 2.0:
+            self._refresh()  # the phases, at most every 2 s (one list call)
         with self._lock:
             ok = sum(int(p.stats.get("ok", 0)) for p in self.pods.values())
             failed = sum(int(p.stats.get("failed", 0)) for p in self.pods.values())
@@ -373,6 +376,7 @@ class ClusterLoad:
         self._each(read, "clock" if when == "start" else "end clock", pods)
 
     def _refresh(self) -> None:
+        self._refreshed = time.monotonic()
         try:
             listed = {p.metadata.name: p for p in self._list_pods()}
         except PlatformError as exc:  # a hiccup of the API: the next poll tries again
@@ -589,3 +593,68 @@ def leftover_jobs(platform: Any, warn: Any = None) -> list[str]:
             raise
         (warn or platform.log)(f"kubernetes: load Jobs not checked: {exc}")
         return []
+
+
+def status_rows(platform: Any) -> list[dict[str, Any]]:
+    """``ftctl status``: ftctl's DGDs and load Jobs in the namespace, from their labels.
+
+    One row per run and test: the DGD (state) and each load Job with its pods by phase
+    (pending, running, succeeded, failed) and completions.
+    """
+    from kubernetes import client
+
+    from ftctl.platforms.kube.client import DGD_GROUP, DGD_PLURAL, DGD_VERSION
+
+    ns = platform.namespace
+    managed = f"{LABEL_MANAGED_BY}=ftctl"
+    with api_call(f"list DynamoGraphDeployments in {ns}"):
+        dgds = platform.custom.list_namespaced_custom_object(
+            DGD_GROUP, DGD_VERSION, ns, DGD_PLURAL, label_selector=managed
+        ).get("items", [])
+    batch = client.BatchV1Api(platform._api_client)
+    try:
+        with api_call(f"list Jobs in {ns}"):
+            jobs = batch.list_namespaced_job(
+                ns, label_selector=f"{managed},{LABEL_COMPONENT}={COMPONENT}"
+            ).items
+        with api_call(f"list load pods in {ns}"):
+            pods = platform.core.list_namespaced_pod(
+                ns, label_selector=f"{managed},{LABEL_COMPONENT}={COMPONENT}"
+            ).items
+    except PlatformError as exc:
+        if status_of(exc) != 403:
+            raise
+        jobs, pods = [], []
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def row(labels: dict[str, str]) -> dict[str, Any]:
+        key = (labels.get(LABEL_RUN, ""), labels.get(LABEL_TEST, ""))
+        return rows.setdefault(
+            key, {"run": key[0], "test": key[1], "dgd": None, "state": None, "loads": []}
+        )
+
+    for dgd in dgds:
+        meta = dgd.get("metadata") or {}
+        r = row(meta.get("labels") or {})
+        r["dgd"] = meta.get("name")
+        r["state"] = (dgd.get("status") or {}).get("state") or "pending"
+    for job in jobs:
+        labels = job.metadata.labels or {}
+        phases = {"Pending": 0, "Running": 0, "Succeeded": 0, "Failed": 0}
+        for pod in pods:
+            owners = [o.name for o in pod.metadata.owner_references or []]
+            if job.metadata.name in owners:
+                phases[_phase(pod)] = phases.get(_phase(pod), 0) + 1
+        row(labels)["loads"].append(
+            {
+                "load": labels.get(LABEL_LOAD, ""),
+                "job": job.metadata.name,
+                "completions": job.spec.completions,
+                "pods": phases,
+                "finished": any(
+                    c.type in ("Complete", "Failed") and c.status == "True"
+                    for c in (job.status.conditions or [])
+                ),
+            }
+        )
+    return [rows[k] for k in sorted(rows)]
