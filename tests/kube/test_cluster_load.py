@@ -375,3 +375,42 @@ def test_status_lists_the_runs_and_their_client_groups_while_they_run(
         assert progress.pods == {"Pending": 2} and (progress.ok, progress.failed) == (0, 0)
     finally:
         load.kill()
+
+
+def test_ctrl_c_during_a_cluster_load_deletes_the_job_and_exits_130(kube_env, fake, tmp_path):
+    import signal
+
+    scenario = _scenario(tmp_path, "cl-intr", {"requests_per_client": 400}, failure=None)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        _run_argv(kube_env, scenario, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = out / "cl-intr-none" / "client_0.log.txt"
+    wait_for("the Job pods' first records", lambda: first.exists() and first.stat().st_size, 120)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []
+    assert not [n for n in kube_env.dgd_names() if "cl-intr" in n], "DGD left behind"
+
+
+def test_stop_load_asks_every_pod_to_finish_and_keeps_what_they_sent(deployed, fake, tmp_path):
+    spec = cluster_spec(pods=2, clients=2, requests_per_client=400)
+    platform, test = deployed("cl-stop", spec)
+    out = tmp_path / "out"
+    load = platform.cluster_load(test, spec, out, Events().write, out)
+    try:
+        load.start()
+        assert load.wait_sending()
+        wait_for("records from both pods", lambda: all(p.records >= 2 for p in load.pods.values()))
+        load.stop()
+        assert load.wait(60)
+    finally:
+        load.kill()
+    records = _records(out)
+    assert sorted(records) == [0, 1] and all(2 <= len(r) < 400 for r in records.values())
+    assert all(p.done and p.phase == "Succeeded" for p in load.pods.values())
