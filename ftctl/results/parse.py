@@ -113,6 +113,12 @@ def cluster_load_warnings(event: dict) -> list[str]:
                 f"{spread / 1e6:.0f} ms, drift {drift / 1e6:.0f} ms between start and end: "
                 f"above the {limit / 1e6:.0f} ms the recovery times need"
             )
+        lag = pod.get("start_lag_ns")
+        if isinstance(lag, int) and lag > limit:
+            out.append(
+                f"load '{load}': Job pod {pod.get('pod')} started {lag / 1e6:.0f} ms after the "
+                "load's start time (its release came late)"
+            )
     return out
 
 

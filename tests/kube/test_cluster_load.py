@@ -136,6 +136,7 @@ def test_an_indexed_job_of_4_pods_sends_from_one_start_and_its_records_come_home
     assert min(r["start_ns"] for items in records.values() for r in items) >= load.start_ns
     (clocks,) = events.of("load_clocks")
     assert all(p["end_clock_offset_ns"] is not None for p in clocks["pods"])
+    assert all(isinstance(p["start_lag_ns"], int) for p in clocks["pods"])
     assert not events.of("load_pod_failed")
     # The Job and its pods are gone (deleted with propagation, not orphaned).
     assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []

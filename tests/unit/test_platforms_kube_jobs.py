@@ -182,6 +182,9 @@ def test_the_tables_name_a_dead_pod_and_a_clock_known_worse_than_the_resolution(
     warnings = cluster_load_warnings({"kind": "load_clocks", "warn_ns": 100_000_000, "pods": pods})
     assert [w.split("Job pod ")[1].split(" ")[0] for w in warnings] == ["b", "c"]
     assert "+/-150 ms" in warnings[0] and "drift 250 ms" in warnings[1]
+    late = {"pod": "d", "clock_offset_ns": 0, "start_lag_ns": 300_000_000}
+    (lag,) = cluster_load_warnings({"kind": "load_clocks", "pods": [late]})
+    assert "Job pod d started 300 ms after the load's start time" in lag
 
 
 def test_a_pod_clock_is_corrected_only_by_what_the_round_trips_prove():

@@ -68,6 +68,7 @@ class JobPod:
     uncertainty_ns: int = 0  # half the exec round trip of that reading
     end_offset_ns: int | None = None
     end_uncertainty_ns: int | None = None
+    start_lag_ns: int | None = None  # the pod started this late after the released time
     bounds: tuple[int, int] | None = None  # what the offset is known to lie in
     end_bounds: tuple[int, int] | None = None
     records: int = 0
@@ -297,6 +298,7 @@ class ClusterLoad:
             "end_clock_uncertainty_ns": p.end_uncertainty_ns,
             "clock_bounds_ns": p.bounds,
             "end_clock_bounds_ns": p.end_bounds,
+            "start_lag_ns": p.start_lag_ns,
             "phase": p.phase,
             "exit_code": p.exit_code,
             "records": p.records,
@@ -450,6 +452,8 @@ class ClusterLoad:
                     pod.summary = msg
                 elif kind == "done":
                     pod.done = True
+                elif kind == "start" and isinstance(msg.get("planned_ns"), int):
+                    pod.start_lag_ns = int(msg.get("t_ns", 0)) - msg["planned_ns"]
             return
         client = msg.get("client")
         if not isinstance(client, int) or client not in pod.clients or self._closing:
