@@ -95,6 +95,9 @@ class JobController:
         self.pods: dict[tuple[str, str], FakeJobPod] = {}
         self.proxies: dict[tuple[str, str, int], TcpProxy] = {}
         self.deleted: list[tuple[str, str, str]] = []  # (namespace, job, propagation)
+        # spec fields an older apiserver does not know and drops silently on create (1.20:
+        # completionMode and backoffLimitPerIndex, shared/k8s/REAL-CONTROL-PLANE.md style)
+        self.drop_fields: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fake-jobs", daemon=True)
         self._thread.start()
@@ -183,6 +186,8 @@ class JobController:
         meta = body.setdefault("metadata", {})
         name = meta.get("name", "")
         spec = body.get("spec") or {}
+        for key in self.drop_fields:
+            spec.pop(key, None)
         template = spec.get("template") or {}
         containers = (template.get("spec") or {}).get("containers") or []
         problems = []

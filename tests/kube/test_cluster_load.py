@@ -415,3 +415,24 @@ def test_stop_load_asks_every_pod_to_finish_and_keeps_what_they_sent(deployed, f
     records = _records(out)
     assert sorted(records) == [0, 1] and all(2 <= len(r) < 400 for r in records.values())
     assert all(p.done and p.phase == "Succeeded" for p in load.pods.values())
+
+
+def test_an_api_server_without_indexed_jobs_is_refused_with_exit_3_and_the_job_deleted(
+    deployed, fake, tmp_path
+):
+    from ftctl.errors import ExitStatus, PlatformError
+
+    spec = cluster_spec(pods=2, clients=2)
+    platform, test = deployed("cl-old", spec)
+    load = platform.cluster_load(test, spec, tmp_path, Events().write, tmp_path)
+    fake.jobs.drop_fields = {"completionMode", "backoffLimitPerIndex"}
+    try:
+        with pytest.raises(PlatformError) as info:
+            load.start()
+    finally:
+        fake.jobs.drop_fields = set()
+        load.kill()
+    assert info.value.exit_code == ExitStatus.INFRA
+    assert "dropped completionMode: Indexed" in str(info.value)
+    wait_for("the Job's pods to go", lambda: not fake.jobs.pod_names(NS))
+    assert fake.jobs.job_names(NS) == []

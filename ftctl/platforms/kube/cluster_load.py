@@ -167,8 +167,23 @@ class ClusterLoad:
             f"{self.spec.clients} clients)"
         )
         with api_call(f"create Job {self.namespace}/{self.name}"):
-            self.batch.create_namespaced_job(self.namespace, self.job)
+            made = self.batch.create_namespaced_job(self.namespace, self.job)
         self._created = True
+        # An apiserver older than the field drops it silently (1.20 stores a plain Job with
+        # backoffLimit 6): without Indexed mode no pod knows its share of the clients.
+        if getattr(made.spec, "completion_mode", None) != "Indexed":
+            self._delete_job()
+            raise PlatformError(
+                f"kubernetes: the API server dropped completionMode: Indexed from Job "
+                f"{self.name} (Kubernetes before 1.21, or the IndexedJob feature off): a "
+                "cluster load needs Indexed Jobs (on by default from 1.22); the Job was deleted"
+            )
+        if getattr(made.spec, "backoff_limit_per_index", None) is None:
+            self.platform.log(
+                f"kubernetes: the API server dropped backoffLimitPerIndex from Job {self.name} "
+                "(before 1.28): a dead pod's index may be retried; the retry is never released "
+                "and sends nothing"
+            )
 
     def wait_sending(self, timeout: float | None = None) -> bool:
         """Barrier: all pods Running → clocks read → one start time released; return at it.
