@@ -216,6 +216,10 @@ class JobController:
                 )
             body.update(apiVersion="batch/v1", kind="Job")
             self.cluster._new_meta(meta, ns)
+            # As the real apiserver does: the selector and the template's two labels.
+            uid_labels = {"controller-uid": meta["uid"], "job-name": name}
+            template.setdefault("metadata", {}).setdefault("labels", {}).update(uid_labels)
+            spec.setdefault("selector", {"matchLabels": {"controller-uid": meta["uid"]}})
             spec.setdefault("parallelism", 1)
             spec.setdefault("completions", 1)
             spec.setdefault("completionMode", "NonIndexed")
