@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from dataclasses import replace
@@ -46,6 +47,7 @@ DURATION_CHECKS = (
 # A test name becomes a folder under --output-dir: one path component, never hidden or "..".
 TEST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 TEST_NAME_MAX = 200
+CLUSTER_PROMPTS_MAX = 90_000  # bytes of load.prompts a Job pod's env can carry with the rest
 
 
 def _tokens(value: Any, default: TokenDist) -> TokenDist:
@@ -129,6 +131,14 @@ def _check_cluster_fields(doc: Document, path: list, spec: dict) -> None:
     if spec.get("protocol", "http") != "http":
         raise doc.error(
             [*path, "protocol"], "placement: cluster speaks HTTP to the frontend Service only"
+        )
+    prompts = len(json.dumps(spec.get("prompts") or []).encode())
+    if prompts > CLUSTER_PROMPTS_MAX:
+        # The Job pods get the load in one env value (at most 128 KiB).
+        raise doc.error(
+            [*path, "prompts"],
+            f"{prompts} bytes of prompts: a cluster load's pods get them in one environment "
+            f"variable, which carries at most about {CLUSTER_PROMPTS_MAX}; use fewer or shorter",
         )
     pods = spec.get("pods", 1)
     clients = spec.get("clients", LoadSpec.clients)

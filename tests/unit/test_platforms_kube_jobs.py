@@ -212,3 +212,9 @@ def test_progress_lines_show_a_cluster_loads_pods_by_phase():
     assert line.endswith(
         "7 ok, 2 failed; load 'default' pods: 0 pending, 3 running, 0 succeeded, 1 failed"
     ), line
+
+
+def test_prompts_too_big_for_the_pods_env_are_refused_by_validate(tmp_path):
+    path = _scenario(tmp_path, {"clients": 2, "pods": 2, "prompts": ["x" * 1000] * 120})
+    result = run_cli("validate", str(path), expect=2)
+    assert "load.prompts: 120480 bytes of prompts: a cluster load's pods get them" in result.stderr

@@ -497,6 +497,8 @@ class ClusterLoad:
         self._closing = True
         self._close_files()
         for p in self._sorted():
+            for warning in (p.summary or {}).get("warnings") or []:  # the engine's own
+                self.warnings.append(f"Job pod {p.name}: {warning}")
             if not p.done:
                 self.warnings.append(
                     f"Job pod {p.name} (index {p.index}, clients {_span(p.clients)}) died "

@@ -31,6 +31,7 @@ CONTAINER = "client"
 FRONTEND_PORT = 8000
 # How long a finished pod waits for ftctl's end-of-run clock reading before it exits anyway.
 EXIT_WAIT_S = 120
+MAX_CONFIG_BYTES = 100_000  # the worker config travels in one env value (limit 128 KiB)
 
 
 def frontend_service(manifest: dict[str, Any]) -> str:
@@ -100,6 +101,14 @@ def build_job(
     name = job_name(test.name, spec.name, run_id)
     labels = job_labels(run_id, test.name, spec.name)
     config = worker_config(spec, frontend_url(manifest, namespace), test.deployment.model)
+    size = len(json.dumps(config, sort_keys=True).encode())
+    if size > MAX_CONFIG_BYTES:
+        # One env value is at most 128 KiB (MAX_ARG_STRLEN): the container would not start.
+        raise UsageError(
+            f"{test.name}: load '{spec.name}' is {size} bytes as the Job pods' config, above "
+            f"the {MAX_CONFIG_BYTES} an environment variable can carry; use fewer or shorter "
+            "load.prompts"
+        )
     # A stopped load gets the per-request timeout to finish its in-flight requests.
     grace = int(spec.timeout) + 15
     return {
