@@ -218,3 +218,8 @@ def test_prompts_too_big_for_the_pods_env_are_refused_by_validate(tmp_path):
     path = _scenario(tmp_path, {"clients": 2, "pods": 2, "prompts": ["x" * 1000] * 120})
     result = run_cli("validate", str(path), expect=2)
     assert "load.prompts: 120480 bytes of prompts: a cluster load's pods get them" in result.stderr
+
+
+def test_run_dry_run_shows_the_job_and_creates_nothing():
+    out = run_cli("run", str(SHIPPED), "--dry-run").stdout
+    assert "# Job for load default" in out and "completionMode: Indexed" in out
