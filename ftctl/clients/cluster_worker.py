@@ -123,9 +123,8 @@ def main() -> int:
     if start_ns is None:
         emit({"ftctl": "done", "index": index, "sent": False, "t_ns": time.time_ns()})
         return 0
-    delay = (start_ns - time.time_ns()) / 1e9
-    if delay > 0:
-        time.sleep(delay)  # every pod starts at the one released time
+    while (left := start_ns - time.time_ns()) > 0:  # every pod starts at the released time
+        time.sleep(left / 1e9)  # (again if the wall clock was slewed while asleep)
     emit({"ftctl": "start", "index": index, "t_ns": time.time_ns(), "planned_ns": start_ns})
     summary = run_loop(_run(cfg, index, clients))
     emit({"ftctl": "summary", "index": index, **summary})

@@ -228,9 +228,8 @@ class ClusterLoad:
         self._each(
             lambda p: self._exec(p, barrier.argv("release", start_ns + p.offset_ns)), "release"
         )
-        left = (start_ns - time.time_ns()) / 1e9
-        if left > 0:
-            time.sleep(left)
+        while (left := start_ns - time.time_ns()) > 0:
+            time.sleep(left / 1e9)
         self.start_ns = self.started_ns = start_ns
         self._record_event(
             LOAD_PODS,
