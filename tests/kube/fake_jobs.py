@@ -47,6 +47,7 @@ SERVICE_DNS = re.compile(
     r"(?P<svc>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc\.cluster\.local:(?P<port>\d+)"
 )
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+NO_PYTHON_IMAGE = "no-python"  # images containing this have no python3: the container fails
 
 
 @dataclass
@@ -307,6 +308,8 @@ class JobController:
         argv = command + [str(a) for a in pod.container.get("args") or []]
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
+        if NO_PYTHON_IMAGE in str(pod.container.get("image", "")):
+            argv[0] = str(pod.root / "no-such-python3")  # an image without python3
         log = pod.log_path.open("ab")
         try:
             pod.proc = subprocess.Popen(
@@ -318,8 +321,8 @@ class JobController:
                 cwd=pod.root,
                 start_new_session=True,
             )
-        except OSError as exc:
-            log.write(f"exec {argv[0]}: {exc}\n".encode())
+        except OSError as exc:  # what a runtime reports when the command is missing
+            log.write(f'exec: "{Path(argv[0]).name}": {exc.strerror}\n'.encode())
             pod.exit_code, pod.finished_ns = 128, time.time_ns()
         finally:
             log.close()

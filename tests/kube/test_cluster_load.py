@@ -436,3 +436,24 @@ def test_an_api_server_without_indexed_jobs_is_refused_with_exit_3_and_the_job_d
     assert "dropped completionMode: Indexed" in str(info.value)
     wait_for("the Job's pods to go", lambda: not fake.jobs.pod_names(NS))
     assert fake.jobs.job_names(NS) == []
+
+
+def test_an_image_without_python_fails_the_barrier_with_the_pods_last_log_line(
+    deployed, fake, tmp_path
+):
+    from ftctl.errors import PlatformError
+
+    spec = cluster_spec(pods=2, clients=2, image="no-python:1")
+    platform, test = deployed("cl-nopy", spec)
+    load = platform.cluster_load(test, spec, tmp_path, Events().write, tmp_path)
+    try:
+        load.start()
+        with pytest.raises(PlatformError) as info:
+            load.wait_sending()
+    finally:
+        load.kill()
+    text = str(info.value)
+    assert "ended (Failed, Error, exit 128) before the start barrier" in text, text
+    assert 'its log ends: exec: "no-such-python3": No such file or directory' in text, text
+    assert "needs python3 with ftctl installed" in text
+    assert fake.jobs.job_names(NS) == [] and fake.jobs.pod_names(NS) == []

@@ -199,9 +199,13 @@ class ClusterLoad:
             running = [p for p in listed if _phase(p) == "Running"]
             ended = [p for p in listed if _phase(p) in ("Succeeded", "Failed")]
             if ended:
+                pod = ended[0]
+                code, reason = _terminated(pod)
                 raise PlatformError(
-                    f"cluster load '{self.spec.name}': Job pod {ended[0].metadata.name} ended "
-                    f"({_phase(ended[0])}) before the start barrier; see its log"
+                    f"cluster load '{self.spec.name}': Job pod {pod.metadata.name} ended "
+                    f"({_phase(pod)}, {reason or 'no reason'}, exit {code}) before the start "
+                    f"barrier; its log ends: {self._log_tail(pod.metadata.name)}. The image "
+                    "needs python3 with ftctl installed (README, Cluster loads)"
                 )
             if len(running) >= self.spec.pods:
                 break
@@ -328,6 +332,18 @@ class ClusterLoad:
             if INDEX_ANNOTATION in source:
                 return int(source[INDEX_ANNOTATION])
         raise PlatformError(f"Job pod {pod.metadata.name} carries no {INDEX_ANNOTATION}")
+
+    def _log_tail(self, name: str, lines: int = 3) -> str:
+        try:
+            with api_call(f"read log of Job pod {self.namespace}/{name}"):
+                text = self.core.read_namespaced_pod_log(
+                    name, self.namespace, container=CONTAINER, tail_lines=lines
+                )
+        except PlatformError as exc:
+            return f"(unavailable: {exc})"
+        return (
+            " | ".join(line.strip() for line in str(text).splitlines() if line.strip()) or "(empty)"
+        )
 
     def _barrier_timeout(self, listed: list[Any], limit: float) -> str:
         states = []
