@@ -257,6 +257,26 @@ def cleanup(
     return _call("cleanup:cleanup", locals())
 
 
+@app.command()
+def status(
+    namespace: A[str, O("--namespace", "-n")] = "fault-tolerance-test",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    allow_namespace: AllowNamespace = None,
+    as_json: AsJson = False,
+) -> int:
+    """ftctl runs in a namespace and their client groups (load Jobs, pods by phase)."""
+    return _call("status:status", locals())
+
+
+@app.command("cluster-worker", hidden=True)
+def cluster_worker() -> None:
+    """Run in a cluster load's Job pod (load.placement: cluster): config from the env."""
+    from ftctl.clients.cluster_worker import main as worker_main
+
+    raise typer.Exit(worker_main())
+
+
 def main() -> int:
     """Entry point: run the app, turn known errors into one line and an exit code."""
     try:

@@ -30,6 +30,11 @@ TEARDOWN = "teardown"
 EVENT_START = "event_start"
 EVENT_END = "event_end"
 ENDPOINT_FAILURE = "endpoint_failure"  # a connection the platform's endpoint could not forward
+# Cluster loads (placement: cluster, issue 15): the Job's pods with their clients and clock
+# offsets at the start; a pod that died before it finished; start and end offsets per pod.
+LOAD_PODS = "load_pods"
+LOAD_POD_FAILED = "load_pod_failed"
+LOAD_CLOCKS = "load_clocks"
 
 # Kinds the runner only notifies its observers of (the progress display); not in events.jsonl.
 TEST_START = "test_start"

@@ -324,7 +324,10 @@ class TestRun:
         )
         out_dir = self._load_dir(spec)
         out_dir.mkdir(parents=True, exist_ok=True)
-        handle = launch_load(spec, target, out_dir)
+        if spec.placement == "cluster":  # issue 15: an Indexed Job (platforms/kube/cluster_load)
+            handle = self._cluster_load(spec, out_dir)
+        else:
+            handle = launch_load(spec, target, out_dir)
         handle.start()
         self.loads[name] = handle
         if self.live is not None:
@@ -349,13 +352,23 @@ class TestRun:
 
         if not handle.wait_sending(max(60.0, spec.timeout * 10), on_wait=starting):
             self.log.error(f"load '{name}' did not start sending requests")
-        t = time.time_ns()
+        # A cluster load starts at the one time its barrier released (on the host's clock).
+        t = handle.start_ns if spec.placement == "cluster" else time.time_ns()
         if self.load_start_ns is None:
             self.load_start_ns = t
             self._schedule_ns = t
         self._event(ev.LOAD_START, t, load=name, client=spec.client, clients=spec.clients)
         self.log.info(f"Started load '{name}' ({spec.client}, {spec.clients} clients)")
         return {"load": name}
+
+    def _cluster_load(self, spec: LoadSpec, out_dir: Path) -> Any:
+        make = getattr(self.platform, "cluster_load", None)
+        if make is None:
+            raise UsageError(
+                f"load '{spec.name}' has placement: cluster; the {self.platform.name} "
+                "platform cannot run a load as Kubernetes Jobs"
+            )
+        return make(self.test, spec, out_dir, self.events.write, self.result_dir)
 
     def _do_wait(self, event: Event) -> dict[str, Any]:
         # Anchor waits on the schedule (not on now) so slow events do not push faults later.

@@ -20,6 +20,7 @@ def cleanup(
 
     lines: list[str] = []
     notes: list[str] = []
+    jobs: list[str] = []
     names = delete_leftovers(
         namespace,
         kubeconfig,
@@ -27,11 +28,16 @@ def cleanup(
         tuple(allow_namespace or ()),
         log=lines.append,
         warn=notes.append,
+        removed_jobs=jobs,
     )
-    if not names:
+    if not names and not jobs:
         lines.append(f"kubernetes: nothing to clean up in namespace {namespace}")
-    else:
+    if names:
         lines.append(
             f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
+        )
+    if jobs:
+        lines.append(
+            f"kubernetes: removed {len(jobs)} load Job(s) with their pods: {', '.join(jobs)}"
         )
     return Output("\n".join(lines), notes=notes)

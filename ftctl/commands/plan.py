@@ -44,6 +44,7 @@ def _load_json(spec: LoadSpec) -> dict[str, Any]:
         "retry_delay_s": spec.retry_delay,
         "timeout_s": spec.timeout,
         "placement": spec.placement,
+        "pods": spec.pods if spec.placement == "cluster" else None,
         "result_dir": spec.result_dir,
     }
 
@@ -179,6 +180,8 @@ def _load_text(lo: dict[str, Any]) -> str:
         f"OSL {lo['output_tokens']['mean']}, retries {lo['retries']}, "
         f"timeout {format_duration(lo['timeout_s'])}"
     )
+    if lo.get("pods"):
+        text += f", in the cluster as an Indexed Job of {lo['pods']} pod(s)"
     if lo["result_dir"]:
         text += f", results in {lo['result_dir']}/"
     return text
@@ -359,12 +362,17 @@ def plan(
         for name, ov in t.deployment.overrides
         for warning in non_loopback_binds(vars(ov))
     ]
-    text = _annotate(_plans(tests, as_json), namespace, allowed, as_json=as_json)
+    text = _annotate(_plans(tests, as_json, namespace), namespace, allowed, as_json=as_json)
     return Output(text, notes=notes)
 
 
-def _plans(tests: list[TestCase], as_json: bool) -> str:
+def _plans(tests: list[TestCase], as_json: bool, namespace: str) -> str:
     plans = [test_plan(t) for t in tests]
+    if any(lo.placement == "cluster" for t in tests for lo in t.loads):
+        from ftctl.platforms.kube.jobs import check_cluster_loads
+
+        for test in tests:
+            check_cluster_loads(test)
     kube = [t for t in tests if t.platform == "kubernetes" and not t.skip_reason]
     if kube:  # the DGD that would be applied and the pods each fault would hit
         from ftctl.platforms.kube.dgd import build_dgd
@@ -381,9 +389,27 @@ def _plans(tests: list[TestCase], as_json: bool) -> str:
                     for sel in event.get("pod_selection", []):
                         sel["selector"] = describe(dgd, sel["service"])
                 plan["dgd"] = manifest if as_json else dry_run_plan(test)
+                _add_jobs(plan, test, namespace, as_json)
     if as_json:
         return json.dumps(plans, indent=2, default=str)
     return "\n\n".join(plan_text(p) + (f"\n{p['dgd']}" if "dgd" in p else "") for p in plans)
+
+
+def _add_jobs(plan: dict[str, Any], test: TestCase, namespace: str, as_json: bool) -> None:
+    """The Indexed Job of every cluster load, as ``run`` would create it."""
+    from ftctl.platforms.kube.jobs import describe_job, plan_jobs
+
+    jobs = plan_jobs(test, namespace)
+    if not jobs:
+        return
+    if as_json:
+        plan["jobs"] = jobs
+        return
+    import yaml
+
+    for job in jobs:
+        plan["dgd"] += f"# Job for load {job['metadata']['labels']['ftctl.io/load']}\n"
+        plan["dgd"] += describe_job(job) + "\n" + yaml.safe_dump(job, sort_keys=False)
 
 
 def _namespace_line(namespace: str, allow: tuple[str, ...] | list[str] = ()) -> str:

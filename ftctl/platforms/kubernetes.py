@@ -932,6 +932,7 @@ class KubernetesPlatform:
             endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
             endpoint.close()
+        self._delete_load_jobs()  # issue 15: a cluster load's Job goes on every exit path
         if self.dgd_name and not self.keep_deployment:
             if self._delete_dgd(self.dgd_name, wait=120.0):
                 self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} deleted")
@@ -939,6 +940,26 @@ class KubernetesPlatform:
                 self.log(f"kubernetes: DynamoGraphDeployment {self.dgd_name} already gone")
         self._stop_watches()
         self._api_client.close()
+
+    def _delete_load_jobs(self) -> None:
+        from ftctl.platforms.kube.client import LABEL_RUN
+        from ftctl.platforms.kube.cluster_load import delete_jobs
+        from ftctl.platforms.kube.dgd import label_value
+
+        if not getattr(self, "_load_jobs", False):
+            return  # no cluster load ran: no Job to look for (nor RBAC to ask for)
+        try:
+            delete_jobs(self, f"{LABEL_RUN}={label_value(self.run_id)}")
+        except PlatformError as exc:
+            self.log(f"kubernetes: deleting this run's load Jobs: {exc}")
+
+    # -- cluster loads (issue 15): ftctl/platforms/kube/cluster_load.py -------------------------
+    def cluster_load(self, test: TestCase, spec: Any, out_dir: Path, record_event, result_dir):
+        """The handle of a ``placement: cluster`` load: an Indexed Job (not started)."""
+        from ftctl.platforms.kube.cluster_load import ClusterLoad
+
+        self._load_jobs = True
+        return ClusterLoad(self, test, spec, out_dir, record_event, result_dir)
 
     def pick(self, pods: list[Pod], selector: Any) -> list[Pod]:
         """Resolve an event's ``pods:`` (all | random | indices) against ``pods``."""
@@ -957,8 +978,12 @@ def cleanup(
     wait: float = 120.0,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    removed_jobs: list[str] | None = None,
 ) -> list[str]:
-    """Delete every DGD ftctl created in ``namespace`` (found by label); return their names."""
+    """Delete every DGD ftctl created in ``namespace`` (found by label); return their names.
+
+    ``removed_jobs`` gets the names of the cluster-load Jobs deleted with their pods (issue 15).
+    """
     platform = KubernetesPlatform(
         namespace=namespace,
         kubeconfig=kubeconfig,
@@ -981,6 +1006,11 @@ def cleanup(
         platform._announce()
     for name in names:
         platform._delete_dgd(name, wait=wait)
+    from ftctl.platforms.kube.cluster_load import leftover_jobs
+
+    jobs = leftover_jobs(platform, warn)
+    if removed_jobs is not None:
+        removed_jobs.extend(jobs)
     platform.teardown()
     return names
 

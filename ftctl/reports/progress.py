@@ -86,6 +86,14 @@ class ProgressPrinter:
             ok = sum(p.ok for p in loads.values())
             failed = sum(p.failed for p in loads.values())
             text = f"[{test}] {self._elapsed()} {self.phase}: {ok} ok, {failed} failed"
+            for name, p in loads.items():  # a cluster load: its Job's pods by phase
+                pods = getattr(p, "pods", None)
+                if pods:
+                    counts = ", ".join(
+                        f"{pods.get(k, 0)} {k.lower()}"
+                        for k in ("Pending", "Running", "Succeeded", "Failed")
+                    )
+                    text += f"; load '{name}' pods: {counts}"
             if self.tty:
                 self._line(text, transient=True)
             elif time.monotonic() - self._last_plain >= 10:

@@ -14,6 +14,8 @@ from ftctl.events import (
     FAULT_EVENT_KINDS,
     FAULT_INJECTED,
     FAULT_VERIFIED,
+    LOAD_CLOCKS,
+    LOAD_POD_FAILED,
     READY,
 )
 from ftctl.events import read_events as _read_events
@@ -83,6 +85,45 @@ def split_name(directory_name: str) -> tuple[str, str | None, str | None]:
     return name, None, role
 
 
+def cluster_load_warnings(event: dict) -> list[str]:
+    """What the tables say about a cluster load's pods: one that died, a clock known badly.
+
+    ``load_pod_failed``: the pod, its index and clients, why, and the records it left (they
+    count). ``load_clocks``: a pod whose clock offset was read with more uncertainty, or
+    drifted more between start and end, than ``warn_ns`` (the resolution recovery needs).
+    """
+    load = event.get("load", "default")
+    if event.get("kind") == LOAD_POD_FAILED:
+        clients = event.get("clients") or []
+        which = f"{clients[0]}-{clients[-1]}" if len(clients) > 1 else ",".join(map(str, clients))
+        return [
+            f"load '{load}': Job pod {event.get('pod')} (index {event.get('index')}, client(s) "
+            f"{which}) died before it finished ({event.get('reason')}, exit "
+            f"{event.get('exit_code')}); its {event.get('records', 0)} records still count"
+        ]
+    out = []
+    limit = event.get("warn_ns") or 100_000_000
+    for pod in event.get("pods") or []:
+        if not isinstance(pod, dict):
+            continue
+        spread = pod.get("clock_uncertainty_ns") or 0
+        start, end = pod.get("clock_offset_ns"), pod.get("end_clock_offset_ns")
+        drift = abs(end - start) if isinstance(start, int) and isinstance(end, int) else 0
+        if max(spread, drift) > limit:
+            out.append(
+                f"load '{load}': clock of Job pod {pod.get('pod')} known to +/-"
+                f"{spread / 1e6:.0f} ms, drift {drift / 1e6:.0f} ms between start and end: "
+                f"above the {limit / 1e6:.0f} ms the recovery times need"
+            )
+        lag = pod.get("start_lag_ns")
+        if isinstance(lag, int) and lag > limit:
+            out.append(
+                f"load '{load}': Job pod {pod.get('pod')} started {lag / 1e6:.0f} ms after the "
+                "load's start time (its release came late)"
+            )
+    return out
+
+
 def _events(
     test_dir: Path, result: TestResult, endpoint_ns: list[int] | None = None
 ) -> tuple[int, int] | None:
@@ -109,6 +150,8 @@ def _events(
             result.fault_times_ns.append(event["t_ns"])
         elif kind == ENDPOINT_FAILURE and endpoint_ns is not None:
             endpoint_ns.append(event["t_ns"])
+        elif kind in (LOAD_POD_FAILED, LOAD_CLOCKS):
+            result.warnings.extend(cluster_load_warnings(event))
         if kind == EVENT_START and event.get("event") in FAULT_EVENT_KINDS:
             result.planned_faults = (result.planned_faults or 0) + 1
     if events and result.planned_faults is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from dataclasses import replace
@@ -46,6 +47,7 @@ DURATION_CHECKS = (
 # A test name becomes a folder under --output-dir: one path component, never hidden or "..".
 TEST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 TEST_NAME_MAX = 200
+CLUSTER_PROMPTS_MAX = 90_000  # bytes of load.prompts a Job pod's env can carry with the rest
 
 
 def _tokens(value: Any, default: TokenDist) -> TokenDist:
@@ -66,12 +68,7 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
     for key in ("client", "clients", "concurrency", "arrival", "temperature", "streaming"):
         if key in spec:
             kw[key] = spec[key]
-    if spec.get("placement") == "cluster":
-        # Silently running the load here instead would measure something else than asked.
-        raise doc.error(
-            [*path, "placement"],
-            "'cluster' (load as Kubernetes Jobs) is not supported by this version; use 'local'",
-        )
+    _check_cluster_fields(doc, path, spec)
     local = (doc.data.get("deployment") or {}).get("local") or {}
     kserve = isinstance(local, dict) and local.get("kserve_grpc") is True
     protocol = spec.get("protocol", "grpc" if kserve else "http")
@@ -87,7 +84,7 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
             "set protocol: grpc",
         )
     kw["protocol"] = protocol
-    for key in ("placement", "endpoint", "seed", "retries", "request_rate"):
+    for key in ("placement", "pods", "image", "endpoint", "seed", "retries", "request_rate"):
         if key in spec:
             kw[key] = spec[key]
         elif legacy and key in LEGACY_DEFAULTS:
@@ -101,17 +98,79 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
         kw["requests_per_client"] = spec["requests_per_client"]
     elif legacy:
         kw["requests_per_client"] = LEGACY_DEFAULTS["requests_per_client"]
-    for key in ("retry_delay", "timeout"):
+    for key in ("retry_delay", "timeout", "start_timeout"):
         if key in spec:
             kw[key] = duration_at(doc, [*path, key], spec[key])
-    if kw.get("timeout", 1.0) <= 0:
-        raise doc.error([*path, "timeout"], "must be greater than 0")
+    for key in ("timeout", "start_timeout"):
+        if kw.get(key, 1.0) <= 0:
+            raise doc.error([*path, key], "must be greater than 0")
     kw["input_tokens"] = _tokens(spec.get("input_tokens"), base.input_tokens)
     kw["output_tokens"] = _tokens(spec.get("output_tokens"), base.output_tokens)
     kw["prompts"] = tuple(spec.get("prompts", ()))
     if kw.get("arrival", "closed") != "closed" and "request_rate" not in spec:
         raise doc.error([*path, "arrival"], "open-loop arrival needs request_rate (total req/s)")
     return LoadSpec(**kw)
+
+
+def _check_cluster_fields(doc: Document, path: list, spec: dict) -> None:
+    """``placement: cluster`` (an Indexed Job of ``pods`` pods) and the fields only it takes."""
+    if spec.get("placement") != "cluster":
+        for key in ("pods", "image", "start_timeout"):
+            if key in spec:
+                raise doc.error(
+                    [*path, key], "applies to placement: cluster only (a load run as a Job)"
+                )
+        return
+    # What the in-cluster worker cannot run yet is refused, never silently run here instead.
+    if spec.get("client", LoadSpec.client) != "legacy":
+        raise doc.error(
+            [*path, "client" if "client" in spec else "placement"],
+            "placement: cluster runs the built-in client only (aiperf in Job pods is not "
+            "supported yet); set client: legacy",
+        )
+    if spec.get("protocol", "http") != "http":
+        raise doc.error(
+            [*path, "protocol"], "placement: cluster speaks HTTP to the frontend Service only"
+        )
+    prompts = len(json.dumps(spec.get("prompts") or []).encode())
+    if prompts > CLUSTER_PROMPTS_MAX:
+        # The Job pods get the load in one env value (at most 128 KiB).
+        raise doc.error(
+            [*path, "prompts"],
+            f"{prompts} bytes of prompts: a cluster load's pods get them in one environment "
+            f"variable, which carries at most about {CLUSTER_PROMPTS_MAX}; use fewer or shorter",
+        )
+    pods = spec.get("pods", 1)
+    clients = spec.get("clients", LoadSpec.clients)
+    if pods > clients:
+        raise doc.error(
+            [*path, "pods"],
+            f"{pods} pods for {clients} clients: every Job pod runs at least one client; "
+            f"set pods <= clients",
+        )
+
+
+def check_placement(doc: Document, platform: str) -> None:
+    """A cluster load needs the kubernetes platform (``--platform`` may change it).
+
+    Raises:
+        ScenarioError: at the load's ``placement``.
+    """
+    if platform == "kubernetes":
+        return
+    data = doc.data
+    entries = (
+        [(["loads", name], spec) for name, spec in (data.get("loads") or {}).items()]
+        if "loads" in data
+        else [(["load"], data.get("load") or {})]
+    )
+    for path, spec in entries:
+        if isinstance(spec, dict) and spec.get("placement") == "cluster":
+            raise doc.error(
+                [*path, "placement"],
+                f"placement: cluster runs the load as Kubernetes Jobs; the {platform} platform "
+                "has no cluster (use platform: kubernetes, or placement: local)",
+            )
 
 
 def _loads(doc: Document) -> tuple[LoadSpec, ...]:
@@ -570,6 +629,8 @@ def tests_from_document(
     loads: tuple[LoadSpec, ...] = ()
     with found.attempt():
         loads = _loads(doc)
+    with found.attempt():
+        check_placement(doc, platform)
     recovery_window = 10.0
     with found.attempt():
         recovery_window = duration_at(doc, ["recovery_window"], data.get("recovery_window", 10.0))

@@ -52,6 +52,11 @@ class LoadSpec:
     retry_delay: float = 1.0
     timeout: float = 30.0
     placement: Literal["local", "cluster"] = "local"
+    # placement: cluster — the load is an Indexed Job of `pods` pods in the test namespace,
+    # each running clients/pods logical clients; `image` has ftctl (default: the graph's).
+    pods: int = 1
+    image: str | None = None
+    start_timeout: float = 300.0  # cluster: every Job pod Running within this, else exit 3
     endpoint: str = "/v1/chat/completions"
     protocol: Literal["http", "grpc"] = "http"  # grpc: KServe v2 ModelInfer/ModelStreamInfer
     seed: int = 100

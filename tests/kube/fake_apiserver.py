@@ -353,6 +353,9 @@ class FakeCluster:
         self.label_style = os.environ.get("FTCTL_FAKE_LABELS", "dcd")
         self._stop = threading.Event()
         self._operator = threading.Thread(target=self._operate, name="fake-operator", daemon=True)
+        from tests.kube.fake_jobs import JobController  # batch/v1 Jobs (issue 15)
+
+        self.jobs = JobController(self)
 
     # -- hooks for tests ------------------------------------------------------------------------
     def fail(
@@ -411,6 +414,7 @@ class FakeCluster:
     def stop(self) -> None:
         """Stop the operator and every pod process."""
         self._stop.set()
+        self.jobs.stop()
         with self.lock:
             states = list(self.dgds.values())
         for state in states:
@@ -824,7 +828,7 @@ class FakeCluster:
 
     # -- HTTP -----------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware, self.jobs.middleware])
         r = app.router
         r.add_get("/version", self.h_version)
         r.add_get("/api", self.h_api)
