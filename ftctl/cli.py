@@ -218,6 +218,12 @@ def load(
     fmt: Format = "fancy",
     compare: A[list[Path] | None, O(help="A saved run dir to show beside.")] = None,
     metrics_port: A[int | None, O(help="Serve Prometheus on 127.0.0.1:PORT.")] = None,
+    namespace: A[str | None, O(help="Load each ready frontend pod there (port-forward).")] = None,
+    selector: A[str | None, O(help="With --namespace: the pods (a label selector).")] = None,
+    pod_port: A[int, O(help="With --namespace: the pods' HTTP port.")] = 8000,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    allow_namespace: AllowNamespace = None,
 ) -> int:
     """Run the built-in load client against an endpoint and print the load-test table."""
     return _call("load:load", locals())

@@ -368,9 +368,19 @@ def load(
     protocol: str = "http",
     each_pod: bool = False,
     sla: float | None = None,
+    namespace: str | None = None,
+    selector: str | None = None,
+    pod_port: int = 8000,
+    kubeconfig: Path | None = None,
+    context: str | None = None,
+    allow_namespace: list[str] | None = None,
     **spec_options: Any,
 ) -> Output:
     """Run the load (if ``urls``), then render its table or the comparison with ``compare``.
+
+    ``namespace``: instead of URLs, every ready pod ``selector`` matches there (default: the
+    frontend pods of any DGD), each loaded in turn through its own port-forward to
+    ``pod_port`` (``--each-pod`` on Kubernetes).
 
     ``spec_options``: the arguments of ``build_spec`` (clients, rate, timeout, …). The status:
     CHECK_FAILED when a request of this run failed, INTERRUPTED after a Ctrl-C (the partial
@@ -383,6 +393,30 @@ def load(
             every request failed to connect (``load.json`` and the logs are still written).
     """
     urls, compare = urls or [], compare or []
+    if namespace is not None:
+        return _each_kube_pod(
+            urls,
+            namespace=namespace,
+            selector=selector,
+            pod_port=pod_port,
+            kubeconfig=kubeconfig,
+            context=context,
+            allow_namespace=allow_namespace,
+            options=dict(
+                model=model,
+                output_dir=output_dir,
+                fmt=fmt,
+                compare=compare,
+                metrics_port=metrics_port,
+                processes=processes,
+                progress=progress,
+                protocol=protocol,
+                sla=sla,
+                **spec_options,
+            ),
+        )
+    if selector is not None:
+        raise UsageError("--selector picks pods of a --namespace; give --namespace too")
     spec = build_spec(protocol=protocol, **spec_options) if urls else None
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -510,9 +544,62 @@ def load(
     return Output(text, status)
 
 
+def _each_kube_pod(
+    urls: Sequence[str],
+    *,
+    namespace: str,
+    selector: str | None,
+    pod_port: int,
+    kubeconfig: Path | None,
+    context: str | None,
+    allow_namespace: list[str] | None,
+    options: dict[str, Any],
+) -> Output:
+    """``--each-pod --namespace NS``: the pods' own port-forwards stand in for the URLs."""
+    from ftctl.platforms.kube.client import check_namespace
+
+    if urls:
+        raise UsageError("give frontend URLs or --namespace (its pods), not both")
+    if not 1 <= pod_port <= 65535:
+        raise UsageError(f"--pod-port: expected 1 to 65535, got {pod_port}")
+    # Every option is checked before the cluster is contacted.
+    check_namespace(namespace, allow_namespace or ())
+    build_spec(protocol=options["protocol"], **_spec_only(options))
+    _check_counts(options["metrics_port"], options["processes"])
+    if options["fmt"] not in FORMATS:
+        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {options['fmt']!r}")
+    from ftctl.platforms.kubernetes import FRONTEND_SELECTOR, pod_endpoints
+
+    with pod_endpoints(
+        namespace,
+        kubeconfig,
+        context,
+        tuple(allow_namespace or ()),
+        selector or FRONTEND_SELECTOR,
+        pod_port,
+    ) as pods:
+        spec_options = _spec_only(options)
+        rest = {k: v for k, v in options.items() if k not in spec_options}
+        rest.pop("metrics_port", None)
+        return _each_pod(
+            [url for _name, url in pods],
+            labels=[name for name, _url in pods],
+            spec_options=spec_options,
+            **rest,
+        )
+
+
+def _spec_only(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``build_spec`` arguments among ``load``'s options."""
+    command = {"model", "output_dir", "fmt", "compare", "metrics_port", "processes"}
+    command |= {"progress", "protocol", "sla"}
+    return {k: v for k, v in options.items() if k not in command}
+
+
 def _each_pod(
     urls: Sequence[str],
     *,
+    labels: Sequence[str] | None = None,
     model: str | None,
     spec_options: dict[str, Any],
     output_dir: Path | None,
@@ -531,8 +618,9 @@ def _each_pod(
     emit = progress or (lambda _line: None)
     for i, url in enumerate(urls):
         parts = urllib.parse.urlsplit(url)
-        out = root / f"pod{i}-{parts.hostname}_{parts.port}"
-        emit(f"ftctl load: pod {i + 1}/{len(urls)}: {url}")
+        label = labels[i] if labels else url
+        out = root / (f"pod{i}-{labels[i]}" if labels else f"pod{i}-{parts.hostname}_{parts.port}")
+        emit(f"ftctl load: pod {i + 1}/{len(urls)}: {label}")
         one = load(
             [url],
             model=model,
@@ -549,7 +637,7 @@ def _each_pod(
             status = one
         run = read_run(out)
         used = json.loads((out / LOAD_RUN_FILE).read_text()).get("spec", {}).get("protocol", "http")
-        run.name = f"{url} ({used})"
+        run.name = f"{label} ({used})"
         runs.append(run)
         if status == ExitStatus.INTERRUPTED:
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -11,7 +12,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1061,3 +1062,52 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
                 what += " (force)" if event.force else " (graceful)"
             lines.append(f"# {what}: service {svc}, {which}; pods: {describe(dgd, svc)}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# Frontend pods of any DGD, on both operator paths: the operator labels them by componentType.
+FRONTEND_SELECTOR = "nvidia.com/dynamo-component-type=frontend"
+
+
+@contextlib.contextmanager
+def pod_endpoints(
+    namespace: str = DEFAULT_NAMESPACE,
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    allow_namespaces: tuple[str, ...] | list[str] = (),
+    selector: str = FRONTEND_SELECTOR,
+    port: int = FRONTEND_PORT,
+) -> Iterator[list[tuple[str, str]]]:
+    """(pod, local URL) for every ready pod ``selector`` matches in ``namespace``, each URL a
+    127.0.0.1 listener whose connections all go to that one pod by port-forward (``ftctl load
+    --each-pod --namespace``: one pod at a time, not spread). Closed on exit.
+
+    Raises:
+        PlatformError: the pods cannot be listed, or none is ready.
+    """
+    platform = KubernetesPlatform(
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        context=context,
+        allow_namespaces=allow_namespaces,
+        skip_service_restart=True,
+    )
+    with api_call(f"list pods {selector!r} in {namespace}"):
+        pods = platform.core.list_namespaced_pod(namespace, label_selector=selector).items
+    ready = sorted(p.metadata.name for p in pods if _pod_ready(p))
+    if not ready:
+        seen = ", ".join(sorted(p.metadata.name for p in pods)) or "none"
+        raise PlatformError(
+            f"kubernetes: no ready pod matches {selector!r} in namespace {namespace} "
+            f"(pods matching: {seen})"
+        )
+    endpoints = [
+        ResilientEndpoint(platform.configuration, namespace, lambda name=name: [name], port)
+        for name in ready
+    ]
+    try:
+        for endpoint in endpoints:
+            endpoint.start()
+        yield [(name, ep.url) for name, ep in zip(ready, endpoints, strict=True)]
+    finally:
+        for endpoint in endpoints:
+            endpoint.close()

@@ -185,8 +185,10 @@ class ClusterLoad:
                 "and sends nothing"
             )
 
-    def wait_sending(self, timeout: float | None = None) -> bool:
+    def wait_sending(self, timeout: float | None = None, on_wait: object = None) -> bool:
         """Barrier: all pods Running → clocks read → one start time released; return at it.
+
+        ``on_wait`` is not called: the pods' phases are the start-up progress (``progress``).
 
         Raises:
             PlatformError: the pods were not all Running within ``load.start_timeout`` (exit
