@@ -153,18 +153,25 @@ def timeline_figure(result: Any, metrics: tuple[str, ...] = ()) -> Any:
         for i, panel in enumerate(axes):
             label = "pod back" if index == 0 and i == 0 else None
             panel.axvline(t, color="tab:green", linestyle=":", linewidth=1.2, label=label)
+    # With several faults each gets its own band (its recovery on the attempts before the
+    # next fault); with one, the test's recovery.
+    faults = result.overall.faults if result.overall is not None else []
+    several = len(faults) > 1
+    own = {f.t_ns: f.recovery for f in faults} if several else {}
     for index, t_ns in enumerate(result.fault_times_ns):
         t = (t_ns - origin) / 1e9
+        band = own.get(t_ns) if several else (recovery if index == 0 else None)
+        name = f"recovery {index + 1}" if several else "recovery"
         for i, panel in enumerate(axes):
             label = "fault" if index == 0 and i == 0 else None
             panel.axvline(t, color="black", linestyle="--", linewidth=1, label=label)
-            if index == 0 and recovery is not None and recovery.recovery_time_s:
+            if band is not None and band.recovery_time_s:
                 panel.axvspan(
                     t,
-                    t + recovery.recovery_time_s,
+                    t + band.recovery_time_s,
                     color="tab:orange",
                     alpha=0.2,
-                    label=f"recovery {recovery.recovery_time_s:.2f} s" if i == 0 else None,
+                    label=f"{name} {band.recovery_time_s:.2f} s" if i == 0 else None,
                 )
     axes[-1].set_xlabel("time since the first request (s)" if pods else "attempt start (s)")
     ax.set_ylabel("attempt duration (s)")

@@ -138,3 +138,25 @@ def test_the_fault_table_and_csv_show_a_row_block_per_fault(two_faults):
     after_2 = fault_rows["fault2:after"]
     assert after_2[header.index("failed_attempts")] == "3"
     assert float(after_2[header.index("recovery_time_s")]) == pytest.approx(0.230)
+
+
+def test_the_timeline_shades_each_faults_own_recovery(two_faults):
+    import matplotlib.pyplot as plt
+
+    from ftctl.reports.timeline import timeline_figure
+
+    fig = timeline_figure(parse_result_dir(two_faults))
+    try:
+        ax = fig.axes[0]
+        bands = {
+            patch.get_label(): (round(patch.get_x(), 3), round(patch.get_width(), 3))
+            for patch in ax.patches
+            if patch.get_label().startswith("recovery")
+        }
+        # Counted by hand above: the first request starts at T0; 0.130 s from 1.0 s, 0.230 s
+        # from 2.5 s (not the test's one recovery of 1.730 s).
+        assert bands == {"recovery 1 0.13 s": (1.0, 0.13), "recovery 2 0.23 s": (2.5, 0.23)}
+        faults = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert faults == [1.0, 2.5]
+    finally:
+        plt.close(fig)
