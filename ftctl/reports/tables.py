@@ -315,7 +315,8 @@ def fault_table(result: TestResult, metrics: LoadMetrics, fmt: str) -> str:
         rec = fault.recovery
         recovery_s = None
         if rec is not None:
-            recovery_s = "not recovered" if not rec.recovered else rec.recovery_time_s
+            # A text column (it may say "not recovered"): floatfmt does not reach it.
+            recovery_s = "not recovered" if not rec.recovered else f"{rec.recovery_time_s:.3f}"
         at = "" if fault.at_s is None else f" at +{fault.at_s:.1f} s"
         for position, name in enumerate(("before", "during", "after")):
             phase = fault.phases[name]

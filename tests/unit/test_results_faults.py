@@ -160,3 +160,15 @@ def test_the_timeline_shades_each_faults_own_recovery(two_faults):
         assert faults == [1.0, 2.5]
     finally:
         plt.close(fig)
+
+
+def test_a_recovery_column_with_a_not_recovered_fault_still_prints_seconds(two_faults):
+    import dataclasses
+
+    # The column then holds text and numbers (tabulate's floatfmt no longer reaches it).
+    result = parse_result_dir(two_faults)
+    first = result.overall.faults[0]
+    first.recovery = dataclasses.replace(first.recovery, recovered=False)
+    text = fault_table(result, result.overall, "markdown")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()[2:8]]
+    assert [rows[0][8], rows[3][8]] == ["not recovered", "0.230"]
