@@ -2,7 +2,8 @@
 
 One JSON object per line: ``{"t_ns": <epoch ns>, "kind": <kind>, ...}``. Kinds written by the
 runner: ``deploy_start``, ``ready``, ``load_start``, ``fault_injected`` (t_ns = T_f),
-``fault_verified``, ``fault_not_verified``, ``recovered``, ``load_end``, ``teardown``,
+``fault_verified``, ``fault_not_verified``, ``fault_resumed`` (a stall's SIGCONT, with
+``fault_t_ns`` = the stall's T_f), ``recovered``, ``load_end``, ``teardown``,
 ``event_start`` / ``event_end`` (every timeline event, with ``event`` = its kind and ``index``),
 ``endpoint_failure`` (a connection the endpoint could not forward: ``pod``, ``reason``).
 Readers tolerate a truncated last line.
@@ -24,6 +25,7 @@ LOAD_START = "load_start"
 FAULT_INJECTED = "fault_injected"
 FAULT_VERIFIED = "fault_verified"
 FAULT_NOT_VERIFIED = "fault_not_verified"
+FAULT_RESUMED = "fault_resumed"  # stall_process: SIGCONT sent (fault_t_ns = its T_f)
 RECOVERED = "recovered"
 LOAD_END = "load_end"
 TEARDOWN = "teardown"

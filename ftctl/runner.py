@@ -33,7 +33,7 @@ from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError, Usa
 from ftctl.layout import PREVIOUS_DIR, RUN_FILE, RUN_REPORT_FILE
 from ftctl.observe import Scraper
 from ftctl.platforms.base import FaultRecord, LocalPlatformOptions, Platform, Pod, platform_options
-from ftctl.scenario.model import Event, LoadSpec, TestCase
+from ftctl.scenario.model import FAULT_EVENT_KINDS, Event, LoadSpec, TestCase
 
 if TYPE_CHECKING:
     from ftctl.clients.prom import LiveRegistry, LoadSource
@@ -221,6 +221,7 @@ class TestRun:
         self.rng = random.Random(options.seed)
         self._verifiers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="verify")
         self._pending: list[Future] = []
+        self._stalled: list[FaultRecord] = []  # stopped by stall_process, not yet continued
         self.cancelled = False
         self.startup_s: float | None = None
         self.load_start_ns: int | None = None
@@ -370,6 +371,13 @@ class TestRun:
         return pods
 
     def _fault(self, event: Event, inject: Callable[[Pod], FaultRecord]) -> dict[str, Any]:
+        records = self._inject(event, inject)
+        for record in records:
+            self._pending.append(self._verifiers.submit(self._verify, record))
+        return {"pods": [r.pod for r in records]}
+
+    def _inject(self, event: Event, inject: Callable[[Pod], FaultRecord]) -> list[FaultRecord]:
+        """Hit every target pod of ``event``; one fault_injected event per pod (t_ns = T_f)."""
         planned = getattr(self, "_schedule_ns", None)
         records = []
         for pod in self._targets(event):
@@ -384,6 +392,7 @@ class TestRun:
             records.append(record)
             if self.live is not None:
                 self.live.fault(self.live.run, self.test.name)
+            extra = {"duration_s": event.duration} if event.kind == "stall_process" else {}
             self._event(
                 ev.FAULT_INJECTED,
                 record.t_ns,
@@ -395,9 +404,49 @@ class TestRun:
                 pids=record.pids,
                 failure=event.failure,
                 injection_delay_s=delay_s,
+                **extra,
             )
-            self._pending.append(self._verifiers.submit(self._verify, record))
+        return records
+
+    def _do_stall_process(self, event: Event) -> dict[str, Any]:
+        """SIGSTOP the matches for ``duration``, then SIGCONT; verified once resumed.
+
+        What was stopped is remembered before the wait, so an interrupt or an error in the
+        wait still continues it in ``_cleanup`` (and the platform's teardown does too).
+        """
+
+        def stop(pod: Pod) -> FaultRecord:
+            record = self.platform.stall_process(pod, event.process or "")
+            self._stalled.append(record)
+            return record
+
+        records = self._inject(event, stop)
+        if records:
+            self._sleep_until(min(r.t_ns for r in records) + int((event.duration or 0) * 1e9))
+        self._resume_stalled()
         return {"pods": [r.pod for r in records]}
+
+    def _resume_stalled(self) -> None:
+        """SIGCONT every stall still stopped; write fault_resumed, then verify each."""
+        while self._stalled:
+            record = self._stalled.pop(0)
+            try:
+                self.platform.resume_process(record)
+            except Exception as exc:
+                record.evidence.setdefault("error", f"resume: {exc}")
+            if record.resumed_ns is not None:
+                self._event(
+                    ev.FAULT_RESUMED,
+                    record.resumed_ns,
+                    action=record.action,
+                    service=record.service,
+                    pod=record.pod,
+                    pids=record.pids,
+                    fault_t_ns=record.t_ns,
+                    stopped_s=(record.resumed_ns - record.t_ns) / 1e9,
+                )
+                self.log.info(f"Resumed {record.pids} in {record.pod} (SIGCONT)")
+            self._pending.append(self._verifiers.submit(self._verify, record))
 
     def _verify(self, record: FaultRecord) -> None:
         try:
@@ -484,6 +533,10 @@ class TestRun:
         # Runs on every exit path. A second Ctrl-C must not cut teardown short.
         previous = _ignore_interrupts()
         try:
+            try:  # first: nothing ftctl froze may stay frozen (Ctrl-C in the middle of a stall)
+                self._resume_stalled()
+            except Exception as exc:
+                self.log.error(f"resuming stalled processes: {exc}")
             for name, handle in self.loads.items():
                 try:
                     if not handle.wait(0):
@@ -543,6 +596,7 @@ HANDLERS: dict[str, Callable[[TestRun, Event], dict[str, Any]]] = {
     "wait": TestRun._do_wait,
     "terminate_process": TestRun._do_terminate_process,
     "delete_pod": TestRun._do_delete_pod,
+    "stall_process": TestRun._do_stall_process,
     "wait_for_recovery": TestRun._do_wait_for_recovery,
     "wait_for_log_pattern": TestRun._do_wait_for_log_pattern,
     "rolling_upgrade": TestRun._do_rolling_upgrade,
@@ -608,7 +662,7 @@ def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelle
             loads[spec.name] = extra.overall
     events, _ = ev.read_events(outcome.result_dir / ev.EVENTS_FILE)
     faults = summarize_faults(events)
-    expects_fault = any(e.kind in ("terminate_process", "delete_pod") for e in test.events)
+    expects_fault = any(e.kind in FAULT_EVENT_KINDS for e in test.events)
     overall = result.overall if result is not None else outcome.extra_results[-1].overall
     outcome.checks = evaluate(
         test.checks,

@@ -9,10 +9,10 @@ from typing import Any
 
 from ftctl.commands import Output
 from ftctl.errors import UsageError
-from ftctl.platforms.kube.procs import PS_ARGV, kill_argv
+from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv
 from ftctl.scenario import load_tests
 from ftctl.scenario.durations import format_duration
-from ftctl.scenario.model import Check, Event, LoadSpec, TestCase
+from ftctl.scenario.model import FAULT_EVENT_KINDS, Check, Event, LoadSpec, TestCase
 from ftctl.scenario.yamlio import display_path
 
 BLOCKING = (
@@ -65,7 +65,7 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
     if ev.services:
         out["services"] = list(ev.services)
     replicas = {s.name: s.replicas for s in test.deployment.services}
-    if ev.kind in ("terminate_process", "delete_pod"):
+    if ev.kind in FAULT_EVENT_KINDS:
         out["pods"] = ev.pods if isinstance(ev.pods, str) else list(ev.pods)
         out["pod_selection"] = [
             {
@@ -85,6 +85,19 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
         else:
             # The local platform signals the supervised process itself (no shell, no exec).
             out["kill_argv"] = ["kill", f"-{_signal_number(ev.signal)}", "<pid>"]
+    if ev.kind == "stall_process":
+        out["process"] = ev.process
+        out["match"] = ev.process
+        out["restart_expected"] = False
+        if test.platform == "kubernetes":
+            out["find_argv"] = list(PS_ARGV)
+            out["stop_argv"] = kill_argv("SIGSTOP", ["<pid>"])
+            out["state_argv"] = list(STAT_ARGV)
+            out["continue_argv"] = kill_argv("SIGCONT", ["<pid>"])
+        else:
+            out["stop_argv"] = ["kill", f"-{_signal_number('SIGSTOP')}", "<pid>"]
+            out["state_from"] = "/proc/<pid>/stat"
+            out["continue_argv"] = ["kill", f"-{_signal_number('SIGCONT')}", "<pid>"]
     if ev.kind == "delete_pod":
         out["force"] = ev.force
         out["grace_period_s"] = 0 if ev.force else None
@@ -188,7 +201,7 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
     kind = ev["kind"]
     head = f"{_fmt_t(ev['t_s'], ev.get('t_at_least', False)):>9}  {kind}"
     lines: list[str] = []
-    if kind == "wait":
+    if kind in ("wait", "stall_process") and "duration_s" in ev:
         head += f" {format_duration(ev['duration_s'])}"
     elif "load" in ev:
         head += f" {ev['load']}"
@@ -213,6 +226,25 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
         lines.append(f"{pad}kill argv {json.dumps(ev['kill_argv'])}  ({ev['signal']})")
+    if kind == "stall_process":
+        if "find_argv" in ev:
+            lines.append(
+                f"{pad}exec {json.dumps(ev['find_argv'])} in container main, "
+                f"match command line containing {ev['match']!r}"
+            )
+            lines.append(
+                f"{pad}stop argv {json.dumps(ev['stop_argv'])}, verify STAT T with "
+                f"{json.dumps(ev['state_argv'])} (PID 1 cannot be stopped from inside its pod)"
+            )
+        else:
+            lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
+            lines.append(
+                f"{pad}stop argv {json.dumps(ev['stop_argv'])}, verify state T in {ev['state_from']}"
+            )
+        lines.append(
+            f"{pad}after {format_duration(ev['duration_s'])}: continue argv "
+            f"{json.dumps(ev['continue_argv'])}, verify it runs again; no restart expected"
+        )
     if kind == "delete_pod":
         lines.append(f"{pad}delete with grace period {0 if ev['force'] else 'default'}")
     return lines

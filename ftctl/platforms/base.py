@@ -32,7 +32,7 @@ class Pod:
 class FaultRecord:
     """What a fault did, with the evidence that it took effect."""
 
-    action: str  # terminate_process | delete_pod
+    action: str  # terminate_process | delete_pod | stall_process
     service: str
     pod: str
     t_ns: int  # T_f: epoch ns taken immediately before the kill/delete call
@@ -44,6 +44,7 @@ class FaultRecord:
     verified_ns: int | None = None  # when the effect was observed
     pod_recovered_ns: int | None = None  # container restarted / replacement Ready
     skipped_reason: str | None = None  # known limitation, e.g. a zombie subprocess
+    resumed_ns: int | None = None  # stall_process: when SIGCONT was sent (None: not yet)
 
     @property
     def pod_recovery_time_s(self) -> float | None:
@@ -100,6 +101,17 @@ class Platform(Protocol):
     def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
         """Delete ``pod`` (grace or force); its controller replaces it under a new name."""
 
+    def stall_process(self, pod: Pod, process: str) -> FaultRecord:
+        """SIGSTOP the pod's processes matching ``process``; evidence holds their states after.
+
+        T_f is taken right before the stop; ``states_after_stop`` maps pid → process state
+        letter as read after the signal (``T`` = stopped). The platform remembers what it
+        stopped, so that ``resume_process`` and ``teardown`` can always continue it.
+        """
+
+    def resume_process(self, fault: FaultRecord) -> FaultRecord:
+        """SIGCONT what ``fault`` stopped; set ``resumed_ns`` and ``states_after_resume``."""
+
     def verify_fault(self, fault: FaultRecord, timeout: float) -> FaultRecord:
         """Wait until the fault's effect is observed; fill verified/evidence/pod_recovered_ns."""
 
@@ -120,6 +132,44 @@ class Platform(Protocol):
 
     def teardown(self) -> None:
         """Remove everything deployed. Idempotent; safe to call on any exit path."""
+
+
+STOPPED_STATES = ("T", "t")  # /proc/<pid>/stat and ps STAT: stopped by a signal / traced
+
+
+def judge_stall(fault: FaultRecord) -> FaultRecord:
+    """Verify a stall from the evidence its platform gathered: stopped, then running again.
+
+    Verified when every matched pid was seen stopped (state ``T``) after SIGSTOP, and after
+    SIGCONT every one is alive and no longer stopped. No restart is expected: a stall that
+    restarted the container is reported (``restart_count`` changed) and not verified.
+    """
+    stopped = fault.evidence.get("states_after_stop") or {}
+    resumed = fault.evidence.get("states_after_resume") or {}
+    fault.evidence["restart_expected"] = False
+    if fault.evidence.get("error") or not fault.pids:
+        fault.evidence.setdefault("error", "no process was stopped")
+        return fault
+    not_stopped = [p for p in fault.pids if (stopped.get(str(p)) or "")[:1] not in STOPPED_STATES]
+    if not_stopped:
+        fault.evidence["error"] = f"pids {not_stopped} were not seen stopped (state T)"
+        return fault
+    if fault.resumed_ns is None:
+        fault.evidence["error"] = "the stopped processes were not resumed"
+        return fault
+    still = [p for p in fault.pids if (resumed.get(str(p)) or "")[:1] in (*STOPPED_STATES, "", "Z")]
+    if still:
+        fault.evidence["error"] = f"pids {still} did not run again after SIGCONT"
+        return fault
+    before = fault.evidence.get("restart_count_before")
+    after = fault.evidence.get("restart_count_after")
+    if before is not None and after is not None and after != before:
+        fault.evidence["error"] = f"the container restarted ({before} -> {after}) during a stall"
+        return fault
+    fault.verified = True
+    fault.verified_ns = fault.resumed_ns
+    fault.pod_recovered_ns = fault.resumed_ns  # the pod serves again once its process runs
+    return fault
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ftctl.layout import (
     POD_YAML_SUFFIX,
     PREVIOUS_LOG_SUFFIX,
 )
-from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
+from ftctl.platforms.base import STOPPED_STATES, FaultRecord, Pod, ScrapeTarget, judge_stall
 from ftctl.platforms.kube.client import (
     DEFAULT_NAMESPACE,
     DGD_GROUP,
@@ -39,7 +39,7 @@ from ftctl.platforms.kube.client import (
     status_of,
 )
 from ftctl.platforms.kube.dgd import build_dgd, expected_replicas, role_of, set_service_env
-from ftctl.platforms.kube.procs import PS_ARGV, kill_argv
+from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv, parse_states
 from ftctl.platforms.kube.selector import (
     ANNOTATION_GROVE,
     describe,
@@ -48,7 +48,7 @@ from ftctl.platforms.kube.selector import (
     service_of,
 )
 from ftctl.platforms.kube.stream import ResilientEndpoint, http_get_via_forward, pod_exec
-from ftctl.scenario.model import TestCase
+from ftctl.scenario.model import FAULT_EVENT_KINDS, TestCase
 
 FRONTEND_PORT = 8000
 WORKER_METRICS_PORT = 9090
@@ -186,6 +186,7 @@ class KubernetesPlatform:
         self._endpoint: ResilientEndpoint | None = None
         self._announced = False
         self._lock = threading.Lock()
+        self._stopped: dict[str, set[int]] = {}  # pod -> pids ftctl sent SIGSTOP, not yet continued
 
     # -- target ---------------------------------------------------------------------------------
     def describe_target(self) -> KubeTarget:
@@ -515,6 +516,100 @@ class KubernetesPlatform:
             )
         return record
 
+    def process_states(self, pod: str, pids: list[int]) -> dict[str, str | None]:
+        """``{pid: STAT}`` of ``pids`` in ``pod`` from ``ps -eo pid,stat`` (None: not listed)."""
+        result = self.exec(pod, list(STAT_ARGV))
+        if result.exit_code not in (0, None):
+            raise PlatformError(
+                f"kubernetes: ps -o stat in pod {pod} failed (exit {result.exit_code}): "
+                f"{result.stderr.strip()[:200]}"
+            )
+        states = parse_states(result.stdout)
+        return {str(pid): states.get(pid) for pid in pids}
+
+    def _wait_states(self, pod: str, pids: list[int], stopped: bool) -> dict[str, str | None]:
+        deadline = time.monotonic() + 10.0
+        while True:
+            states = self.process_states(pod, pids)
+            done = all(((s or "")[:1] in STOPPED_STATES) == stopped for s in states.values())
+            if done or time.monotonic() >= deadline:
+                return states
+            time.sleep(POLL)
+
+    def stall_process(self, pod: Pod, process: str) -> FaultRecord:
+        """Exec ``ps``, match ``process``, exec ``kill -s STOP PID...``; states by ``ps -o stat``.
+
+        SIGSTOP to PID 1 is ignored by the kernel inside the container's PID namespace (as
+        SIGKILL is), so a match on PID 1 is an error, not a stall that silently did nothing.
+        """
+        before = self._read_pod(pod.name)
+        if before is None:
+            raise PlatformError(f"kubernetes: pod {pod.name} is gone; cannot stall {process!r}")
+        procs = self.list_processes(pod.name)
+        matched = [(pid, cmd) for pid, cmd in procs if process in cmd and not cmd.startswith("ps ")]
+        pids = [pid for pid, _ in matched]
+        record = FaultRecord(
+            action="stall_process",
+            service=pod.service,
+            pod=pod.name,
+            t_ns=time.time_ns(),
+            signal="SIGSTOP",
+            process=process,
+            pids=pids,
+            evidence={
+                "before": _container_evidence(before),
+                "matched": matched,
+                "restart_count_before": _container_evidence(before)["restart_count"],
+            },
+        )
+        if not matched:
+            record.evidence["error"] = f"no process matching {process!r} in pod {pod.name}"
+            return record
+        if 1 in pids:
+            record.evidence["error"] = (
+                "SIGSTOP to PID 1 is ignored by the kernel inside its PID namespace: choose a "
+                "process other than the container's main one (process: or rank:)"
+            )
+            return record
+        with self._lock:
+            self._stopped.setdefault(pod.name, set()).update(pids)
+        argv = kill_argv("SIGSTOP", pids)
+        record.t_ns = time.time_ns()  # T_f: right before the kill exec
+        result = self.exec(pod.name, argv)
+        record.evidence["kill_exit_code"] = result.exit_code
+        if result.exit_code not in (0, None):
+            record.evidence["error"] = (
+                f"kill exited {result.exit_code}: {result.stderr.strip()[:200]}"
+            )
+            return record
+        record.evidence["states_after_stop"] = self._wait_states(pod.name, pids, stopped=True)
+        return record
+
+    def resume_process(self, fault: FaultRecord) -> FaultRecord:
+        """Exec ``kill -s CONT PID...`` for what ``fault`` stopped; states by ``ps -o stat``."""
+        with self._lock:
+            stopped = self._stopped.get(fault.pod, set())
+            pids = [pid for pid in fault.pids if pid in stopped]
+        if not pids:
+            return fault
+        fault.resumed_ns = time.time_ns()
+        self._continue(fault.pod, pids)
+        fault.evidence["states_after_resume"] = self._wait_states(fault.pod, pids, stopped=False)
+        pod = self._read_pod(fault.pod)
+        if pod is not None:
+            fault.evidence["restart_count_after"] = _container_evidence(pod)["restart_count"]
+        return fault
+
+    def _continue(self, pod: str, pids: list[int]) -> None:
+        result = self.exec(pod, kill_argv("SIGCONT", pids))
+        if result.exit_code not in (0, None):
+            raise PlatformError(
+                f"kubernetes: kill -s CONT in pod {pod} exited {result.exit_code}: "
+                f"{result.stderr.strip()[:200]}"
+            )
+        with self._lock:
+            self._stopped.get(pod, set()).difference_update(pids)
+
     def _save_before_delete(self, pod: Pod) -> None:
         if self.run_dir is None:
             return
@@ -549,6 +644,8 @@ class KubernetesPlatform:
         """Wait for the fault's effect; fill verified, evidence, verified_ns, pod_recovered_ns."""
         if fault.action == "delete_pod":
             return self._verify_delete(fault, timeout)
+        if fault.action == "stall_process":
+            return judge_stall(fault)
         return self._verify_kill(fault, timeout)
 
     def _verify_kill(self, fault: FaultRecord, timeout: float) -> FaultRecord:
@@ -785,7 +882,16 @@ class KubernetesPlatform:
 
     # -- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:
-        """Close forwards; delete the DGD unless keep_deployment. Idempotent."""
+        """Continue what ftctl stopped; close forwards; delete the DGD unless keep_deployment.
+
+        Idempotent."""
+        with self._lock:
+            stopped = {pod: sorted(pids) for pod, pids in self._stopped.items() if pids}
+        for pod, pids in stopped.items():  # best effort: a deleted pod took its processes
+            try:
+                self._continue(pod, pids)
+            except Exception as exc:
+                self.log(f"kubernetes: could not continue pids {pids} in pod {pod}: {exc}")
         with self._lock:
             endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
@@ -871,7 +977,7 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
     lines.append(operator_path_note(test, manifest))
     dgd = manifest["metadata"]["name"]
     for event in test.events:
-        if event.kind not in ("terminate_process", "delete_pod", "rolling_upgrade"):
+        if event.kind not in (*FAULT_EVENT_KINDS, "rolling_upgrade"):
             continue
         for svc in event.services:
             replicas = int((services.get(svc) or {}).get("replicas", 1))
@@ -886,5 +992,7 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
                 what += f" {event.process!r} with {event.signal or 'SIGKILL'}"
             elif event.kind == "delete_pod":
                 what += " (force)" if event.force else " (graceful)"
+            elif event.kind == "stall_process":
+                what += f" {event.process!r} for {event.duration:g}s (SIGSTOP, then SIGCONT)"
             lines.append(f"# {what}: service {svc}, {which}; pods: {describe(dgd, svc)}")
     return "\n".join(lines).rstrip() + "\n"

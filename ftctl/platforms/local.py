@@ -25,7 +25,7 @@ from typing import Any
 
 from ftctl.errors import PlatformError
 from ftctl.layout import METRICS_LOG_SUFFIX, POD_EVENTS_SUFFIX, POD_YAML_SUFFIX
-from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
+from ftctl.platforms.base import STOPPED_STATES, FaultRecord, Pod, ScrapeTarget, judge_stall
 from ftctl.platforms.proxy import TcpProxy
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor, proc_cmdline
 from ftctl.scenario.model import Deployment, Service, TestCase
@@ -115,6 +115,26 @@ def _pid_alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
+def proc_state(pid: int) -> str | None:
+    """The state letter of ``pid`` from ``/proc/<pid>/stat`` (``R``, ``S``, ``T`` …), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :][:1].decode() or None
+
+
+def _wait_states(pids: list[int], stopped: bool, timeout: float) -> dict[str, str | None]:
+    """Poll until every pid is (or, ``stopped=False``, is no longer) in state T; the states seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {str(pid): proc_state(pid) for pid in pids}
+        done = all(((s or "")[:1] in STOPPED_STATES) == stopped for s in states.values())
+        if done or time.monotonic() >= deadline:
+            return states
+        time.sleep(0.01)
+
+
 def _parse_signal(name: str) -> signals.Signals:
     text = name.strip().upper()
     if text.isdigit():
@@ -165,6 +185,7 @@ class LocalPlatform:
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._stopped: set[int] = set()  # pids ftctl sent SIGSTOP and has not continued yet
         self._torn_down = False
         self.deploy_start_ns: int | None = None
         self.ready_ns: int | None = None
@@ -623,6 +644,55 @@ class LocalPlatform:
             evidence=evidence,
         )
 
+    def stall_process(self, pod: Pod, process: str) -> FaultRecord:
+        """SIGSTOP the pod's processes whose command line contains ``process``; states from /proc."""
+        r = self._replica(pod)
+        matches = [(pid, cmd) for pid, cmd in r.processes() if process in cmd]
+        if not matches:
+            raise PlatformError(
+                f"local platform: no process matching {process!r} in pod {r.name} "
+                f"(processes: {[cmd[:80] for _, cmd in r.processes()]})"
+            )
+        pids = [pid for pid, _ in matches]
+        evidence: dict[str, Any] = {
+            "restart_count_before": r.restart_count,
+            "cmdlines": {str(pid): cmd for pid, cmd in matches},
+        }
+        t_ns = time.time_ns()
+        for pid in pids:
+            with self._lock:
+                self._stopped.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signals.SIGSTOP)
+        evidence["states_after_stop"] = _wait_states(pids, stopped=True, timeout=5.0)
+        evidence["stopped_seen_ns"] = time.time_ns()
+        return FaultRecord(
+            action="stall_process",
+            service=r.service,
+            pod=r.name,
+            t_ns=t_ns,
+            signal="SIGSTOP",
+            process=process,
+            pids=pids,
+            evidence=evidence,
+        )
+
+    def resume_process(self, fault: FaultRecord) -> FaultRecord:
+        """SIGCONT the pids ``fault`` stopped; their states after it, read from /proc."""
+        fault.resumed_ns = time.time_ns()
+        self._continue(fault.pids)
+        fault.evidence["states_after_resume"] = _wait_states(fault.pids, stopped=False, timeout=5.0)
+        with contextlib.suppress(KeyError, PlatformError):
+            fault.evidence["restart_count_after"] = self._sup().get(fault.pod).restart_count
+        return fault
+
+    def _continue(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signals.SIGCONT)
+            with self._lock:
+                self._stopped.discard(pid)
+
     def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
         """Delete the replica (SIGKILL if ``force``, else SIGTERM + grace); a new name replaces it."""
         r = self._replica(pod)
@@ -650,6 +720,8 @@ class LocalPlatform:
             return self._verify_terminate(fault, r, deadline)
         if fault.action == "delete_pod":
             return self._verify_delete(fault, r, deadline)
+        if fault.action == "stall_process":
+            return judge_stall(fault)
         raise PlatformError(f"local platform: cannot verify {fault.action!r}")
 
     def _verify_terminate(self, fault: FaultRecord, r: Replica, deadline: float) -> FaultRecord:
@@ -823,6 +895,9 @@ class LocalPlatform:
     # -- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:
         """Stop every process, close the proxy, keep the logs in the run dir; idempotent."""
+        with self._lock:
+            stopped = sorted(self._stopped)
+        self._continue(stopped)  # nothing ftctl froze stays frozen, whatever happens next
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=5)

@@ -12,6 +12,7 @@ from ftctl.errors import ErrorCollector
 from ftctl.scenario.catalogs import profile_checks, select_profile
 from ftctl.scenario.durations import duration_at
 from ftctl.scenario.model import (
+    FAULT_EVENT_KINDS,
     ROLES,
     Catalogs,
     Check,
@@ -32,7 +33,7 @@ from ftctl.scenario.schema import validate_schema
 from ftctl.scenario.yamlio import Document, did_you_mean
 
 DEFAULT_AT = 30.0  # upstream injects 30 s into the load
-FAULT_KINDS = ("terminate_process", "delete_pod")
+FAULT_KINDS = FAULT_EVENT_KINDS
 # Upstream legacy-client defaults differ from aiperf's (REFERENCE §3).
 LEGACY_DEFAULTS = {"requests_per_client": 100, "retries": 1, "request_rate": 1.0}
 TEMPLATE_FIELDS = ("name", "backend", "topology", "tp", "dp", "failure")
@@ -311,6 +312,17 @@ def _fault_event(f: FailureType, dep: Deployment, at: float, item: dict) -> Even
             failure=f.name,
             at=at,
         )
+    if f.action == "stall_process":
+        return Event(
+            kind="stall_process",
+            services=services[:1],
+            process=(f.process or "").replace("{backend}", dep.backend),
+            signal="SIGSTOP",
+            duration=f.duration,
+            pods=pods,
+            failure=f.name,
+            at=at,
+        )
     if f.action == "delete_pod":
         return Event(
             kind="delete_pod", services=services[:1], force=True, pods=pods, failure=f.name, at=at
@@ -396,7 +408,10 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
             "load": spec.get("load", "default" if "load" in kind else None),
             "services": services,
             "process": spec.get("process", "").replace("{backend}", dep.backend) or None,
-            "signal": spec.get("signal", "SIGKILL" if kind == "terminate_process" else None),
+            "signal": spec.get(
+                "signal",
+                {"terminate_process": "SIGKILL", "stall_process": "SIGSTOP"}.get(kind),
+            ),
             "pods": tuple(pods) if isinstance(pods, list) else pods,
             "force": spec.get("force", False),
             "service": service,
@@ -406,6 +421,8 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
         for key in ("duration", "timeout"):
             if key in spec:
                 kw[key] = duration_at(doc, [*path, key], spec[key])
+        if kind == "stall_process" and kw["signal"] != "SIGSTOP":
+            raise doc.error([*path, "signal"], "stall_process always sends SIGSTOP, then SIGCONT")
         if kind in FAULT_KINDS:
             _check_pods(doc, path, kw["pods"], services, dep)
         if kind == "start_load":

@@ -21,6 +21,8 @@ Phase = Literal["before", "during", "after", "overall"]
 BACKENDS: tuple[str, ...] = ("vllm", "sglang", "trtllm")
 TOPOLOGIES: tuple[str, ...] = ("agg", "disagg")
 ROLES: tuple[str, ...] = ("frontend", "decode", "prefill")
+# Timeline events that inject a fault: each records T_f (fault_injected) and must be verified.
+FAULT_EVENT_KINDS: tuple[str, ...] = ("terminate_process", "delete_pod", "stall_process")
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,12 @@ class FailureType:
     # None for `none` and client-side token_overflow; "workers" = every decode/prefill service
     target: Role | Literal["workers"] | None = None
     action: Literal[
-        "none", "terminate_process", "delete_pod", "token_overflow", "rolling_upgrade"
+        "none",
+        "terminate_process",
+        "delete_pod",
+        "token_overflow",
+        "rolling_upgrade",
+        "stall_process",
     ] = "none"
     process: str | None = None  # may hold "{backend}"
     signal: str = "SIGKILL"
@@ -144,6 +151,7 @@ class FailureType:
     order: int = 0  # position in the catalog: row order of the legacy table
     in_all: bool = True  # part of `matrix.failure: all` (token_overflow, rolling_upgrade: no)
     timeout: float | None = None  # rolling_upgrade: how long to wait for the rollout
+    duration: float | None = None  # stall_process: how long the processes stay stopped
     max_model_len: int | None = None  # token_overflow: the context limit to deploy with
     overflow_multiplier: float = 2.0  # token_overflow: oversized prompt = limit × this
     # A documented behaviour upstream does not expect to recover from (SGLang subprocess kills
@@ -167,6 +175,7 @@ class Event:
         "wait",
         "terminate_process",
         "delete_pod",
+        "stall_process",
         "wait_for_recovery",
         "wait_for_log_pattern",
         "rolling_upgrade",

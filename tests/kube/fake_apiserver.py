@@ -274,6 +274,15 @@ class DgdState:
     label_style: str = "dcd"  # the operator path its pods are labelled by (LABEL_STYLES)
 
 
+def _host_state(pid: int) -> str:
+    """The state letter of a host process from /proc/<pid>/stat, as ps shows STAT."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "Z"
+    return raw[raw.rfind(b")") + 2 :][:1].decode() or "?"
+
+
 def _ps_width(args: list[str]) -> int:
     """procps' output width with no terminal: 80 columns, 132 with one ``w``, unlimited with two.
 
@@ -1543,6 +1552,14 @@ class FakeCluster:
             ]
             procs.append((99999, "ps " + " ".join(argv[1:])))
             width = _ps_width(argv[1:])
+            fmt = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-eo", "-o")), "")
+            if fmt.split(",") == ["pid", "stat"]:  # the real state letter of the host process
+                rows = [
+                    f"{1 if p == main and self.main_is_pid1 else p:>7} {_host_state(p)}"
+                    for p, _ in pod.replica.processes()
+                ]
+                rows.append(f"{99999:>7} R")  # ps itself
+                return 0, "".join(x + "\n" for x in ["    PID STAT", *rows]), ""
             if "-eo" in argv or "-o" in argv:
                 lines = ["    PID COMMAND", *(f"{p:>7} {c}" for p, c in procs)]
             else:

@@ -13,3 +13,17 @@ PS_ARGV = ("ps", "-ww", "-eo", "pid,args")
 def kill_argv(signal: str, pids: Iterable[int | str]) -> list[str]:
     """``kill -s NAME PID...``: by name, which both procps and busybox kill accept."""
     return ["kill", "-s", signal.removeprefix("SIG"), *[str(pid) for pid in pids]]
+
+
+# The state of every process (STAT: R, S, T = stopped, Z …): how a stall is verified in a pod.
+STAT_ARGV = ("ps", "-eo", "pid,stat")
+
+
+def parse_states(text: str) -> dict[int, str]:
+    """``{pid: STAT}`` from the output of ``STAT_ARGV`` (header line skipped)."""
+    states: dict[int, str] = {}
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            states[int(parts[0])] = parts[1]
+    return states

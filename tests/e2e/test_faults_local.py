@@ -1,0 +1,116 @@
+"""The fault kinds of issue 14 on the real local Dynamo graph, through `ftctl run`.
+
+Each test writes a scenario with an explicit timeline, runs the CLI as a subprocess and reads
+the result directory (events.jsonl, report.json) it left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.test_run_local import FTCTL, _load, _processes_with, _report, _run
+
+pytestmark = pytest.mark.e2e
+
+
+def _timeline(
+    tmp_path: Path, name: str, events: list[dict], *, workers: int = 2, checks=None, load=None
+) -> Path:
+    document = {
+        "apiVersion": "ftctl/v1",
+        "kind": "Scenario",
+        "metadata": {"name": name},
+        "deployment": {
+            "backend": "vllm",
+            "model": "tiny",
+            "services": {"VllmDecodeWorker": {"replicas": workers}},
+            "local": {"restart_delay": "1s"},
+        },
+        "load": load or _load(clients=2, requests=30, rate=4.0),
+        "events": [{"kind": "start_load"}, *events, {"kind": "wait_for_load_completion"}],
+        "checks": checks if checks is not None else [{"kind": "fault_verified"}],
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _events(test_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (test_dir / "events.jsonl").read_text().splitlines() if x]
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+STALL = {
+    "kind": "stall_process",
+    "services": ["VllmDecodeWorker"],
+    "process": "dynamo.vllm",
+    "pods": [0],
+    "duration": "3s",
+}
+
+
+def test_a_stalled_worker_is_verified_stopped_then_resumed_and_requests_complete(tmp_path):
+    scenario = _timeline(tmp_path, "stall", [{"kind": "wait", "duration": "2s"}, STALL])
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = _events(out / "stall-custom")
+    injected = next(e for e in events if e["kind"] == "fault_injected")
+    resumed = next(e for e in events if e["kind"] == "fault_resumed")
+    verified = next(e for e in events if e["kind"] == "fault_verified")
+    assert injected["action"] == "stall_process"
+    assert set(verified["evidence"]["states_after_stop"].values()) == {"T"}
+    assert "T" not in verified["evidence"]["states_after_resume"].values()
+    assert resumed["fault_t_ns"] == injected["t_ns"] and resumed["t_ns"] > injected["t_ns"]
+    assert verified["evidence"]["restart_count_after"] == 0  # a stall is not a restart
+    report = _report(out)
+    result = report["result"]
+    assert result["fault_resume_times_ns"] == {str(injected["t_ns"]): resumed["t_ns"]}
+    assert result["overall"]["requests"] == 60
+
+
+def test_ctrl_c_in_the_middle_of_a_stall_leaves_no_process_stopped(tmp_path):
+    stall = {**STALL, "duration": "60s"}
+    scenario = _timeline(tmp_path, "stall-intr", [{"kind": "wait", "duration": "1s"}, stall])
+    out = tmp_path / "out"
+    marker = f"{os.getpid()}-stall"
+    proc = subprocess.Popen(
+        [*FTCTL, "run", str(scenario), "--output-dir", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "FTCTL_E2E_MARKER": marker},
+    )
+    events_file = out / "stall-intr-custom" / "events.jsonl"
+    injected = None
+    deadline = time.monotonic() + 120
+    while injected is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if events_file.exists():
+            injected = next(
+                (e for e in _events(events_file.parent) if e["kind"] == "fault_injected"), None
+            )
+    assert injected is not None, "the stall never started"
+    assert [_state(pid) for pid in injected["pids"]] == ["T"] * len(injected["pids"])
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    kinds = [e["kind"] for e in _events(events_file.parent)]
+    assert kinds.index("fault_resumed") < kinds.index("teardown")
+    assert [p for p in injected["pids"] if _state(p) == "T"] == []
+    assert _processes_with(marker) == []

@@ -1,0 +1,75 @@
+"""stall_process on Kubernetes through exec: kill -s STOP / CONT, verified with ps -o stat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.kube.conftest import make_test
+
+
+def _host_state(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :][:1].decode()
+
+
+@pytest.mark.fake_only
+def test_a_stalled_worker_is_seen_stopped_by_ps_then_runs_again_without_restart(
+    fake, platform_factory, tmp_path
+):
+    fake.main_is_pid1 = False  # PIDs in the pod are host PIDs: the kernel's state is checkable
+    try:
+        platform = platform_factory()
+        platform.deploy(make_test("stall"), tmp_path)
+        platform.wait_ready(60)
+        worker = platform.pods("VllmDecodeWorker")[0]
+        record = platform.stall_process(worker, "dynamo.vllm")
+        assert record.pids and "error" not in record.evidence, record.evidence
+        assert set(record.evidence["states_after_stop"].values()) == {"T"}
+        assert [_host_state(pid) for pid in record.pids] == ["T"] * len(record.pids)
+        platform.resume_process(record)
+        assert "T" not in [_host_state(pid) for pid in record.pids]
+        record = platform.verify_fault(record, 30)
+    finally:
+        fake.main_is_pid1 = True
+    assert record.verified, record.evidence
+    assert record.evidence["restart_expected"] is False
+    assert record.pod_recovered_ns == record.resumed_ns
+    assert platform.pods("VllmDecodeWorker")[0].restart_count == 0
+
+
+@pytest.mark.fake_only
+def test_teardown_continues_a_process_left_stopped(fake, kube_env, platform_factory, tmp_path):
+    from ftctl.platforms.kubernetes import cleanup
+
+    fake.main_is_pid1 = False
+    try:
+        platform = platform_factory(keep_deployment=True)
+        platform.deploy(make_test("stall-teardown"), tmp_path)
+        platform.wait_ready(60)
+        worker = platform.pods("VllmDecodeWorker")[0]
+        record = platform.stall_process(worker, "dynamo.vllm")
+        assert [_host_state(pid) for pid in record.pids] == ["T"] * len(record.pids)
+        platform.teardown()  # the deployment is kept: its processes must not stay frozen
+        assert "T" not in [_host_state(pid) for pid in record.pids]
+    finally:
+        fake.main_is_pid1 = True
+        cleanup(kube_env.namespace, kubeconfig=kube_env.kubeconfig)
+
+
+def test_stalling_pid1_is_an_error_not_a_silent_no_op(platform_factory, tmp_path):
+    platform = platform_factory()
+    platform.deploy(make_test("stall-pid1"), tmp_path)
+    platform.wait_ready(60)
+    worker = platform.pods("VllmDecodeWorker")[0]
+    record = platform.stall_process(worker, "dynamo.vllm")
+    if record.pids != [1]:
+        pytest.skip("the main process is not PID 1 on this target")
+    platform.resume_process(record)
+    record = platform.verify_fault(record, 5)
+    assert not record.verified
+    assert "PID 1" in record.evidence["error"]

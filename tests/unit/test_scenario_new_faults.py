@@ -1,0 +1,73 @@
+"""Scenario loading and `ftctl plan` of the fault kinds of issue 14 (stall, ranks, commands …)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO, run_cli
+
+MANIFEST = str(REPO / "scenario_files" / "manifests" / "vllm" / "agg.yaml")
+
+
+def _scenario(tmp_path: Path, events: list[dict], platform: str = "local", **extra) -> Path:
+    document = {
+        "apiVersion": "ftctl/v1",
+        "kind": "Scenario",
+        "metadata": {"name": "new-faults"},
+        "platform": platform,
+        "deployment": {
+            "backend": "vllm",
+            "model": "tiny",
+            **({"manifest": MANIFEST} if platform == "kubernetes" else {}),
+        },
+        "load": {"client": "legacy", "clients": 1, "requests_per_client": 5},
+        "events": [{"kind": "start_load"}, *events, {"kind": "wait_for_load_completion"}],
+        **extra,
+    }
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+STALL = {
+    "kind": "stall_process",
+    "services": ["VllmDecodeWorker"],
+    "process": "dynamo.vllm",
+    "duration": "3s",
+}
+
+
+def test_plan_of_a_stall_shows_stop_state_check_and_continue(tmp_path):
+    path = _scenario(tmp_path, [{"kind": "wait", "duration": "2s"}, STALL])
+    out = run_cli("plan", str(path)).stdout
+    assert "t=2s  stall_process 3s VllmDecodeWorker" in out
+    assert "verify state T in /proc/<pid>/stat" in out
+    assert "no restart expected" in out
+    kube = run_cli("plan", str(_scenario(tmp_path, [STALL], platform="kubernetes"))).stdout
+    assert 'stop argv ["kill", "-s", "STOP", "<pid>"]' in kube
+    assert '["ps", "-eo", "pid,stat"]' in kube
+    assert 'continue argv ["kill", "-s", "CONT", "<pid>"]' in kube
+    assert "PID 1 cannot be stopped" in kube
+
+
+def test_a_stall_is_a_fault_that_must_be_verified(tmp_path):
+    (plan,) = json.loads(run_cli("plan", str(_scenario(tmp_path, [STALL])), "--json").stdout)
+    stall = next(e for e in plan["events"] if e["kind"] == "stall_process")
+    assert stall["duration_s"] == 3.0 and stall["restart_expected"] is False
+    assert plan["checks"][0]["kind"] == "fault_verified"
+
+
+def test_a_stall_without_a_duration_is_refused_with_its_path(tmp_path):
+    event = {k: v for k, v in STALL.items() if k != "duration"}
+    result = run_cli("validate", str(_scenario(tmp_path, [event])), expect=2)
+    assert "events[1]" in result.stderr + result.stdout
+    assert "duration" in result.stderr + result.stdout
+
+
+def test_a_stall_with_another_signal_is_refused(tmp_path):
+    event = {**STALL, "signal": "SIGKILL"}
+    result = run_cli("validate", str(_scenario(tmp_path, [event])), expect=2)
+    assert "always sends SIGSTOP" in result.stderr + result.stdout
