@@ -416,7 +416,7 @@ class TestRun:
         """
 
         def stop(pod: Pod) -> FaultRecord:
-            record = self.platform.stall_process(pod, event.process or "")
+            record = self.platform.stall_process(pod, event.process or "", event.ranks)
             self._stalled.append(record)
             return record
 
@@ -477,7 +477,7 @@ class TestRun:
         return self._fault(
             event,
             lambda pod: self.platform.terminate_process(
-                pod, event.process or "", event.signal or "SIGKILL"
+                pod, event.process or "", event.signal or "SIGKILL", event.ranks
             ),
         )
 

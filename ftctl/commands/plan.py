@@ -85,6 +85,9 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
         else:
             # The local platform signals the supervised process itself (no shell, no exec).
             out["kill_argv"] = ["kill", f"-{_signal_number(ev.signal)}", "<pid>"]
+    if ev.kind in ("terminate_process", "stall_process"):
+        out["ranks"] = list(ev.ranks) if ev.ranks is not None else None
+        out["rank_order"] = "ascending PID"
     if ev.kind == "stall_process":
         out["process"] = ev.process
         out["match"] = ev.process
@@ -217,6 +220,14 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
     pad = " " * 11
     for sel in ev.get("pod_selection", []):
         lines.append(f"{pad}pods: {sel['which']} (selected by {sel['selector']})")
+    if "ranks" in ev:
+        if ev["ranks"] is None:
+            lines.append(f"{pad}processes: every match in each pod")
+        else:
+            lines.append(
+                f"{pad}processes: rank {', '.join(map(str, ev['ranks']))} of the matches in "
+                f"each pod, in {ev['rank_order']} order (rank 0 = lowest PID)"
+            )
     if kind == "terminate_process":
         if "find_argv" in ev:
             lines.append(

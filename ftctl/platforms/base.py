@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from ftctl.errors import FtctlError, OptionNotTakenError
+from ftctl.errors import FtctlError, OptionNotTakenError, PlatformError
 from ftctl.scenario.model import TestCase
 
 
@@ -95,13 +95,21 @@ class Platform(Protocol):
     def pods(self, service: str | None = None) -> list[Pod]:
         """Current pods, optionally of one service, in a stable order."""
 
-    def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
-        """Send ``signal`` to processes of ``pod`` whose command line contains ``process``."""
+    def terminate_process(
+        self, pod: Pod, process: str, signal: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
+        """Send ``signal`` to processes of ``pod`` whose command line contains ``process``.
+
+        ``ranks``: only these positions among the matches in ascending PID order
+        (``select_ranks``); None: every match.
+        """
 
     def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
         """Delete ``pod`` (grace or force); its controller replaces it under a new name."""
 
-    def stall_process(self, pod: Pod, process: str) -> FaultRecord:
+    def stall_process(
+        self, pod: Pod, process: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
         """SIGSTOP the pod's processes matching ``process``; evidence holds their states after.
 
         T_f is taken right before the stop; ``states_after_stop`` maps pid → process state
@@ -132,6 +140,31 @@ class Platform(Protocol):
 
     def teardown(self) -> None:
         """Remove everything deployed. Idempotent; safe to call on any exit path."""
+
+
+def select_ranks(
+    matches: list[tuple[int, str]], ranks: tuple[int, ...] | None, where: str
+) -> list[tuple[int, str]]:
+    """The matches at ``ranks`` in ascending PID order (None: all of them).
+
+    PID order is the rank order: inside a pod (its own PID namespace) PIDs are handed out
+    upwards, so the engine's first-started process is rank 0. Both platforms see PIDs (ps,
+    /proc), where start times have only 1 s resolution in ``ps``.
+
+    Raises:
+        PlatformError: a rank beyond the matches (which are listed).
+    """
+    ordered = sorted(matches)
+    if ranks is None:
+        return ordered
+    missing = [r for r in ranks if r >= len(ordered)]
+    if missing:
+        listed = ", ".join(f"rank {i}: pid {pid}" for i, (pid, _) in enumerate(ordered))
+        raise PlatformError(
+            f"{where}: rank {missing[0]} out of range: {len(ordered)} matching process(es)"
+            + (f" ({listed})" if listed else "")
+        )
+    return [ordered[r] for r in dict.fromkeys(ranks)]
 
 
 STOPPED_STATES = ("T", "t")  # /proc/<pid>/stat and ps STAT: stopped by a signal / traced

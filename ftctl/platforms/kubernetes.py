@@ -25,7 +25,14 @@ from ftctl.layout import (
     POD_YAML_SUFFIX,
     PREVIOUS_LOG_SUFFIX,
 )
-from ftctl.platforms.base import STOPPED_STATES, FaultRecord, Pod, ScrapeTarget, judge_stall
+from ftctl.platforms.base import (
+    STOPPED_STATES,
+    FaultRecord,
+    Pod,
+    ScrapeTarget,
+    judge_stall,
+    select_ranks,
+)
 from ftctl.platforms.kube.client import (
     DEFAULT_NAMESPACE,
     DGD_GROUP,
@@ -480,14 +487,24 @@ class KubernetesPlatform:
                 procs.append((int(pid), args.strip()))
         return procs
 
-    def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
+    def _matches(
+        self, pod: str, process: str, ranks: tuple[int, ...] | None
+    ) -> list[tuple[int, str]]:
+        procs = self.list_processes(pod)
+        matched = [(pid, cmd) for pid, cmd in procs if process in cmd and not cmd.startswith("ps ")]
+        if not matched:
+            return []
+        return select_ranks(matched, ranks, f"kubernetes: pod {pod}, {process!r}")
+
+    def terminate_process(
+        self, pod: Pod, process: str, signal: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
         """Exec ``ps``, match ``process`` in command lines, exec ``kill -s SIG PID...``."""
         sig = signal.upper() if signal.upper().startswith("SIG") else f"SIG{signal.upper()}"
         before = self._read_pod(pod.name)
         if before is None:
             raise PlatformError(f"kubernetes: pod {pod.name} is gone; cannot kill {process!r}")
-        procs = self.list_processes(pod.name)
-        matched = [(pid, cmd) for pid, cmd in procs if process in cmd and not cmd.startswith("ps ")]
+        matched = self._matches(pod.name, process, ranks)
         record = FaultRecord(
             action="terminate_process",
             service=pod.service,
@@ -536,7 +553,9 @@ class KubernetesPlatform:
                 return states
             time.sleep(POLL)
 
-    def stall_process(self, pod: Pod, process: str) -> FaultRecord:
+    def stall_process(
+        self, pod: Pod, process: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
         """Exec ``ps``, match ``process``, exec ``kill -s STOP PID...``; states by ``ps -o stat``.
 
         SIGSTOP to PID 1 is ignored by the kernel inside the container's PID namespace (as
@@ -545,8 +564,7 @@ class KubernetesPlatform:
         before = self._read_pod(pod.name)
         if before is None:
             raise PlatformError(f"kubernetes: pod {pod.name} is gone; cannot stall {process!r}")
-        procs = self.list_processes(pod.name)
-        matched = [(pid, cmd) for pid, cmd in procs if process in cmd and not cmd.startswith("ps ")]
+        matched = self._matches(pod.name, process, ranks)
         pids = [pid for pid, _ in matched]
         record = FaultRecord(
             action="stall_process",
@@ -990,6 +1008,8 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
             what = event.kind
             if event.kind == "terminate_process":
                 what += f" {event.process!r} with {event.signal or 'SIGKILL'}"
+            if event.ranks is not None:
+                what += f", rank {', '.join(map(str, event.ranks))} of the matches by PID"
             elif event.kind == "delete_pod":
                 what += " (force)" if event.force else " (graceful)"
             elif event.kind == "stall_process":

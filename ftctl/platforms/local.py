@@ -25,7 +25,14 @@ from typing import Any
 
 from ftctl.errors import PlatformError
 from ftctl.layout import METRICS_LOG_SUFFIX, POD_EVENTS_SUFFIX, POD_YAML_SUFFIX
-from ftctl.platforms.base import STOPPED_STATES, FaultRecord, Pod, ScrapeTarget, judge_stall
+from ftctl.platforms.base import (
+    STOPPED_STATES,
+    FaultRecord,
+    Pod,
+    ScrapeTarget,
+    judge_stall,
+    select_ranks,
+)
 from ftctl.platforms.proxy import TcpProxy
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor, proc_cmdline
 from ftctl.scenario.model import Deployment, Service, TestCase
@@ -613,16 +620,24 @@ class LocalPlatform:
         return r
 
     # -- faults ---------------------------------------------------------------------------------
-    def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
-        """Send ``signal`` to the pod's processes whose command line contains ``process``."""
-        r = self._replica(pod)
-        sig = _parse_signal(signal)
+    def _matches(
+        self, r: Replica, process: str, ranks: tuple[int, ...] | None
+    ) -> list[tuple[int, str]]:
         matches = [(pid, cmd) for pid, cmd in r.processes() if process in cmd]
         if not matches:
             raise PlatformError(
                 f"local platform: no process matching {process!r} in pod {r.name} "
                 f"(processes: {[cmd[:80] for _, cmd in r.processes()]})"
             )
+        return select_ranks(matches, ranks, f"local platform: pod {r.name}, {process!r}")
+
+    def terminate_process(
+        self, pod: Pod, process: str, signal: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
+        """Send ``signal`` to the pod's processes whose command line contains ``process``."""
+        r = self._replica(pod)
+        sig = _parse_signal(signal)
+        matches = self._matches(r, process, ranks)
         evidence = {
             "restart_count_before": r.restart_count,
             "main_pid_before": r.pid,
@@ -644,15 +659,12 @@ class LocalPlatform:
             evidence=evidence,
         )
 
-    def stall_process(self, pod: Pod, process: str) -> FaultRecord:
+    def stall_process(
+        self, pod: Pod, process: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
         """SIGSTOP the pod's processes whose command line contains ``process``; states from /proc."""
         r = self._replica(pod)
-        matches = [(pid, cmd) for pid, cmd in r.processes() if process in cmd]
-        if not matches:
-            raise PlatformError(
-                f"local platform: no process matching {process!r} in pod {r.name} "
-                f"(processes: {[cmd[:80] for _, cmd in r.processes()]})"
-            )
+        matches = self._matches(r, process, ranks)
         pids = [pid for pid, _ in matches]
         evidence: dict[str, Any] = {
             "restart_count_before": r.restart_count,

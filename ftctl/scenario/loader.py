@@ -298,7 +298,28 @@ def _check_pods(doc: Document, path: list, pods, services, dep: Deployment) -> N
             )
 
 
-def _fault_event(f: FailureType, dep: Deployment, at: float, item: dict) -> Event | None:
+RANKED_KINDS = ("terminate_process", "stall_process")
+
+
+def _ranks(doc: Document, path: list, spec: dict, kind: str) -> tuple[int, ...] | None:
+    """``rank: N`` / ``ranks: [..]`` of an event or a failures: item; None = every match."""
+    if "rank" in spec and "ranks" in spec:
+        raise doc.error([*path, "ranks"], "set rank or ranks, not both")
+    key = "rank" if "rank" in spec else "ranks" if "ranks" in spec else None
+    if key is None:
+        return None
+    if kind not in RANKED_KINDS:
+        raise doc.error(
+            [*path, key],
+            f"{key} picks among matching processes: only for {', '.join(RANKED_KINDS)}",
+        )
+    value = spec[key]
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def _fault_event(
+    f: FailureType, dep: Deployment, at: float, item: dict, ranks: tuple[int, ...] | None = None
+) -> Event | None:
     pods = item.get("pods", (0,))
     pods = tuple(pods) if isinstance(pods, list) else pods
     services = tuple(s.name for s in dep.services_for(f.target)) if f.target else ()
@@ -311,6 +332,7 @@ def _fault_event(f: FailureType, dep: Deployment, at: float, item: dict) -> Even
             pods=pods,
             failure=f.name,
             at=at,
+            ranks=ranks,
         )
     if f.action == "stall_process":
         return Event(
@@ -322,6 +344,7 @@ def _fault_event(f: FailureType, dep: Deployment, at: float, item: dict) -> Even
             pods=pods,
             failure=f.name,
             at=at,
+            ranks=ranks,
         )
     if f.action == "delete_pod":
         return Event(
@@ -368,7 +391,8 @@ def _shorthand_events(
         if at > now:
             events.append(Event(kind="wait", duration=at - now))
             now = at
-        ev = _fault_event(f, dep, at, item)
+        ranks = _ranks(doc, path[:-1], item, f.action)
+        ev = _fault_event(f, dep, at, item, ranks)
         if ev is not None:
             _check_pods(doc, path[:-1], ev.pods, ev.services, dep)
             events.append(ev)
@@ -417,6 +441,7 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
             "service": service,
             "pattern": spec.get("pattern"),
             "failure": spec.get("failure"),
+            "ranks": _ranks(doc, path, spec, kind),
         }
         for key in ("duration", "timeout"):
             if key in spec:

@@ -194,6 +194,9 @@ class Event:
     pattern: str | None = None
     failure: str | None = None  # the catalog failure this event came from
     at: float | None = None  # planned offset from load start (for plan and lag)
+    # terminate_process / stall_process: positions among a pod's matching processes in
+    # ascending PID order (rank: N / ranks: [..]); None = every match
+    ranks: tuple[int, ...] | None = None
 
 
 # Checks judged on the scraped /metrics series (ftctl.checks_server).

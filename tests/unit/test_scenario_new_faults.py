@@ -71,3 +71,45 @@ def test_a_stall_with_another_signal_is_refused(tmp_path):
     event = {**STALL, "signal": "SIGKILL"}
     result = run_cli("validate", str(_scenario(tmp_path, [event])), expect=2)
     assert "always sends SIGSTOP" in result.stderr + result.stdout
+
+
+def test_plan_shows_the_rank_and_its_order(tmp_path):
+    kill = {
+        "kind": "terminate_process",
+        "services": ["VllmDecodeWorker"],
+        "process": "VLLM::EngineCore",
+        "rank": 1,
+    }
+    out = run_cli("plan", str(_scenario(tmp_path, [kill]))).stdout
+    assert "processes: rank 1 of the matches in each pod, in ascending PID order" in out
+    (plan,) = json.loads(run_cli("plan", str(_scenario(tmp_path, [STALL])), "--json").stdout)
+    stall = next(e for e in plan["events"] if e["kind"] == "stall_process")
+    assert stall["ranks"] is None  # default: every match
+
+
+def test_ranks_on_a_failures_item_reach_the_event(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "ftctl/v1",
+                "kind": "Scenario",
+                "metadata": {"name": "r"},
+                "deployment": {"backend": "vllm", "model": "tiny"},
+                "load": {"client": "legacy", "clients": 1, "requests_per_client": 5},
+                "failures": [{"at": "2s", "type": "decode_worker", "ranks": [0, 2]}],
+            }
+        )
+    )
+    (plan,) = json.loads(run_cli("plan", str(path), "--json").stdout)
+    kill = next(e for e in plan["events"] if e["kind"] == "terminate_process")
+    assert kill["ranks"] == [0, 2]
+
+
+def test_rank_and_ranks_together_or_on_a_pod_delete_are_refused(tmp_path):
+    both = {**STALL, "rank": 0, "ranks": [1]}
+    result = run_cli("validate", str(_scenario(tmp_path, [both])), expect=2)
+    assert "set rank or ranks, not both" in result.stderr
+    delete = {"kind": "delete_pod", "services": ["VllmDecodeWorker"], "rank": 0}
+    result = run_cli("validate", str(_scenario(tmp_path, [delete])), expect=2)
+    assert "only for terminate_process, stall_process" in result.stderr

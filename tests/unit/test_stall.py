@@ -187,8 +187,8 @@ class _StallPlatform:
     def pods(self, service=None):
         return self.local.pods(service)
 
-    def stall_process(self, pod, process):
-        record = self.local.stall_process(pod, process)
+    def stall_process(self, pod, process, ranks=None):
+        record = self.local.stall_process(pod, process, ranks)
         self.stalled += record.pids
         if self.on_stop is not None:
             self.on_stop()
