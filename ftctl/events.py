@@ -5,6 +5,8 @@ runner: ``deploy_start``, ``ready``, ``load_start``, ``fault_injected`` (t_ns = 
 ``fault_verified``, ``fault_not_verified``, ``fault_resumed`` (a stall's SIGCONT, with
 ``fault_t_ns`` = the stall's T_f), ``recovered``, ``load_end``, ``teardown``,
 ``event_start`` / ``event_end`` (every timeline event, with ``event`` = its kind and ``index``),
+``command_result`` (a run_command in one pod: ``argv``, ``exit_code``, ``stdout``,
+``stderr``, ``expect_exit``), ``metrics_captured`` (``label``, ``files``, ``failed``),
 ``endpoint_failure`` (a connection the endpoint could not forward: ``pod``, ``reason``).
 Readers tolerate a truncated last line.
 """
@@ -25,6 +27,8 @@ LOAD_START = "load_start"
 FAULT_INJECTED = "fault_injected"
 FAULT_VERIFIED = "fault_verified"
 FAULT_NOT_VERIFIED = "fault_not_verified"
+COMMAND_RESULT = "command_result"  # run_command: pod, argv, exit_code, stdout, stderr, expected
+METRICS_CAPTURED = "metrics_captured"  # capture_metrics: label, files, failed
 FAULT_RESUMED = "fault_resumed"  # stall_process: SIGCONT sent (fault_t_ns = its T_f)
 RECOVERED = "recovered"
 LOAD_END = "load_end"

@@ -87,6 +87,11 @@ def attempt_dir(attempt: int) -> str:
     return f"attempt_{attempt}"
 
 
+def labelled_metrics_suffix(label: str) -> str:
+    """``.<label>.metrics.log``: a /metrics snapshot taken by a capture_metrics event."""
+    return f".{label}{METRICS_LOG_SUFFIX}"
+
+
 def pod_file(result_dir: Path, service: str, pod: str, suffix: str) -> Path:
     """``<result_dir>/<Service>/<pod><suffix>``."""
     return Path(result_dir) / service / f"{pod}{suffix}"

@@ -32,7 +32,14 @@ from ftctl.checks import CheckResult, evaluate, summarize_faults, verdict, worst
 from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError, UsageError
 from ftctl.layout import PREVIOUS_DIR, RUN_FILE, RUN_REPORT_FILE
 from ftctl.observe import Scraper
-from ftctl.platforms.base import FaultRecord, LocalPlatformOptions, Platform, Pod, platform_options
+from ftctl.platforms.base import (
+    CommandResult,
+    FaultRecord,
+    LocalPlatformOptions,
+    Platform,
+    Pod,
+    platform_options,
+)
 from ftctl.scenario.model import FAULT_EVENT_KINDS, Event, LoadSpec, TestCase
 
 if TYPE_CHECKING:
@@ -41,6 +48,8 @@ if TYPE_CHECKING:
 DEFAULT_READY_TIMEOUT_S = 600.0
 DEFAULT_VERIFY_TIMEOUT_S = 120.0
 DEFAULT_LOAD_TIMEOUT_S = 1200.0
+DEFAULT_COMMAND_TIMEOUT_S = 60.0
+COMMAND_OUTPUT_MAX = 64 * 1024  # characters of stdout / stderr kept in events.jsonl (the tail)
 
 
 @dataclass
@@ -484,6 +493,64 @@ class TestRun:
     def _do_delete_pod(self, event: Event) -> dict[str, Any]:
         return self._fault(event, lambda pod: self.platform.delete_pod(pod, event.force))
 
+    def _do_run_command(self, event: Event) -> dict[str, Any]:
+        """Run the event's argv in every target pod; each result goes to events.jsonl.
+
+        A mismatch with ``expect_exit`` does not stop the timeline: check ``command_exit``
+        (added by the loader) fails the test with the pod, argv, exit code and stderr.
+        """
+        timeout = event.timeout or DEFAULT_COMMAND_TIMEOUT_S
+        codes = []
+        for pod in self._targets(event):
+            started = time.time_ns()
+            try:
+                result = self.platform.run_command(pod, list(event.argv), timeout)
+            except PlatformError as exc:
+                result = CommandResult(None, "", "", error=exc.message)
+            ok = event.expect_exit is None or result.exit_code == event.expect_exit
+            codes.append(result.exit_code)
+            self._event(
+                ev.COMMAND_RESULT,
+                started,
+                service=pod.service,
+                pod=pod.name,
+                argv=list(event.argv),
+                exit_code=result.exit_code,
+                error=result.error,
+                stdout=result.stdout[-COMMAND_OUTPUT_MAX:],
+                stderr=result.stderr[-COMMAND_OUTPUT_MAX:],
+                truncated=max(len(result.stdout), len(result.stderr)) > COMMAND_OUTPUT_MAX,
+                expect_exit=event.expect_exit,
+                ok=ok,
+                duration_s=(time.time_ns() - started) / 1e9,
+            )
+            line = f"Command {event.argv!r} in {pod.name} exited {result.exit_code}"
+            (self.log.info if ok else self.log.error)(
+                line + (f" ({result.error})" if result.error else "")
+            )
+        return {"exit_codes": codes}
+
+    def _do_capture_metrics(self, event: Event) -> dict[str, Any]:
+        """Snapshot every pod's /metrics now into ``<Service>/<pod>.<label>.metrics.log``."""
+        label = event.label or "snapshot"
+        wanted = set(event.services)
+        files, failed = [], []
+        for target in self.platform.scrape_targets():
+            if wanted and target.service not in wanted:
+                continue
+            suffix = layout.labelled_metrics_suffix(label)
+            path = layout.pod_file(self.result_dir, target.service, target.pod, suffix)
+            try:
+                body = target.fetch(5.0)
+            except Exception as exc:  # recorded: one pod that does not answer is evidence
+                failed.append({"service": target.service, "pod": target.pod, "error": str(exc)})
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+            files.append(str(path.relative_to(self.result_dir)))
+        self._event(ev.METRICS_CAPTURED, None, label=label, files=files, failed=failed)
+        return {"label": label, "files": len(files), "failed": len(failed)}
+
     def _do_wait_for_recovery(self, event: Event) -> dict[str, Any]:
         self.platform.wait_for_recovery(event.timeout or DEFAULT_READY_TIMEOUT_S)
         self._event(ev.RECOVERED, None)
@@ -597,6 +664,8 @@ HANDLERS: dict[str, Callable[[TestRun, Event], dict[str, Any]]] = {
     "terminate_process": TestRun._do_terminate_process,
     "delete_pod": TestRun._do_delete_pod,
     "stall_process": TestRun._do_stall_process,
+    "run_command": TestRun._do_run_command,
+    "capture_metrics": TestRun._do_capture_metrics,
     "wait_for_recovery": TestRun._do_wait_for_recovery,
     "wait_for_log_pattern": TestRun._do_wait_for_log_pattern,
     "rolling_upgrade": TestRun._do_rolling_upgrade,

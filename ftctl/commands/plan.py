@@ -7,6 +7,7 @@ import signal as _signal
 from pathlib import Path
 from typing import Any
 
+from ftctl import layout
 from ftctl.commands import Output
 from ftctl.errors import UsageError
 from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv
@@ -65,7 +66,16 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
     if ev.services:
         out["services"] = list(ev.services)
     replicas = {s.name: s.replicas for s in test.deployment.services}
-    if ev.kind in FAULT_EVENT_KINDS:
+    if ev.kind == "run_command":
+        out["argv"] = list(ev.argv)
+        out["expect_exit"] = ev.expect_exit
+        out["where"] = (
+            "exec in container main" if test.platform == "kubernetes" else "replica environment"
+        )
+    if ev.kind == "capture_metrics":
+        out["label"] = ev.label
+        out["files"] = f"<Service>/<pod>{layout.labelled_metrics_suffix(ev.label or '')}"
+    if ev.kind in (*FAULT_EVENT_KINDS, "run_command"):
         out["pods"] = ev.pods if isinstance(ev.pods, str) else list(ev.pods)
         out["pod_selection"] = [
             {
@@ -237,6 +247,12 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
         lines.append(f"{pad}kill argv {json.dumps(ev['kill_argv'])}  ({ev['signal']})")
+    if kind == "run_command":
+        expect = "" if ev["expect_exit"] is None else f", must exit {ev['expect_exit']}"
+        lines.append(f"{pad}argv {json.dumps(ev['argv'])} ({ev['where']}, no shell){expect}")
+    if kind == "capture_metrics":
+        services = ", ".join(ev.get("services", [])) or "every service"
+        lines.append(f"{pad}/metrics of every pod of {services} into {ev['files']}")
     if kind == "stall_process":
         if "find_argv" in ev:
             lines.append(

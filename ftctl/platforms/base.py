@@ -54,6 +54,16 @@ class FaultRecord:
         return (self.pod_recovered_ns - self.t_ns) / 1e9
 
 
+@dataclass
+class CommandResult:
+    """What a run_command returned (exit_code None: killed by the timeout or cut off)."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    error: str | None = None  # why there is no exit code
+
+
 @dataclass(frozen=True)
 class ScrapeTarget:
     """One pod's Prometheus endpoint, as the platform reaches it (loopback or port-forward)."""
@@ -119,6 +129,13 @@ class Platform(Protocol):
 
     def resume_process(self, fault: FaultRecord) -> FaultRecord:
         """SIGCONT what ``fault`` stopped; set ``resumed_ns`` and ``states_after_resume``."""
+
+    def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
+        """Run ``argv`` (never a shell string) where ``pod``'s main process runs.
+
+        Local: a process with the replica's environment and working directory. Kubernetes:
+        exec in the pod's main container. A non-zero exit is returned, not raised.
+        """
 
     def verify_fault(self, fault: FaultRecord, timeout: float) -> FaultRecord:
         """Wait until the fault's effect is observed; fill verified/evidence/pod_recovered_ns."""

@@ -27,6 +27,7 @@ from ftctl.layout import (
 )
 from ftctl.platforms.base import (
     STOPPED_STATES,
+    CommandResult,
     FaultRecord,
     Pod,
     ScrapeTarget,
@@ -532,6 +533,14 @@ class KubernetesPlatform:
                 f"kill exited {result.exit_code}: {result.stderr.strip()[:200]}"
             )
         return record
+
+    def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
+        """Exec ``argv`` in the pod's main container (no shell); the exit code as returned."""
+        result = self.exec(pod.name, list(argv), timeout=timeout)
+        error = None
+        if result.exit_code is None:
+            error = "the exec stream ended without an exit status (container gone?)"
+        return CommandResult(result.exit_code, result.stdout, result.stderr, error=error)
 
     def process_states(self, pod: str, pids: list[int]) -> dict[str, str | None]:
         """``{pid: STAT}`` of ``pids`` in ``pod`` from ``ps -eo pid,stat`` (None: not listed)."""

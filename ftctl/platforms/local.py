@@ -27,6 +27,7 @@ from ftctl.errors import PlatformError
 from ftctl.layout import METRICS_LOG_SUFFIX, POD_EVENTS_SUFFIX, POD_YAML_SUFFIX
 from ftctl.platforms.base import (
     STOPPED_STATES,
+    CommandResult,
     FaultRecord,
     Pod,
     ScrapeTarget,
@@ -140,6 +141,12 @@ def _wait_states(pids: list[int], stopped: bool, timeout: float) -> dict[str, st
         if done or time.monotonic() >= deadline:
             return states
         time.sleep(0.01)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
 def _parse_signal(name: str) -> signals.Signals:
@@ -704,6 +711,33 @@ class LocalPlatform:
                 os.kill(pid, signals.SIGCONT)
             with self._lock:
                 self._stopped.discard(pid)
+
+    def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
+        """Run ``argv`` with the replica's environment and working directory (no shell)."""
+        import subprocess
+
+        r = self._replica(pod)
+        try:
+            done = subprocess.run(
+                list(argv),
+                env=r.spec.env,
+                cwd=r.spec.cwd or self._state_dir,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return CommandResult(
+                None,
+                _text(exc.stdout),
+                _text(exc.stderr),
+                error=f"timed out after {timeout:g}s (killed)",
+            )
+        except OSError as exc:  # like exec in a container: not found is exit 127
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            return CommandResult(code, "", f"{argv[0]}: {exc.strerror}\n")
+        return CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
 
     def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
         """Delete the replica (SIGKILL if ``force``, else SIGTERM + grace); a new name replaces it."""

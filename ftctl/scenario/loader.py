@@ -442,13 +442,21 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
             "pattern": spec.get("pattern"),
             "failure": spec.get("failure"),
             "ranks": _ranks(doc, path, spec, kind),
+            "argv": tuple(spec.get("argv", ())),
+            "expect_exit": spec.get("expect_exit"),
+            "label": spec.get("label"),
         }
+        for key in ("argv", "expect_exit"):
+            if key in spec and kind != "run_command":
+                raise doc.error([*path, key], f"{key} belongs to run_command events")
+        if "label" in spec and kind != "capture_metrics":
+            raise doc.error([*path, "label"], "label belongs to capture_metrics events")
         for key in ("duration", "timeout"):
             if key in spec:
                 kw[key] = duration_at(doc, [*path, key], spec[key])
         if kind == "stall_process" and kw["signal"] != "SIGSTOP":
             raise doc.error([*path, "signal"], "stall_process always sends SIGSTOP, then SIGCONT")
-        if kind in FAULT_KINDS:
+        if kind in (*FAULT_KINDS, "run_command"):
             _check_pods(doc, path, kw["pods"], services, dep)
         if kind == "start_load":
             started = True
@@ -563,6 +571,10 @@ def _checks(
         # Stage 1 always applies to a process/pod fault (REFERENCE §9.9); one copy, first.
         checks = [c for c in checks if c.kind != "fault_verified"]
         checks.insert(0, Check(kind="fault_verified", source="stage1"))
+    if any(e.kind == "run_command" and e.expect_exit is not None for e in events):
+        # A command whose exit code was stated must have exited with it, whatever the checks.
+        checks = [c for c in checks if c.kind != "command_exit"]
+        checks.append(Check(kind="command_exit", source="event"))
     return tuple(checks), profile_name
 
 

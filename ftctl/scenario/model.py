@@ -176,6 +176,8 @@ class Event:
         "terminate_process",
         "delete_pod",
         "stall_process",
+        "run_command",
+        "capture_metrics",
         "wait_for_recovery",
         "wait_for_log_pattern",
         "rolling_upgrade",
@@ -197,6 +199,9 @@ class Event:
     # terminate_process / stall_process: positions among a pod's matching processes in
     # ascending PID order (rank: N / ranks: [..]); None = every match
     ranks: tuple[int, ...] | None = None
+    argv: tuple[str, ...] = ()  # run_command: exec'd as is, never through a shell
+    expect_exit: int | None = None  # run_command: another exit code fails check command_exit
+    label: str | None = None  # capture_metrics: <Service>/<pod>.<label>.metrics.log
 
 
 # Checks judged on the scraped /metrics series (ftctl.checks_server).
@@ -227,6 +232,7 @@ class Check:
             "service_log_contains",
             "service_log_not_contains",
             "fault_verified",
+            "command_exit",
         ]
         | ServerCheckKind
     )

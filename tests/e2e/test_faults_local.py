@@ -114,3 +114,43 @@ def test_ctrl_c_in_the_middle_of_a_stall_leaves_no_process_stopped(tmp_path):
     assert kinds.index("fault_resumed") < kinds.index("teardown")
     assert [p for p in injected["pids"] if _state(p) == "T"] == []
     assert _processes_with(marker) == []
+
+
+def test_commands_run_in_the_worker_environment_and_metrics_are_snapshot(tmp_path):
+    import sys
+
+    port = "import os; print(os.environ['DYN_SYSTEM_PORT'])"
+    events = [
+        {"kind": "wait", "duration": "1s"},
+        {
+            "kind": "run_command",
+            "services": ["VllmDecodeWorker"],
+            "pods": [0],
+            "argv": [sys.executable, "-c", port],
+            "expect_exit": 0,
+        },
+        {"kind": "capture_metrics", "label": "mid"},
+        {
+            "kind": "run_command",
+            "services": ["Frontend"],
+            "argv": [sys.executable, "-c", "raise SystemExit('no such model')"],
+            "expect_exit": 0,
+        },
+    ]
+    scenario = _timeline(
+        tmp_path, "cmd", events, workers=1, checks=[], load=_load(clients=1, requests=10)
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the second command failed
+    test_dir = out / "cmd-none"  # commands and snapshots are not faults
+    results = [e for e in _events(test_dir) if e["kind"] == "command_result"]
+    assert [r["exit_code"] for r in results] == [0, 1]
+    worker = yaml.safe_load(next((test_dir / "VllmDecodeWorker").glob("*.yaml")).read_text())
+    assert results[0]["stdout"].strip() == str(worker["ports"]["system"])
+    check = next(c for c in _report(out)["checks"] if c["kind"] == "command_exit")
+    assert check["status"] == "failed" and "no such model" in check["message"]
+    snapshots = sorted(p.parent.name for p in test_dir.glob("*/*.mid.metrics.log"))
+    assert snapshots == ["Frontend", "VllmDecodeWorker"]
+    for path in test_dir.glob("*/*.mid.metrics.log"):
+        assert "dynamo_" in path.read_text()

@@ -113,3 +113,23 @@ def test_rank_and_ranks_together_or_on_a_pod_delete_are_refused(tmp_path):
     delete = {"kind": "delete_pod", "services": ["VllmDecodeWorker"], "rank": 0}
     result = run_cli("validate", str(_scenario(tmp_path, [delete])), expect=2)
     assert "only for terminate_process, stall_process" in result.stderr
+
+
+def test_plan_shows_a_command_argv_and_its_expected_exit_and_adds_the_check(tmp_path):
+    command = {
+        "kind": "run_command",
+        "services": ["VllmDecodeWorker"],
+        "argv": ["nvidia-smi", "-L"],
+        "expect_exit": 0,
+    }
+    capture = {"kind": "capture_metrics", "label": "mid"}
+    out = run_cli("plan", str(_scenario(tmp_path, [command, capture]))).stdout
+    assert 'argv ["nvidia-smi", "-L"] (replica environment, no shell), must exit 0' in out
+    assert "/metrics of every pod of every service into <Service>/<pod>.mid.metrics.log" in out
+    assert "command_exit  (event)" in out
+
+
+def test_a_command_as_a_shell_string_is_refused(tmp_path):
+    command = {"kind": "run_command", "services": ["VllmDecodeWorker"], "argv": "ls -l; rm x"}
+    result = run_cli("validate", str(_scenario(tmp_path, [command])), expect=2)
+    assert "argv" in result.stderr

@@ -1,4 +1,4 @@
-"""stall_process on Kubernetes through exec: kill -s STOP / CONT, verified with ps -o stat."""
+"""Faults and commands of issue 14 on Kubernetes through exec: stall (kill -s STOP / CONT, ps -o stat), run_command."""
 
 from __future__ import annotations
 
@@ -73,3 +73,16 @@ def test_stalling_pid1_is_an_error_not_a_silent_no_op(platform_factory, tmp_path
     record = platform.verify_fault(record, 5)
     assert not record.verified
     assert "PID 1" in record.evidence["error"]
+
+
+def test_run_command_execs_the_argv_in_the_main_container_and_returns_its_exit(
+    platform_factory, tmp_path
+):
+    platform = platform_factory()
+    platform.deploy(make_test("run-command"), tmp_path)
+    platform.wait_ready(60)
+    worker = platform.pods("VllmDecodeWorker")[0]
+    assert platform.run_command(worker, ["true"], 30).exit_code == 0
+    missing = platform.run_command(worker, ["no-such-tool", "--flag"], 30)
+    assert missing.exit_code not in (0, None)
+    assert "no-such-tool" in missing.stderr
