@@ -392,7 +392,7 @@ class TestRun:
         for pod in self._targets(event):
             self.log.info(
                 f"Injecting failure for: Failure(time={event.at}, pod_name='{pod.service}', "
-                f"pod='{pod.name}', command='{event.process or 'delete_pod'}', "
+                f"pod='{pod.name}', command='{event.process or event.kind}', "
                 f"signal='{event.signal or ''}', failure='{event.failure or event.kind}')"
             )
             record = inject(pod)
@@ -489,6 +489,9 @@ class TestRun:
                 pod, event.process or "", event.signal or "SIGKILL", event.ranks
             ),
         )
+
+    def _do_reset_connections(self, event: Event) -> dict[str, Any]:
+        return self._fault(event, self.platform.reset_connections)
 
     def _do_delete_pod(self, event: Event) -> dict[str, Any]:
         return self._fault(event, lambda pod: self.platform.delete_pod(pod, event.force))
@@ -664,6 +667,7 @@ HANDLERS: dict[str, Callable[[TestRun, Event], dict[str, Any]]] = {
     "terminate_process": TestRun._do_terminate_process,
     "delete_pod": TestRun._do_delete_pod,
     "stall_process": TestRun._do_stall_process,
+    "reset_connections": TestRun._do_reset_connections,
     "run_command": TestRun._do_run_command,
     "capture_metrics": TestRun._do_capture_metrics,
     "wait_for_recovery": TestRun._do_wait_for_recovery,

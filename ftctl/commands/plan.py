@@ -72,6 +72,13 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
         out["where"] = (
             "exec in container main" if test.platform == "kubernetes" else "replica environment"
         )
+    if ev.kind == "reset_connections":
+        out["how"] = (
+            "not available on kubernetes"
+            if test.platform == "kubernetes"
+            else "RST both sockets of every connection ftctl's endpoint proxy holds into the pod "
+            "(SO_LINGER 0), verified gone from /proc/net/tcp; no restart expected"
+        )
     if ev.kind == "capture_metrics":
         out["label"] = ev.label
         out["files"] = f"<Service>/<pod>{layout.labelled_metrics_suffix(ev.label or '')}"
@@ -247,6 +254,8 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
         lines.append(f"{pad}kill argv {json.dumps(ev['kill_argv'])}  ({ev['signal']})")
+    if kind == "reset_connections":
+        lines.append(f"{pad}{ev['how']}")
     if kind == "run_command":
         expect = "" if ev["expect_exit"] is None else f", must exit {ev['expect_exit']}"
         lines.append(f"{pad}argv {json.dumps(ev['argv'])} ({ev['where']}, no shell){expect}")

@@ -32,7 +32,7 @@ class Pod:
 class FaultRecord:
     """What a fault did, with the evidence that it took effect."""
 
-    action: str  # terminate_process | delete_pod | stall_process
+    action: str  # terminate_process | delete_pod | stall_process | reset_connections
     service: str
     pod: str
     t_ns: int  # T_f: epoch ns taken immediately before the kill/delete call
@@ -130,6 +130,12 @@ class Platform(Protocol):
     def resume_process(self, fault: FaultRecord) -> FaultRecord:
         """SIGCONT what ``fault`` stopped; set ``resumed_ns`` and ``states_after_resume``."""
 
+    def reset_connections(self, pod: Pod) -> FaultRecord:
+        """RST the established TCP connections into ``pod``; evidence lists what was reset.
+
+        PlatformError where the platform has no way to do it (Kubernetes).
+        """
+
     def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
         """Run ``argv`` (never a shell string) where ``pod``'s main process runs.
 
@@ -219,6 +225,24 @@ def judge_stall(fault: FaultRecord) -> FaultRecord:
     fault.verified = True
     fault.verified_ns = fault.resumed_ns
     fault.pod_recovered_ns = fault.resumed_ns  # the pod serves again once its process runs
+    return fault
+
+
+def judge_reset(fault: FaultRecord) -> FaultRecord:
+    """Verify a reset_connections: at least one connection was reset and none is established.
+
+    No connection into the pod at that moment means the fault did nothing: not verified.
+    """
+    if fault.evidence.get("error"):
+        return fault
+    if not fault.evidence.get("count"):
+        fault.evidence["error"] = f"no established connection into {fault.pod} to reset"
+        return fault
+    if fault.evidence.get("still_established"):
+        fault.evidence["error"] = "connections still established after the reset"
+        return fault
+    fault.verified = True
+    fault.verified_ns = fault.t_ns
     return fault
 
 

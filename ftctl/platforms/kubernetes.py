@@ -65,6 +65,12 @@ DEFAULT_ENDPOINT_TIMEOUT_S = 30.0  # no frontend reachable this long: the run me
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
+RESET_UNAVAILABLE = (
+    "kubernetes: reset_connections is not available: ftctl's port-forward carries only its "
+    "own load, and resetting a pod's sockets from inside needs a tool the Dynamo images do not "
+    "ship (ss -K, with NET_ADMIN and a kernel built with INET_DIAG_DESTROY); use it on the "
+    "local platform, or run_command with a tool your image has"
+)
 ROLLOUT_ENV = "FTCTL_ROLLOUT"
 
 
@@ -533,6 +539,10 @@ class KubernetesPlatform:
                 f"kill exited {result.exit_code}: {result.stderr.strip()[:200]}"
             )
         return record
+
+    def reset_connections(self, pod: Pod) -> FaultRecord:
+        """Not available: see RESET_UNAVAILABLE."""
+        raise PlatformError(RESET_UNAVAILABLE)
 
     def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
         """Exec ``argv`` in the pod's main container (no shell); the exit code as returned."""

@@ -31,6 +31,7 @@ from ftctl.platforms.base import (
     FaultRecord,
     Pod,
     ScrapeTarget,
+    judge_reset,
     judge_stall,
     select_ranks,
 )
@@ -141,6 +142,28 @@ def _wait_states(pids: list[int], stopped: bool, timeout: float) -> dict[str, st
         if done or time.monotonic() >= deadline:
             return states
         time.sleep(0.01)
+
+
+def _hex_address(address: str) -> str:
+    """``127.0.0.1:8000`` as /proc/net/tcp writes it (``0100007F:1F40``)."""
+    host, _, port = address.rpartition(":")
+    packed = socket.inet_aton(host)
+    return f"{int.from_bytes(packed, 'little'):08X}:{int(port):04X}"
+
+
+def established(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (local, remote) pairs still in state ESTABLISHED in /proc/net/tcp."""
+    wanted = {(_hex_address(a), _hex_address(b)): (a, b) for a, b in pairs}
+    found = []
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 3 and parts[3] == "01" and (parts[1], parts[2]) in wanted:
+            found.append(wanted[(parts[1], parts[2])])
+    return found
 
 
 def _text(data: bytes | str | None) -> str:
@@ -712,6 +735,47 @@ class LocalPlatform:
             with self._lock:
                 self._stopped.discard(pid)
 
+    def reset_connections(self, pod: Pod) -> FaultRecord:
+        """RST every connection the endpoint proxy holds into frontend ``pod`` (both sockets).
+
+        The proxy is the only path ftctl controls into a local service; the frontend to worker
+        connections run directly between Dynamo processes, so only frontends can be targeted.
+        """
+        r = self._replica(pod)
+        if r.role != "frontend":
+            raise PlatformError(
+                f"local platform: reset_connections works on frontends (the connections of "
+                f"ftctl's endpoint proxy); {r.name} is a {r.role} worker"
+            )
+        with self._lock:
+            proxy = self._proxy
+        if proxy is None or proxy.address is None:
+            raise PlatformError("local platform: no endpoint proxy yet (start a load first)")
+        port = self._replica_ports(r)["grpc" if self._kserve() else "http"]
+        listen = f"{proxy.address[0]}:{proxy.address[1]}"
+        t_ns = time.time_ns()
+        reset = proxy.reset_connections(("127.0.0.1", port))
+        pairs = [(listen, e["client"]) for e in reset]
+        pairs += [(str(e["upstream"]), str(e["backend"])) for e in reset]
+        evidence: dict[str, Any] = {
+            "reset": reset,
+            "count": len(reset),
+            "proxy": listen,
+            "restart_count_before": r.restart_count,
+        }
+        deadline = time.monotonic() + 2.0
+        while (still := established(pairs)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        evidence["still_established"] = [list(p) for p in still]
+        return FaultRecord(
+            action="reset_connections",
+            service=r.service,
+            pod=r.name,
+            t_ns=t_ns,
+            signal="RST",
+            evidence=evidence,
+        )
+
     def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
         """Run ``argv`` with the replica's environment and working directory (no shell)."""
         import subprocess
@@ -768,6 +832,8 @@ class LocalPlatform:
             return self._verify_delete(fault, r, deadline)
         if fault.action == "stall_process":
             return judge_stall(fault)
+        if fault.action == "reset_connections":
+            return judge_reset(fault)
         raise PlatformError(f"local platform: cannot verify {fault.action!r}")
 
     def _verify_terminate(self, fault: FaultRecord, r: Replica, deadline: float) -> FaultRecord:

@@ -346,6 +346,10 @@ def _fault_event(
             at=at,
             ranks=ranks,
         )
+    if f.action == "reset_connections":
+        return Event(
+            kind="reset_connections", services=services[:1], pods=pods, failure=f.name, at=at
+        )
     if f.action == "delete_pod":
         return Event(
             kind="delete_pod", services=services[:1], force=True, pods=pods, failure=f.name, at=at
@@ -466,6 +470,27 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
         if kind == "wait" and started:
             now += kw["duration"]
     return tuple(out)
+
+
+def _check_platform_events(doc: Document, events, dep: Deployment, platform: str) -> None:
+    """Refuse, at load time, the events the chosen platform cannot carry out."""
+    roles = {s.name: s.role for s in dep.services}
+    for i, event in enumerate(events):
+        if event.kind != "reset_connections":
+            continue
+        if platform == "kubernetes":
+            raise doc.error(
+                ["events", i, "kind"],
+                "reset_connections is not available on the kubernetes platform (no tool in the "
+                "Dynamo images resets a pod's sockets); use the local platform",
+            )
+        workers = [s for s in event.services if roles.get(s) != "frontend"]
+        if workers:
+            raise doc.error(
+                ["events", i, "services"],
+                f"the local platform resets connections into frontends only (through its "
+                f"endpoint proxy); {workers[0]} is not a frontend",
+            )
 
 
 def _overflow_loads(loads, f_limit: int, mult: float, test: str) -> tuple[LoadSpec, ...]:
@@ -761,6 +786,7 @@ def _test_case(scenario: _Scenario, cell: _Cell, dep, failure, items, skip) -> T
         )
     if "events" in data:
         events = _explicit_events(doc, dep, loads, catalogs)
+        _check_platform_events(doc, events, dep, platform)
         ev_failures = [e.failure for e in events if e.failure]
         failure = catalogs.failures[ev_failures[0]] if ev_failures else None
         if failure is not None and failure.action == "none":

@@ -22,7 +22,12 @@ BACKENDS: tuple[str, ...] = ("vllm", "sglang", "trtllm")
 TOPOLOGIES: tuple[str, ...] = ("agg", "disagg")
 ROLES: tuple[str, ...] = ("frontend", "decode", "prefill")
 # Timeline events that inject a fault: each records T_f (fault_injected) and must be verified.
-FAULT_EVENT_KINDS: tuple[str, ...] = ("terminate_process", "delete_pod", "stall_process")
+FAULT_EVENT_KINDS: tuple[str, ...] = (
+    "terminate_process",
+    "delete_pod",
+    "stall_process",
+    "reset_connections",
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,7 @@ class FailureType:
         "token_overflow",
         "rolling_upgrade",
         "stall_process",
+        "reset_connections",
     ] = "none"
     process: str | None = None  # may hold "{backend}"
     signal: str = "SIGKILL"
@@ -176,6 +182,7 @@ class Event:
         "terminate_process",
         "delete_pod",
         "stall_process",
+        "reset_connections",
         "run_command",
         "capture_metrics",
         "wait_for_recovery",

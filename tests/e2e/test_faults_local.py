@@ -154,3 +154,27 @@ def test_commands_run_in_the_worker_environment_and_metrics_are_snapshot(tmp_pat
     assert snapshots == ["Frontend", "VllmDecodeWorker"]
     for path in test_dir.glob("*/*.mid.metrics.log"):
         assert "dynamo_" in path.read_text()
+
+
+def test_connection_resets_into_the_frontend_are_real_rsts_and_the_load_goes_on(tmp_path):
+    reset = {"kind": "reset_connections", "services": ["Frontend"]}
+    scenario = _timeline(
+        tmp_path,
+        "reset",
+        [{"kind": "wait", "duration": "2s"}, reset],
+        workers=1,
+        load=_load(clients=3, requests=24, rate=4.0),
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = _events(out / "reset-custom")
+    verified = next(e for e in events if e["kind"] == "fault_verified")
+    evidence = verified["evidence"]
+    assert evidence["count"] >= 1 and evidence["still_established"] == []
+    frontend = yaml.safe_load(next((out / "reset-custom" / "Frontend").glob("*.yaml")).read_text())
+    assert {r["backend"] for r in evidence["reset"]} == {f"127.0.0.1:{frontend['ports']['http']}"}
+    assert frontend["restart_count"] == 0  # a reset is not a restart
+    overall = _report(out)["result"]["overall"]
+    assert overall["requests"] == 72
+    assert overall["phases"]["after"]["requests"] > 0 and overall["phases"]["after"]["ok"] > 0

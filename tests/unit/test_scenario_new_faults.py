@@ -133,3 +133,14 @@ def test_a_command_as_a_shell_string_is_refused(tmp_path):
     command = {"kind": "run_command", "services": ["VllmDecodeWorker"], "argv": "ls -l; rm x"}
     result = run_cli("validate", str(_scenario(tmp_path, [command])), expect=2)
     assert "argv" in result.stderr
+
+
+def test_reset_connections_is_refused_on_kubernetes_and_on_local_workers(tmp_path):
+    reset = {"kind": "reset_connections", "services": ["Frontend"]}
+    result = run_cli("validate", str(_scenario(tmp_path, [reset], platform="kubernetes")), expect=2)
+    assert "not available on the kubernetes platform" in result.stderr
+    worker = {"kind": "reset_connections", "services": ["VllmDecodeWorker"]}
+    result = run_cli("validate", str(_scenario(tmp_path, [worker])), expect=2)
+    assert "resets connections into frontends only" in result.stderr
+    out = run_cli("plan", str(_scenario(tmp_path, [reset]))).stdout
+    assert "RST both sockets of every connection ftctl's endpoint proxy holds" in out
