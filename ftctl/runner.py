@@ -230,7 +230,7 @@ class TestRun:
         self.rng = random.Random(options.seed)
         self._verifiers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="verify")
         self._pending: list[Future] = []
-        self._stalled: list[FaultRecord] = []  # stopped by stall_process, not yet continued
+        self._held: list[FaultRecord] = []  # stalls and partitions not yet ended
         self.cancelled = False
         self.startup_s: float | None = None
         self.load_start_ns: int | None = None
@@ -401,7 +401,8 @@ class TestRun:
             records.append(record)
             if self.live is not None:
                 self.live.fault(self.live.run, self.test.name)
-            extra = {"duration_s": event.duration} if event.kind == "stall_process" else {}
+            held = event.kind in ("stall_process", "partition")
+            extra = {"duration_s": event.duration} if held else {}
             self._event(
                 ev.FAULT_INJECTED,
                 record.t_ns,
@@ -418,31 +419,44 @@ class TestRun:
         return records
 
     def _do_stall_process(self, event: Event) -> dict[str, Any]:
-        """SIGSTOP the matches for ``duration``, then SIGCONT; verified once resumed.
+        """SIGSTOP the matches for ``duration``, then SIGCONT; verified once resumed."""
+        return self._held_fault(
+            event, lambda pod: self.platform.stall_process(pod, event.process or "", event.ranks)
+        )
 
-        What was stopped is remembered before the wait, so an interrupt or an error in the
-        wait still continues it in ``_cleanup`` (and the platform's teardown does too).
+    def _do_partition(self, event: Event) -> dict[str, Any]:
+        """Cut the frontend from the target pods for ``duration``, then heal; verified after."""
+        return self._held_fault(event, self.platform.partition)
+
+    def _held_fault(self, event: Event, inject: Callable[[Pod], FaultRecord]) -> dict[str, Any]:
+        """A fault that lasts ``duration`` and is then ended (stall, partition).
+
+        What was started is remembered before the wait, so an interrupt or an error in the
+        wait still ends it in ``_cleanup`` (and the platform's teardown does too).
         """
 
-        def stop(pod: Pod) -> FaultRecord:
-            record = self.platform.stall_process(pod, event.process or "", event.ranks)
-            self._stalled.append(record)
+        def start(pod: Pod) -> FaultRecord:
+            record = inject(pod)
+            self._held.append(record)
             return record
 
-        records = self._inject(event, stop)
+        records = self._inject(event, start)
         if records:
             self._sleep_until(min(r.t_ns for r in records) + int((event.duration or 0) * 1e9))
-        self._resume_stalled()
+        self._end_held()
         return {"pods": [r.pod for r in records]}
 
-    def _resume_stalled(self) -> None:
-        """SIGCONT every stall still stopped; write fault_resumed, then verify each."""
-        while self._stalled:
-            record = self._stalled.pop(0)
+    def _end_held(self) -> None:
+        """End every held fault still on (SIGCONT / heal); write fault_resumed, then verify."""
+        while self._held:
+            record = self._held.pop(0)
             try:
-                self.platform.resume_process(record)
+                if record.action == "partition":
+                    self.platform.heal_partition(record)
+                else:
+                    self.platform.resume_process(record)
             except Exception as exc:
-                record.evidence.setdefault("error", f"resume: {exc}")
+                record.evidence.setdefault("error", f"ending {record.action}: {exc}")
             if record.resumed_ns is not None:
                 self._event(
                     ev.FAULT_RESUMED,
@@ -452,9 +466,10 @@ class TestRun:
                     pod=record.pod,
                     pids=record.pids,
                     fault_t_ns=record.t_ns,
-                    stopped_s=(record.resumed_ns - record.t_ns) / 1e9,
+                    held_s=(record.resumed_ns - record.t_ns) / 1e9,
                 )
-                self.log.info(f"Resumed {record.pids} in {record.pod} (SIGCONT)")
+                what = "healed" if record.action == "partition" else f"resumed {record.pids}"
+                self.log.info(f"Fault on {record.pod} {what}")
             self._pending.append(self._verifiers.submit(self._verify, record))
 
     def _verify(self, record: FaultRecord) -> None:
@@ -603,10 +618,10 @@ class TestRun:
         # Runs on every exit path. A second Ctrl-C must not cut teardown short.
         previous = _ignore_interrupts()
         try:
-            try:  # first: nothing ftctl froze may stay frozen (Ctrl-C in the middle of a stall)
-                self._resume_stalled()
+            try:  # first: no stall or partition outlives the run (Ctrl-C in the middle of one)
+                self._end_held()
             except Exception as exc:
-                self.log.error(f"resuming stalled processes: {exc}")
+                self.log.error(f"ending stalls and partitions: {exc}")
             for name, handle in self.loads.items():
                 try:
                     if not handle.wait(0):
@@ -668,6 +683,7 @@ HANDLERS: dict[str, Callable[[TestRun, Event], dict[str, Any]]] = {
     "delete_pod": TestRun._do_delete_pod,
     "stall_process": TestRun._do_stall_process,
     "reset_connections": TestRun._do_reset_connections,
+    "partition": TestRun._do_partition,
     "run_command": TestRun._do_run_command,
     "capture_metrics": TestRun._do_capture_metrics,
     "wait_for_recovery": TestRun._do_wait_for_recovery,

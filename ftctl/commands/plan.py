@@ -72,6 +72,15 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
         out["where"] = (
             "exec in container main" if test.platform == "kubernetes" else "replica environment"
         )
+    if ev.kind == "partition":
+        out["how"] = (
+            "not available on kubernetes"
+            if test.platform == "kubernetes"
+            else "the workers' request plane runs through a relay ftctl owns (their discovery "
+            "record points at it); cut = RST every established and every new frontend "
+            "connection; verified when the frontend met the cut and reconnected after the heal; "
+            "the event plane (ZMQ) and response streams already open are not cut"
+        )
     if ev.kind == "reset_connections":
         out["how"] = (
             "not available on kubernetes"
@@ -221,7 +230,7 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
     kind = ev["kind"]
     head = f"{_fmt_t(ev['t_s'], ev.get('t_at_least', False)):>9}  {kind}"
     lines: list[str] = []
-    if kind in ("wait", "stall_process") and "duration_s" in ev:
+    if kind in ("wait", "stall_process", "partition") and "duration_s" in ev:
         head += f" {format_duration(ev['duration_s'])}"
     elif "load" in ev:
         head += f" {ev['load']}"
@@ -254,7 +263,7 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
         lines.append(f"{pad}kill argv {json.dumps(ev['kill_argv'])}  ({ev['signal']})")
-    if kind == "reset_connections":
+    if kind in ("reset_connections", "partition"):
         lines.append(f"{pad}{ev['how']}")
     if kind == "run_command":
         expect = "" if ev["expect_exit"] is None else f", must exit {ev['expect_exit']}"

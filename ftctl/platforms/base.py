@@ -32,7 +32,7 @@ class Pod:
 class FaultRecord:
     """What a fault did, with the evidence that it took effect."""
 
-    action: str  # terminate_process | delete_pod | stall_process | reset_connections
+    action: str  # terminate_process | delete_pod | stall_process | reset_connections | partition
     service: str
     pod: str
     t_ns: int  # T_f: epoch ns taken immediately before the kill/delete call
@@ -44,7 +44,7 @@ class FaultRecord:
     verified_ns: int | None = None  # when the effect was observed
     pod_recovered_ns: int | None = None  # container restarted / replacement Ready
     skipped_reason: str | None = None  # known limitation, e.g. a zombie subprocess
-    resumed_ns: int | None = None  # stall_process: when SIGCONT was sent (None: not yet)
+    resumed_ns: int | None = None  # stall: SIGCONT sent; partition: healed (None: not yet)
 
     @property
     def pod_recovery_time_s(self) -> float | None:
@@ -135,6 +135,12 @@ class Platform(Protocol):
 
         PlatformError where the platform has no way to do it (Kubernetes).
         """
+
+    def partition(self, pod: Pod) -> FaultRecord:
+        """Cut the traffic between the frontend and ``pod`` until ``heal_partition``."""
+
+    def heal_partition(self, fault: FaultRecord) -> FaultRecord:
+        """End the cut of ``fault``; set ``resumed_ns`` (the heal time)."""
 
     def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
         """Run ``argv`` (never a shell string) where ``pod``'s main process runs.
@@ -243,6 +249,34 @@ def judge_reset(fault: FaultRecord) -> FaultRecord:
         return fault
     fault.verified = True
     fault.verified_ns = fault.t_ns
+    return fault
+
+
+def judge_partition(fault: FaultRecord) -> FaultRecord:
+    """Verify a partition: the frontend's connections were cut, and it reconnected after.
+
+    The frontend must have met the cut (a connection reset when it began or one refused
+    during it); a partition nobody crossed did nothing visible. After the heal the frontend
+    must reach the worker again (``reconnected_ns``, also the pod recovery time).
+    """
+    if fault.evidence.get("error"):
+        return fault
+    seen = len(fault.evidence.get("reset") or []) + int(
+        fault.evidence.get("refused_during_cut") or 0
+    )
+    fault.evidence["connections_cut"] = seen
+    if seen == 0:
+        fault.evidence["error"] = "no connection from the frontend was cut (none reset or refused)"
+        return fault
+    if fault.resumed_ns is None:
+        fault.evidence["error"] = "the partition was not healed"
+        return fault
+    if fault.evidence.get("reconnected_ns") is None:
+        fault.evidence["error"] = "the frontend did not reconnect to the worker after the heal"
+        return fault
+    fault.verified = True
+    fault.verified_ns = fault.resumed_ns
+    fault.pod_recovered_ns = fault.evidence["reconnected_ns"]
     return fault
 
 

@@ -65,6 +65,10 @@ DEFAULT_ENDPOINT_TIMEOUT_S = 30.0  # no frontend reachable this long: the run me
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
+PARTITION_UNAVAILABLE = (
+    "kubernetes: partition is not built for this platform yet (it would be a NetworkPolicy, "
+    "enforced only by a CNI that enforces policies); use the local platform"
+)
 RESET_UNAVAILABLE = (
     "kubernetes: reset_connections is not available: ftctl's port-forward carries only its "
     "own load, and resetting a pod's sockets from inside needs a tool the Dynamo images do not "
@@ -543,6 +547,13 @@ class KubernetesPlatform:
     def reset_connections(self, pod: Pod) -> FaultRecord:
         """Not available: see RESET_UNAVAILABLE."""
         raise PlatformError(RESET_UNAVAILABLE)
+
+    def partition(self, pod: Pod) -> FaultRecord:
+        """Not built yet (a NetworkPolicy); refused at validation already."""
+        raise PlatformError(PARTITION_UNAVAILABLE)
+
+    def heal_partition(self, fault: FaultRecord) -> FaultRecord:
+        return fault
 
     def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
         """Exec ``argv`` in the pod's main container (no shell); the exit code as returned."""

@@ -31,6 +31,7 @@ from ftctl.platforms.base import (
     FaultRecord,
     Pod,
     ScrapeTarget,
+    judge_partition,
     judge_reset,
     judge_stall,
     select_ranks,
@@ -223,6 +224,11 @@ class LocalPlatform:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._stopped: set[int] = set()  # pids ftctl sent SIGSTOP and has not continued yet
+        # partition: services whose workers' request plane runs through a relay ftctl owns,
+        # and the relays, by the worker's fixed request-plane port (DYN_TCP_RPC_PORT)
+        self._relayed: set[str] = set()
+        self._relays: dict[int, TcpProxy] = {}
+        self.discovery_rewrites = 0  # worker records pointed at their relay
         self._torn_down = False
         self.deploy_start_ns: int | None = None
         self.ready_ns: int | None = None
@@ -315,8 +321,12 @@ class LocalPlatform:
         # The label is what `ps` shows in a real pod: dynamo.vllm, dynamo.sglang, dynamo.trtllm.
         argv = [*launcher, f"dynamo.{deployment.backend}", "--", *args, *extra_args]
         relay = self._kserve_relay_env(deployment) if opts.kserve_grpc else {}
+        ports = {"system": port}
+        if service.name in self._relayed:  # a fixed port, the same after every restart
+            ports["rpc"] = self._port()
+            relay = {**relay, "DYN_TCP_RPC_PORT": str(ports["rpc"])}
         env = self._env({"DYN_SYSTEM_PORT": str(port), **relay, **extra_env})
-        return ProcessSpec(argv, env), {"system": port}
+        return ProcessSpec(argv, env), ports
 
     def _kserve_relay_env(self, deployment: Deployment) -> dict[str, str]:
         """Environment of a KServe graph's worker: the mocker plus its max_tokens relay."""
@@ -344,6 +354,9 @@ class LocalPlatform:
         self.deploy_start_ns = time.time_ns()
         self.ready_ns = None
         self._ports.clear()
+        self._relayed = {s for e in test.events if e.kind == "partition" for s in e.services}
+        self._relays = {}
+        self.discovery_rewrites = 0
         self._worker_ids.clear()  # keyed by pid: pids are reused between deployments
         self._next_port = self.base_port
         self._torn_down = False
@@ -366,6 +379,8 @@ class LocalPlatform:
                 replicas = ov.replicas if ov and ov.replicas is not None else service.replicas
                 for index in range(replicas):
                     spec, ports = self._spec(deployment, service)
+                    if "rpc" in ports:
+                        self._start_relay(ports["rpc"])
                     replica = self.supervisor.start_replica(service.name, service.role, spec, index)
                     self._ports[replica.name] = ports
         except OSError as exc:
@@ -478,10 +493,49 @@ class LocalPlatform:
         data = _get_json(port, "/v1/models") if port else None
         return bool(data) and any(m.get("id") == self.model for m in data.get("data", []))
 
+    def _start_relay(self, rpc_port: int) -> None:
+        relay = TcpProxy(
+            lambda: [("127.0.0.1", rpc_port)], port=self._port() if self.base_port else 0
+        )
+        relay.start()
+        self._relays[rpc_port] = relay
+
+    def _rewrite_discovery(self) -> None:
+        """Point every worker record at its relay: the frontend then connects through it.
+
+        The file discovery store holds each worker's request-plane address
+        (``"tcp":"127.0.0.1:<port>/..."``); the worker only refreshes the file's time after
+        writing it, and the frontend follows a changed record, so rewriting the address (an
+        atomic replace) routes its real request-plane connections through ftctl's relay.
+        """
+        if not self._relays or self._state_dir is None:
+            return
+        folder = self._state_dir / "kv" / "v1" / "instances"
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        for name in names:
+            path = folder / name
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+            new = text
+            for rpc_port, relay in self._relays.items():
+                if relay.address is not None:
+                    new = new.replace(f"127.0.0.1:{rpc_port}/", f"127.0.0.1:{relay.address[1]}/")
+            if new != text:
+                tmp = self._state_dir / f"relay-{name}"  # written outside the watched folder
+                tmp.write_text(new)
+                os.replace(tmp, path)
+                self.discovery_rewrites += 1
+
     def _poll_once(self) -> None:
         sup = self.supervisor
         if sup is None:
             return
+        self._rewrite_discovery()
         health: set[str] | None = None
         for r in sup.replicas():
             if not r.running or r.ready:
@@ -776,6 +830,62 @@ class LocalPlatform:
             evidence=evidence,
         )
 
+    def _relay_of(self, r: Replica) -> tuple[int, TcpProxy]:
+        rpc_port = self._replica_ports(r).get("rpc")
+        relay = self._relays.get(rpc_port) if rpc_port is not None else None
+        if relay is None or rpc_port is None:
+            raise PlatformError(
+                f"local platform: {r.name} has no request-plane relay: a partition targets "
+                "workers of the services its events name"
+            )
+        return rpc_port, relay
+
+    def partition(self, pod: Pod) -> FaultRecord:
+        """Cut the frontend from worker ``pod``: its relay resets every request-plane connection,
+        established or new, until ``heal_partition``."""
+        r = self._replica(pod)
+        rpc_port, relay = self._relay_of(r)
+        evidence: dict[str, Any] = {
+            "worker_rpc": f"127.0.0.1:{rpc_port}",
+            "relay": relay.url.removeprefix("http://"),
+            "discovery_rewrites": self.discovery_rewrites,
+            "relayed_connections_before": relay.connections,
+            "restart_count_before": r.restart_count,
+            "refused_before": relay.refused,
+        }
+        if relay.connections == 0:
+            evidence["error"] = (
+                "the frontend never connected through the relay: the cut would not be seen"
+            )
+        t_ns = time.time_ns()
+        evidence["reset"] = relay.cut()
+        return FaultRecord(
+            action="partition", service=r.service, pod=r.name, t_ns=t_ns, evidence=evidence
+        )
+
+    def heal_partition(self, fault: FaultRecord) -> FaultRecord:
+        """End the cut: the relay forwards new connections again."""
+        rpc_port = int(str(fault.evidence["worker_rpc"]).rpartition(":")[2])
+        relay = self._relays.get(rpc_port)
+        if relay is None:
+            return fault
+        fault.evidence["refused_during_cut"] = relay.refused - fault.evidence["refused_before"]
+        fault.evidence["relayed_connections_at_heal"] = relay.connections
+        fault.resumed_ns = time.time_ns()
+        relay.heal()
+        return fault
+
+    def _wait_reconnected(self, fault: FaultRecord, deadline: float) -> None:
+        rpc_port = int(str(fault.evidence["worker_rpc"]).rpartition(":")[2])
+        relay = self._relays.get(rpc_port)
+        at_heal = fault.evidence.get("relayed_connections_at_heal")
+        if relay is None or at_heal is None:
+            return
+        while relay.connections <= at_heal and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if relay.connections > at_heal:
+            fault.evidence["reconnected_ns"] = time.time_ns()
+
     def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
         """Run ``argv`` with the replica's environment and working directory (no shell)."""
         import subprocess
@@ -834,6 +944,9 @@ class LocalPlatform:
             return judge_stall(fault)
         if fault.action == "reset_connections":
             return judge_reset(fault)
+        if fault.action == "partition":
+            self._wait_reconnected(fault, deadline)
+            return judge_partition(fault)
         raise PlatformError(f"local platform: cannot verify {fault.action!r}")
 
     def _verify_terminate(self, fault: FaultRecord, r: Replica, deadline: float) -> FaultRecord:
@@ -1017,6 +1130,10 @@ class LocalPlatform:
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = None
+        relays, self._relays = self._relays, {}
+        for relay in relays.values():  # healed and gone: no cut outlives the run
+            relay.heal()
+            relay.close()
         sup, self.supervisor = self.supervisor, None
         if sup is not None:
             for r in sup.replicas():  # last /metrics while they still answer

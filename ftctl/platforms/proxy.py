@@ -45,6 +45,8 @@ class TcpProxy:
         # Established forwards: task -> (client writer, backend writer, backend address)
         self._open: dict[asyncio.Task, tuple[asyncio.StreamWriter, asyncio.StreamWriter, Address]]
         self._open = {}
+        self.refusing = False  # cut: every new connection is reset at once (see cut())
+        self.refused = 0  # connections reset at accept while cut
 
     @property
     def url(self) -> str:
@@ -131,17 +133,18 @@ class TcpProxy:
                 "upstream": _name(upstream.get_extra_info("sockname")),
             }
             for writer in (client, upstream):
-                sock = writer.get_extra_info("socket")
-                if sock is not None:
-                    try:
-                        sock.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
-                    except OSError:
-                        pass
-                writer.transport.abort()  # close now: with linger 0 the kernel sends RST
+                _abort_with_rst(writer)  # close now: with linger 0 the kernel sends RST
             reset.append(entry)
         return reset
+
+    def cut(self, timeout: float = 10.0) -> list[dict[str, object]]:
+        """Partition: reset every established forward and every new connection until heal()."""
+        self.refusing = True
+        return self.reset_connections(timeout=timeout)
+
+    def heal(self) -> None:
+        """End a cut: new connections are forwarded again."""
+        self.refusing = False
 
     async def _shutdown(self) -> None:
         if self._server is not None:
@@ -167,6 +170,11 @@ class TcpProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        if self.refusing:
+            self.refused += 1
+            _abort_with_rst(writer)
+            self._tasks.discard(task)
+            return
         self.connections += 1
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
@@ -198,6 +206,28 @@ class TcpProxy:
             self._open.pop(task, None)
             writer.close()
             self._tasks.discard(task)
+
+
+def _abort_with_rst(writer: asyncio.StreamWriter) -> None:
+    """Close ``writer``'s socket now with SO_LINGER 0: the kernel sends RST, not FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+def _abort_with_rst(writer: asyncio.StreamWriter) -> None:
+    """Close ``writer``'s socket now with SO_LINGER 0: the kernel sends RST, not FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
 
 
 def _name(address: object) -> str:

@@ -346,6 +346,15 @@ def _fault_event(
             at=at,
             ranks=ranks,
         )
+    if f.action == "partition":
+        return Event(
+            kind="partition",
+            services=services[:1],
+            duration=f.duration,
+            pods=pods,
+            failure=f.name,
+            at=at,
+        )
     if f.action == "reset_connections":
         return Event(
             kind="reset_connections", services=services[:1], pods=pods, failure=f.name, at=at
@@ -476,6 +485,21 @@ def _check_platform_events(doc: Document, events, dep: Deployment, platform: str
     """Refuse, at load time, the events the chosen platform cannot carry out."""
     roles = {s.name: s.role for s in dep.services}
     for i, event in enumerate(events):
+        if event.kind == "partition":
+            if platform == "kubernetes":
+                raise doc.error(
+                    ["events", i, "kind"],
+                    "partition is not built for the kubernetes platform yet (a NetworkPolicy, "
+                    "enforced only by a CNI that enforces policies); use the local platform",
+                )
+            front = [s for s in event.services if roles.get(s) == "frontend"]
+            if front:
+                raise doc.error(
+                    ["events", i, "services"],
+                    f"a partition cuts the frontend from workers: name worker services, not "
+                    f"{front[0]}",
+                )
+            continue
         if event.kind != "reset_connections":
             continue
         if platform == "kubernetes":

@@ -27,6 +27,7 @@ FAULT_EVENT_KINDS: tuple[str, ...] = (
     "delete_pod",
     "stall_process",
     "reset_connections",
+    "partition",
 )
 
 
@@ -148,6 +149,7 @@ class FailureType:
         "rolling_upgrade",
         "stall_process",
         "reset_connections",
+        "partition",
     ] = "none"
     process: str | None = None  # may hold "{backend}"
     signal: str = "SIGKILL"
@@ -157,7 +159,7 @@ class FailureType:
     order: int = 0  # position in the catalog: row order of the legacy table
     in_all: bool = True  # part of `matrix.failure: all` (token_overflow, rolling_upgrade: no)
     timeout: float | None = None  # rolling_upgrade: how long to wait for the rollout
-    duration: float | None = None  # stall_process: how long the processes stay stopped
+    duration: float | None = None  # stall_process / partition: how long it lasts
     max_model_len: int | None = None  # token_overflow: the context limit to deploy with
     overflow_multiplier: float = 2.0  # token_overflow: oversized prompt = limit × this
     # A documented behaviour upstream does not expect to recover from (SGLang subprocess kills
@@ -183,6 +185,7 @@ class Event:
         "delete_pod",
         "stall_process",
         "reset_connections",
+        "partition",
         "run_command",
         "capture_metrics",
         "wait_for_recovery",

@@ -178,3 +178,37 @@ def test_connection_resets_into_the_frontend_are_real_rsts_and_the_load_goes_on(
     overall = _report(out)["result"]["overall"]
     assert overall["requests"] == 72
     assert overall["phases"]["after"]["requests"] > 0 and overall["phases"]["after"]["ok"] > 0
+
+
+def test_a_partition_between_the_frontend_and_one_worker_fails_requests_then_heals(tmp_path):
+    cut = {"kind": "partition", "services": ["VllmDecodeWorker"], "pods": [0], "duration": "3s"}
+    scenario = _timeline(
+        tmp_path,
+        "part",
+        [{"kind": "wait", "duration": "2s"}, cut],
+        load=_load(clients=2, requests=48, rate=4.0),
+    )
+    out = tmp_path / "out"
+    proc = _run(scenario, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    test_dir = out / "part-custom"
+    events = _events(test_dir)
+    injected = next(e for e in events if e["kind"] == "fault_injected")
+    healed = next(e for e in events if e["kind"] == "fault_resumed")
+    verified = next(e for e in events if e["kind"] == "fault_verified")
+    evidence = verified["evidence"]
+    assert injected["action"] == "partition"
+    assert evidence["discovery_rewrites"] >= 1 and evidence["relayed_connections_before"] >= 1
+    assert evidence["connections_cut"] >= 1
+    assert evidence["reconnected_ns"] > healed["t_ns"] > injected["t_ns"]
+    # Real failures seen by the real frontend, and the traffic recovers after the heal.
+    records = []
+    for path in test_dir.glob("client_*.log.txt"):
+        records += [json.loads(x) for x in path.read_text().splitlines() if x]
+    attempts = [a for r in records for a in r["results"]]
+    cut_window = [a for a in attempts if injected["t_ns"] <= a["start_ns"] < healed["t_ns"]]
+    after_heal = [a for a in attempts if a["start_ns"] > evidence["reconnected_ns"]]
+    assert any(a["status"] != 200 for a in cut_window), "nothing failed during the cut"
+    assert after_heal and all(a["status"] == 200 for a in after_heal[-10:])
+    worker = yaml.safe_load(next((test_dir / "VllmDecodeWorker").glob("*.yaml")).read_text())
+    assert worker["restart_count"] == 0

@@ -252,3 +252,27 @@ def test_reset_with_nothing_connected_resets_nothing():
     finally:
         proxy.close()
         holder.sock.close()
+
+
+def test_a_cut_resets_established_and_new_connections_until_healed():
+    holder = _Holder()
+    proxy = TcpProxy(lambda: [holder.address])
+    proxy.start()
+    try:
+        before = _connected(proxy, holder)
+        assert len(proxy.cut()) == 1
+        with pytest.raises(ConnectionResetError):
+            while before.recv(4096):
+                pass
+        during = socket.create_connection(proxy.address, timeout=5)
+        with pytest.raises(ConnectionResetError):
+            while during.recv(4096):
+                pass
+        assert proxy.refused == 1 and not holder.accepted.acquire(timeout=0.2)
+        proxy.heal()
+        after = _connected(proxy, holder)  # forwarded to the backend again
+        for sock in (before, during, after):
+            sock.close()
+    finally:
+        proxy.close()
+        holder.sock.close()

@@ -144,3 +144,15 @@ def test_reset_connections_is_refused_on_kubernetes_and_on_local_workers(tmp_pat
     assert "resets connections into frontends only" in result.stderr
     out = run_cli("plan", str(_scenario(tmp_path, [reset]))).stdout
     assert "RST both sockets of every connection ftctl's endpoint proxy holds" in out
+
+
+def test_partition_is_planned_with_its_mechanism_and_refused_where_not_built(tmp_path):
+    cut = {"kind": "partition", "services": ["VllmDecodeWorker"], "duration": "3s"}
+    out = run_cli("plan", str(_scenario(tmp_path, [cut]))).stdout
+    assert "partition 3s VllmDecodeWorker" in out
+    assert "request plane runs through a relay ftctl owns" in out
+    result = run_cli("validate", str(_scenario(tmp_path, [cut], platform="kubernetes")), expect=2)
+    assert "partition is not built for the kubernetes platform yet" in result.stderr
+    front = {**cut, "services": ["Frontend"]}
+    result = run_cli("validate", str(_scenario(tmp_path, [front])), expect=2)
+    assert "name worker services, not Frontend" in result.stderr
