@@ -212,3 +212,24 @@ def test_a_partition_between_the_frontend_and_one_worker_fails_requests_then_hea
     assert after_heal and all(a["status"] == 200 for a in after_heal[-10:])
     worker = yaml.safe_load(next((test_dir / "VllmDecodeWorker").glob("*.yaml")).read_text())
     assert worker["restart_count"] == 0
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "scenario_files" / "local"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "agg-worker-stall",
+        "agg-frontend-stall",
+        "agg-frontend-reset",
+        "agg-worker-partition",
+    ],
+)
+def test_shipped_scenario_of_each_new_fault_runs_green(tmp_path, name):
+    out = tmp_path / "out"
+    proc = _run(SHIPPED / f"{name}.yaml", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = _report(out)
+    assert report["faults"] and all(f["verified"] for f in report["faults"])
+    assert next(c for c in report["checks"] if c["kind"] == "fault_verified")["status"] == "passed"

@@ -156,3 +156,54 @@ def test_partition_is_planned_with_its_mechanism_and_refused_where_not_built(tmp
     front = {**cut, "services": ["Frontend"]}
     result = run_cli("validate", str(_scenario(tmp_path, [front])), expect=2)
     assert "name worker services, not Frontend" in result.stderr
+
+
+NEW_FAILURES = {
+    "frontend_stall": ("stall_process", "frontend"),
+    "decode_worker_stall": ("stall_process", "decode"),
+    "prefill_worker_stall": ("stall_process", "prefill"),
+    "frontend_reset": ("reset_connections", "frontend"),
+    "decode_worker_partition": ("partition", "decode"),
+}
+
+
+def test_list_shows_the_new_catalog_entries_with_where_they_apply():
+    listed = json.loads(run_cli("list", "--failures", "--json").stdout)["failures"]
+    rows = {r["name"]: r for r in listed}
+    for name, (action, target) in NEW_FAILURES.items():
+        row = rows[name]
+        assert (row["action"], row["target"], row["platforms"]) == (action, target, ["local"])
+        assert row["in_all"] is False  # the upstream matrix keeps its cells
+    assert rows["prefill_worker_stall"]["topologies"] == ["disagg"]
+    assert rows["decode_worker_stall"]["signal"] == "SIGSTOP 5s"
+    assert rows["decode_worker_partition"]["duration_s"] == 5.0
+
+
+def test_a_new_local_only_failure_is_skipped_on_kubernetes_with_the_reason(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "ftctl/v1",
+                "kind": "Scenario",
+                "metadata": {"name": "k"},
+                "platform": "kubernetes",
+                "deployment": {"backend": "vllm", "model": "tiny", "manifest": MANIFEST},
+                "load": {"client": "legacy", "clients": 1, "requests_per_client": 5},
+                "matrix": {"failure": ["decode_worker_stall", "decode_worker"]},
+            }
+        )
+    )
+    out = run_cli("list", str(path)).stdout + run_cli("list", str(path)).stderr
+    assert "decode_worker_stall cannot apply on the kubernetes platform (only local)" in out
+
+
+def test_the_shipped_local_scenarios_use_every_new_fault():
+    out = run_cli("list", str(REPO / "scenario_files" / "local")).stdout
+    for name in (
+        "decode_worker_stall",
+        "frontend_stall",
+        "frontend_reset",
+        "decode_worker_partition",
+    ):
+        assert f"-{name}\n" in out, name
