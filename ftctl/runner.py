@@ -49,6 +49,7 @@ DEFAULT_READY_TIMEOUT_S = 600.0
 DEFAULT_VERIFY_TIMEOUT_S = 120.0
 DEFAULT_LOAD_TIMEOUT_S = 1200.0
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
+INTERRUPTED_VERIFY_WAIT_S = 5.0
 COMMAND_OUTPUT_MAX = 64 * 1024  # characters of stdout / stderr kept in events.jsonl (the tail)
 
 
@@ -232,6 +233,7 @@ class TestRun:
         self._pending: list[Future] = []
         self._held: list[FaultRecord] = []  # stalls and partitions not yet ended
         self.cancelled = False
+        self.interrupted = False  # Ctrl-C / SIGTERM reached the timeline
         self.startup_s: float | None = None
         self.load_start_ns: int | None = None
         self.scraper: Scraper | None = None
@@ -265,6 +267,9 @@ class TestRun:
             for index, event in enumerate(self.test.events):
                 self._run_event(index, event)
                 self._check_endpoint()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
         finally:
             self._cleanup()
 
@@ -634,9 +639,12 @@ class TestRun:
                     self.log.error(f"stopping load '{name}': {exc}")
             for source in self._live_sources:  # this test's loads leave the exposition
                 self.live.remove(source)  # type: ignore[union-attr]
+            # Interrupted: a verification that waits for traffic (a partition's reconnection)
+            # would wait for a load that is gone; what it found so far is what it reports.
+            wait_s = INTERRUPTED_VERIFY_WAIT_S if self.interrupted else None
             for future in self._pending:
                 try:
-                    future.result(timeout=self.options.verify_timeout + 5)
+                    future.result(timeout=wait_s or self.options.verify_timeout + 5)
                 except Exception as exc:
                     self.log.error(f"fault verification: {exc}")
             self._verifiers.shutdown(wait=False, cancel_futures=True)

@@ -882,6 +882,8 @@ class LocalPlatform:
         if relay is None or at_heal is None:
             return
         while relay.connections <= at_heal and time.monotonic() < deadline:
+            if self._stop.is_set():  # torn down: no frontend will come back
+                break
             time.sleep(0.02)
         if relay.connections > at_heal:
             fault.evidence["reconnected_ns"] = time.time_ns()

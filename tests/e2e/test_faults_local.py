@@ -83,11 +83,14 @@ def test_a_stalled_worker_is_verified_stopped_then_resumed_and_requests_complete
     assert result["overall"]["requests"] == 60
 
 
-def test_ctrl_c_in_the_middle_of_a_stall_leaves_no_process_stopped(tmp_path):
-    stall = {**STALL, "duration": "60s"}
-    scenario = _timeline(tmp_path, "stall-intr", [{"kind": "wait", "duration": "1s"}, stall])
+def _interrupt_once_injected(tmp_path: Path, name: str, fault: dict) -> tuple[dict, list[dict]]:
+    """Run ``fault`` (60 s long) 1 s into the load, SIGINT the run once it is injected.
+
+    Returns the fault_injected event (read while the fault was on) and every event after.
+    """
+    scenario = _timeline(tmp_path, name, [{"kind": "wait", "duration": "1s"}, fault])
     out = tmp_path / "out"
-    marker = f"{os.getpid()}-stall"
+    marker = f"{os.getpid()}-{name}"
     proc = subprocess.Popen(
         [*FTCTL, "run", str(scenario), "--output-dir", str(out)],
         stdout=subprocess.PIPE,
@@ -95,25 +98,40 @@ def test_ctrl_c_in_the_middle_of_a_stall_leaves_no_process_stopped(tmp_path):
         text=True,
         env={**os.environ, "FTCTL_E2E_MARKER": marker},
     )
-    events_file = out / "stall-intr-custom" / "events.jsonl"
+    test_dir = out / f"{name}-custom"
     injected = None
     deadline = time.monotonic() + 120
     while injected is None and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-        if events_file.exists():
-            injected = next(
-                (e for e in _events(events_file.parent) if e["kind"] == "fault_injected"), None
-            )
-    assert injected is not None, "the stall never started"
-    assert [_state(pid) for pid in injected["pids"]] == ["T"] * len(injected["pids"])
+        if (test_dir / "events.jsonl").exists():
+            injected = next((e for e in _events(test_dir) if e["kind"] == "fault_injected"), None)
+    assert injected is not None, "the fault never started"
+    if fault["kind"] == "stall_process":
+        assert [_state(pid) for pid in injected["pids"]] == ["T"] * len(injected["pids"])
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
-    kinds = [e["kind"] for e in _events(events_file.parent)]
+    assert _processes_with(marker) == []
+    return injected, _events(test_dir)
+
+
+def test_ctrl_c_in_the_middle_of_a_stall_leaves_no_process_stopped(tmp_path):
+    injected, events = _interrupt_once_injected(
+        tmp_path, "stall-intr", {**STALL, "duration": "60s"}
+    )
+    kinds = [e["kind"] for e in events]
     assert kinds.index("fault_resumed") < kinds.index("teardown")
     assert [p for p in injected["pids"] if _state(p) == "T"] == []
-    assert _processes_with(marker) == []
+
+
+def test_ctrl_c_in_the_middle_of_a_partition_heals_it_before_teardown(tmp_path):
+    cut = {"kind": "partition", "services": ["VllmDecodeWorker"], "pods": [0], "duration": "60s"}
+    injected, events = _interrupt_once_injected(tmp_path, "part-intr", cut)
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("fault_resumed") < kinds.index("teardown")
+    healed = next(e for e in events if e["kind"] == "fault_resumed")
+    assert healed["fault_t_ns"] == injected["t_ns"] and healed["action"] == "partition"
 
 
 def test_commands_run_in_the_worker_environment_and_metrics_are_snapshot(tmp_path):
