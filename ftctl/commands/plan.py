@@ -10,7 +10,8 @@ from typing import Any
 from ftctl import layout
 from ftctl.commands import Output
 from ftctl.errors import UsageError
-from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv
+from ftctl.platforms.kube.netpol import LABEL_PARTITION, partition_policy
+from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv, probe_argv
 from ftctl.scenario import load_tests
 from ftctl.scenario.durations import format_duration
 from ftctl.scenario.model import FAULT_EVENT_KINDS, Check, Event, LoadSpec, TestCase
@@ -73,14 +74,26 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
             "exec in container main" if test.platform == "kubernetes" else "replica environment"
         )
     if ev.kind == "partition":
-        out["how"] = (
-            "not available on kubernetes"
-            if test.platform == "kubernetes"
-            else "the workers' request plane runs through a relay ftctl owns (their discovery "
-            "record points at it); cut = RST every established and every new frontend "
-            "connection; verified when the frontend met the cut and reconnected after the heal; "
-            "the event plane (ZMQ) and response streams already open are not cut"
-        )
+        if test.platform == "kubernetes":
+            out["how"] = (
+                f"label the pod {LABEL_PARTITION}=<id>, apply a NetworkPolicy (labelled with the "
+                "run id) allowing ingress/egress from/to every pod but the frontends; verified "
+                f"when a connection probe ({probe_argv('<pod IP>', '<port>')[0]} -c ...) exec'd "
+                "in a frontend fails to connect, and connects again once the policy is deleted. "
+                "ENFORCEMENT NEEDS A CNI THAT ENFORCES NETWORKPOLICIES (without one nothing is "
+                "cut and the fault is not verified); removed on every exit path and by "
+                "ftctl cleanup"
+            )
+            out["policy"] = partition_policy(
+                "ftctl-partition-<id>", "<namespace>", "<run id>", "<dgd>", ["Frontend"], "<id>"
+            )
+        else:
+            out["how"] = (
+                "the workers' request plane runs through a relay ftctl owns (their discovery "
+                "record points at it); cut = RST every established and every new frontend "
+                "connection; verified when the frontend met the cut and reconnected after the "
+                "heal; the event plane (ZMQ) and response streams already open are not cut"
+            )
     if ev.kind == "reset_connections":
         out["how"] = (
             "not available on kubernetes"

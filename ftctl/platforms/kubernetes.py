@@ -46,8 +46,15 @@ from ftctl.platforms.kube.client import (
     load_configuration,
     status_of,
 )
-from ftctl.platforms.kube.dgd import build_dgd, expected_replicas, role_of, set_service_env
-from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv, parse_states
+from ftctl.platforms.kube.dgd import (
+    build_dgd,
+    expected_replicas,
+    label_value,
+    role_of,
+    set_service_env,
+)
+from ftctl.platforms.kube.netpol import LABEL_PARTITION, partition_policy
+from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv, parse_states, probe_argv
 from ftctl.platforms.kube.selector import (
     ANNOTATION_GROVE,
     describe,
@@ -65,10 +72,6 @@ DEFAULT_ENDPOINT_TIMEOUT_S = 30.0  # no frontend reachable this long: the run me
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
-PARTITION_UNAVAILABLE = (
-    "kubernetes: partition is not built for this platform yet (it would be a NetworkPolicy, "
-    "enforced only by a CNI that enforces policies); use the local platform"
-)
 RESET_UNAVAILABLE = (
     "kubernetes: reset_connections is not available: ftctl's port-forward carries only its "
     "own load, and resetting a pod's sockets from inside needs a tool the Dynamo images do not "
@@ -193,6 +196,7 @@ class KubernetesPlatform:
         self._api_client = client.ApiClient(configuration=self.configuration)
         self.core = client.CoreV1Api(self._api_client)
         self.custom = client.CustomObjectsApi(self._api_client)
+        self.networking = client.NetworkingV1Api(self._api_client)
         self.apps = client.AppsV1Api(self._api_client)
         self.manifest: dict[str, Any] | None = None
         self._pod_nodes: dict[str, str | None] = {}  # pod name -> node, as last listed
@@ -205,6 +209,8 @@ class KubernetesPlatform:
         self._announced = False
         self._lock = threading.Lock()
         self._stopped: dict[str, set[int]] = {}  # pod -> pids ftctl sent SIGSTOP, not yet continued
+        self._policies: dict[str, str] = {}  # partition NetworkPolicy -> the pod it labelled
+        self._partitions = 0
 
     # -- target ---------------------------------------------------------------------------------
     def describe_target(self) -> KubeTarget:
@@ -548,12 +554,117 @@ class KubernetesPlatform:
         """Not available: see RESET_UNAVAILABLE."""
         raise PlatformError(RESET_UNAVAILABLE)
 
+    def _probe(self, frontend: str, target: Pod) -> dict[str, Any]:
+        """Exec a connection probe in ``frontend`` to the target pod's IP and serving port."""
+        obj = self._read_pod(target.name)
+        ip = obj.status.pod_ip if obj is not None and obj.status else None
+        if not ip:
+            return {"from": frontend, "exit_code": None, "error": "the target pod has no IP"}
+        port = FRONTEND_PORT if target.role == "frontend" else WORKER_METRICS_PORT
+        result = self.exec(frontend, probe_argv(ip, port))
+        return {
+            "from": frontend,
+            "to": f"{ip}:{port}",
+            "exit_code": result.exit_code,
+            "stderr": result.stderr.strip()[-200:],
+            "t_ns": time.time_ns(),
+        }
+
+    def _label_pod(self, pod: str, value: str | None) -> None:
+        with api_call(f"label pod {self.namespace}/{pod}"):
+            self.core.patch_namespaced_pod(
+                pod, self.namespace, {"metadata": {"labels": {LABEL_PARTITION: value}}}
+            )
+
     def partition(self, pod: Pod) -> FaultRecord:
-        """Not built yet (a NetworkPolicy); refused at validation already."""
-        raise PlatformError(PARTITION_UNAVAILABLE)
+        """Label ``pod``, apply a NetworkPolicy cutting it from the frontends, probe the cut.
+
+        The policy and the label carry this run's id; ``heal_partition``, ``teardown`` and
+        ``ftctl cleanup`` remove them. Whether traffic stops is up to the cluster's CNI: a
+        probe exec'd in a frontend pod must fail to connect, else the fault is not verified.
+        """
+        frontends = sorted(s for s, r in self.roles.items() if r == "frontend")
+        ready = [p for p in self.pods() if p.role == "frontend" and p.ready]
+        with self._lock:
+            self._partitions += 1
+            number = self._partitions
+        pid = label_value(f"{self.run_id}-{number}")
+        name = label_value(f"ftctl-partition-{pid}").lower()
+        policy = partition_policy(
+            name, self.namespace, label_value(self.run_id), self.dgd_name or "", frontends, pid
+        )
+        record = FaultRecord(
+            action="partition",
+            service=pod.service,
+            pod=pod.name,
+            t_ns=0,
+            evidence={"policy": name, "partition_label": f"{LABEL_PARTITION}={pid}"},
+        )
+        with self._lock:
+            self._policies[name] = pod.name
+        self._label_pod(pod.name, pid)
+        record.t_ns = time.time_ns()  # T_f: right before the policy is created
+        with api_call(f"create NetworkPolicy {self.namespace}/{name}"):
+            self.networking.create_namespaced_network_policy(self.namespace, policy)
+        with api_call(f"read NetworkPolicy {self.namespace}/{name}"):
+            self.networking.read_namespaced_network_policy(name, self.namespace)
+        record.evidence["policy_exists"] = True
+        if not ready:
+            record.evidence["error"] = "no ready frontend pod to probe the cut from"
+            return record
+        deadline = time.monotonic() + 10.0  # CNIs apply a policy within a few seconds
+        while True:
+            probe = self._probe(ready[0].name, pod)
+            if probe["exit_code"] != 0 or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL)
+        record.evidence["probe_during"] = probe
+        if probe["exit_code"] == 0:
+            record.evidence["error"] = (
+                f"traffic from {ready[0].name} to {pod.name} still flows with the policy in "
+                "place: this cluster's CNI does not enforce NetworkPolicies"
+            )
+        elif probe["exit_code"] != 1:
+            record.evidence["error"] = (
+                f"cannot probe the cut: {probe_argv('', 0)[0]} in {ready[0].name} exited "
+                f"{probe['exit_code']} ({probe.get('stderr') or probe.get('error')})"
+            )
+        return record
 
     def heal_partition(self, fault: FaultRecord) -> FaultRecord:
+        """Delete the partition's policy and label; probe that traffic flows again."""
+        name = fault.evidence.get("policy")
+        if not name:
+            return fault
+        fault.resumed_ns = time.time_ns()
+        self._remove_policy(name)
+        ready = [p for p in self.pods() if p.role == "frontend" and p.ready]
+        target = next((p for p in self.pods() if p.name == fault.pod), None)
+        if ready and target is not None and "probe_during" in fault.evidence:
+            deadline = time.monotonic() + 30.0
+            while True:
+                probe = self._probe(ready[0].name, target)
+                if probe["exit_code"] == 0 or time.monotonic() >= deadline:
+                    break
+                time.sleep(POLL)
+            fault.evidence["probe_after"] = probe
         return fault
+
+    def _remove_policy(self, name: str) -> None:
+        with self._lock:
+            pod = self._policies.pop(name, None)
+        try:
+            with api_call(f"delete NetworkPolicy {self.namespace}/{name}"):
+                self.networking.delete_namespaced_network_policy(name, self.namespace)
+        except PlatformError as exc:
+            if status_of(exc) != 404:
+                raise
+        if pod is not None:
+            try:
+                self._label_pod(pod, None)
+            except PlatformError as exc:
+                if status_of(exc) != 404:  # a deleted pod took its label with it
+                    raise
 
     def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
         """Exec ``argv`` in the pod's main container (no shell); the exit code as returned."""
@@ -694,6 +805,8 @@ class KubernetesPlatform:
             return self._verify_delete(fault, timeout)
         if fault.action == "stall_process":
             return judge_stall(fault)
+        if fault.action == "partition":
+            return _judge_policy_partition(fault)
         return self._verify_kill(fault, timeout)
 
     def _verify_kill(self, fault: FaultRecord, timeout: float) -> FaultRecord:
@@ -934,6 +1047,13 @@ class KubernetesPlatform:
 
         Idempotent."""
         with self._lock:
+            policies = list(self._policies)
+        for name in policies:  # no cut outlives the run, kept deployment or not
+            try:
+                self._remove_policy(name)
+            except Exception as exc:
+                self.log(f"kubernetes: could not remove NetworkPolicy {name}: {exc}")
+        with self._lock:
             stopped = {pod: sorted(pids) for pod, pids in self._stopped.items() if pids}
         for pod, pids in stopped.items():  # best effort: a deleted pod took its processes
             try:
@@ -958,6 +1078,23 @@ class KubernetesPlatform:
         if selector == "random":
             return [random.choice(pods)] if pods else []
         return [p for p in pods if p.index in set(selector)]
+
+
+def _judge_policy_partition(fault: FaultRecord) -> FaultRecord:
+    """Verified: the policy existed, a frontend could not connect, and could again after."""
+    if fault.evidence.get("error"):
+        return fault
+    if fault.resumed_ns is None:
+        fault.evidence["error"] = "the partition was not healed"
+        return fault
+    after = fault.evidence.get("probe_after") or {}
+    if after.get("exit_code") != 0:
+        fault.evidence["error"] = "traffic from the frontend did not come back after the heal"
+        return fault
+    fault.verified = True
+    fault.verified_ns = fault.resumed_ns
+    fault.pod_recovered_ns = after.get("t_ns")
+    return fault
 
 
 def cleanup(
@@ -988,10 +1125,19 @@ def cleanup(
             label_selector=f"{LABEL_MANAGED_BY}=ftctl",
         ).get("items", [])
     names = [item["metadata"]["name"] for item in items]
-    if names:
+    with api_call(f"list NetworkPolicies in {namespace}"):
+        policies = platform.networking.list_namespaced_network_policy(
+            namespace, label_selector=f"{LABEL_MANAGED_BY}=ftctl"
+        ).items
+    if names or policies:
         platform._announce()
+    for policy in policies:  # a crashed run's partitions: the cut goes first
+        with api_call(f"delete NetworkPolicy {namespace}/{policy.metadata.name}"):
+            platform.networking.delete_namespaced_network_policy(policy.metadata.name, namespace)
+        names.append(f"networkpolicy/{policy.metadata.name}")
     for name in names:
-        platform._delete_dgd(name, wait=wait)
+        if not name.startswith("networkpolicy/"):
+            platform._delete_dgd(name, wait=wait)
     platform.teardown()
     return names
 

@@ -486,12 +486,6 @@ def _check_platform_events(doc: Document, events, dep: Deployment, platform: str
     roles = {s.name: s.role for s in dep.services}
     for i, event in enumerate(events):
         if event.kind == "partition":
-            if platform == "kubernetes":
-                raise doc.error(
-                    ["events", i, "kind"],
-                    "partition is not built for the kubernetes platform yet (a NetworkPolicy, "
-                    "enforced only by a CNI that enforces policies); use the local platform",
-                )
             front = [s for s in event.services if roles.get(s) == "frontend"]
             if front:
                 raise doc.error(

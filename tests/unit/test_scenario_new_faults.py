@@ -146,13 +146,15 @@ def test_reset_connections_is_refused_on_kubernetes_and_on_local_workers(tmp_pat
     assert "RST both sockets of every connection ftctl's endpoint proxy holds" in out
 
 
-def test_partition_is_planned_with_its_mechanism_and_refused_where_not_built(tmp_path):
+def test_partition_is_planned_with_its_mechanism_on_each_platform(tmp_path):
     cut = {"kind": "partition", "services": ["VllmDecodeWorker"], "duration": "3s"}
     out = run_cli("plan", str(_scenario(tmp_path, [cut]))).stdout
     assert "partition 3s VllmDecodeWorker" in out
     assert "request plane runs through a relay ftctl owns" in out
-    result = run_cli("validate", str(_scenario(tmp_path, [cut], platform="kubernetes")), expect=2)
-    assert "partition is not built for the kubernetes platform yet" in result.stderr
+    kube = run_cli("plan", str(_scenario(tmp_path, [cut], platform="kubernetes"))).stdout
+    assert "apply a NetworkPolicy (labelled with the run id)" in kube
+    assert "ENFORCEMENT NEEDS A CNI THAT ENFORCES NETWORKPOLICIES" in kube
+    assert "removed on every exit path and by ftctl cleanup" in kube
     front = {**cut, "services": ["Frontend"]}
     result = run_cli("validate", str(_scenario(tmp_path, [front])), expect=2)
     assert "name worker services, not Frontend" in result.stderr
@@ -172,7 +174,8 @@ def test_list_shows_the_new_catalog_entries_with_where_they_apply():
     rows = {r["name"]: r for r in listed}
     for name, (action, target) in NEW_FAILURES.items():
         row = rows[name]
-        assert (row["action"], row["target"], row["platforms"]) == (action, target, ["local"])
+        platforms = ["kubernetes", "local"] if action == "partition" else ["local"]
+        assert (row["action"], row["target"], row["platforms"]) == (action, target, platforms)
         assert row["in_all"] is False  # the upstream matrix keeps its cells
     assert rows["prefill_worker_stall"]["topologies"] == ["disagg"]
     assert rows["decode_worker_stall"]["signal"] == "SIGSTOP 5s"
