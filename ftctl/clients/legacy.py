@@ -32,7 +32,7 @@ from ftctl.clients.loadtable import percentile
 from ftctl.clients.prompts import PayloadMaker
 from ftctl.errors import ClientError
 from ftctl.layout import client_log, load_worker_stderr
-from ftctl.scenario.model import LoadSpec, TokenDist
+from ftctl.scenario.model import LoadShape, LoadSpec, TokenDist
 
 # Prometheus histogram bounds of client_latency_seconds (seconds; +Inf implied).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -205,6 +205,7 @@ class ClientRun:
         stop_grace: float = 5.0,
         on_record: Callable[[dict], None] | None = None,
         seed_offset: int = 0,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
         if not urls:
             raise ClientError("the legacy client needs at least one target URL")
@@ -229,6 +230,9 @@ class ClientRun:
         self.stop_grace = stop_grace
         self.on_record = on_record
         self.seed_offset = seed_offset
+        # A shaped load: every worker process walks the one global schedule and takes the
+        # arrivals k with k % n == p (share = (p, n)).
+        self.share = share
         self.stats = Stats()
         self.summary = LoadSummary()
         self._clock = _Clock()
@@ -420,8 +424,53 @@ class ClientRun:
         await asyncio.gather(*(self._closed_client(session, timeout, c) for c in self.clients))
 
     # -- open loop -------------------------------------------------------------------------
+    async def _shaped_loop(self, session, timeout) -> None:
+        """Open loop along ``spec.shape`` (ftctl.clients.shapes): scheduled times are kept."""
+        from ftctl.clients.shapes import offsets
+
+        spec = self.spec
+        assert spec.shape is not None
+        part, parts = self.share
+        clients = self.clients
+        makers = {c: self._maker(c) for c in clients}
+        counters = {c: itertools.count() for c in clients}
+        total = None
+        if spec.requests_per_client is not None:
+            total = spec.requests_per_client * spec.clients  # over every process
+        sem = asyncio.Semaphore(max(1, len(clients) * max(1, spec.concurrency)))
+        start = float(perf_counter_ns())
+        clock = self._clock
+
+        async def one(client: int, index: int, sched_ns: int, body: bytes) -> None:
+            async with sem:
+                await self._request(session, timeout, client, index, makers[client], sched_ns, body)
+
+        for k, offset_s in enumerate(
+            offsets(spec.shape, spec.request_rate, spec.arrival, spec.seed)
+        ):
+            if total is not None and k >= total:
+                break
+            t = start + offset_s * 1e9
+            if self.stop.is_set() or (self._deadline is not None and t >= self._deadline):
+                break
+            if k % parts != part:
+                continue
+            client = clients[(k // parts) % len(clients)]
+            body, _osl = makers[client].make()  # before the wait: not part of the lag
+            delay = (t - perf_counter_ns()) / 1e9
+            await asyncio.sleep(delay if delay > 0 else 0)
+            index = next(counters[client])
+            task = asyncio.create_task(one(client, index, clock.epoch(int(t)), body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def _open_loop(self, session, timeout) -> None:
         spec = self.spec
+        if spec.shape is not None:
+            await self._shaped_loop(session, timeout)
+            return
         if not self.rate or self.rate <= 0:
             raise ClientError(f"arrival {spec.arrival!r} needs a request_rate > 0 (total req/s)")
         self.summary.offered_rate = self.rate
@@ -575,6 +624,10 @@ def spec_from_dict(data: dict) -> LoadSpec:
     data["input_tokens"] = TokenDist(**data["input_tokens"])
     data["output_tokens"] = TokenDist(**data["output_tokens"])
     data["prompts"] = tuple(data.get("prompts") or ())
+    if data.get("shape"):
+        shape = dict(data["shape"])
+        shape["steps"] = tuple(tuple(step) for step in shape.get("steps") or ())
+        data["shape"] = LoadShape(**shape)
     known = {k: v for k, v in data.items() if k in LoadSpec.__dataclass_fields__}
     return LoadSpec(**known)
 
@@ -634,7 +687,9 @@ class LegacyLoad:
             clients = list(range(p, spec.clients, n))
             rate = spec.request_rate
             offset = 0.0
-            if spec.arrival != "closed" and spec.request_rate:
+            if spec.shape is not None:
+                pass  # every process walks the whole schedule and keeps its share
+            elif spec.arrival != "closed" and spec.request_rate:
                 # The total rate is split by clients; constant arrivals interleave by offset.
                 rate = spec.request_rate * len(clients) / spec.clients
                 offset = p / spec.request_rate
@@ -649,6 +704,7 @@ class LegacyLoad:
                     "offset_s": offset,
                     "stop_grace": self.stop_grace,
                     "seed_offset": p,
+                    "share": [p, n],
                 }
             )
         return out

@@ -47,7 +47,23 @@ def _load_json(spec: LoadSpec) -> dict[str, Any]:
         "timeout_s": spec.timeout,
         "placement": spec.placement,
         "result_dir": spec.result_dir,
+        "shape": _shape_text(spec),
     }
+
+
+def _shape_text(spec: LoadSpec) -> str | None:
+    shape = spec.shape
+    if shape is None:
+        return None
+    if shape.kind == "ramp":
+        return (
+            f"ramp {shape.rate_from:g} -> {shape.rate_to:g} req/s over "
+            f"{format_duration(shape.duration or 0)}, then {shape.rate_to:g} req/s"
+        )
+    if shape.kind == "steps":
+        steps = ", ".join(f"{rate:g} req/s for {format_duration(d)}" for rate, d in shape.steps)
+        return f"steps {steps}, then {shape.steps[-1][0]:g} req/s"
+    return f"burst of {shape.burst_requests} requests at {format_duration(shape.burst_at)}"
 
 
 def _pods_text(pods, service: str, replicas: int) -> str:
@@ -226,7 +242,7 @@ def _load_text(lo: dict[str, Any]) -> str:
     )
     per = " x" if lo["requests_per_client"] is not None else ""
     rate = f", <= {lo['request_rate']:g} req/s" if lo["request_rate"] else ""
-    if lo["arrival"] != "closed":
+    if lo["arrival"] != "closed" and lo["request_rate"]:
         rate = f", {lo['arrival']} arrivals at {lo['request_rate']:g} req/s total"
     text = (
         f"{lo['name']}: {lo['client']}, {lo['clients']} clients{per} {amount}{rate}, "
@@ -236,6 +252,8 @@ def _load_text(lo: dict[str, Any]) -> str:
     )
     if lo["result_dir"]:
         text += f", results in {lo['result_dir']}/"
+    if lo.get("shape"):
+        text += f", shape: {lo['shape']} ({lo['arrival']} arrivals, scheduled times recorded)"
     return text
 
 

@@ -19,6 +19,7 @@ from ftctl.scenario.model import (
     Deployment,
     Event,
     FailureType,
+    LoadShape,
     LoadSpec,
     LocalOptions,
     Observe,
@@ -110,9 +111,44 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
     kw["input_tokens"] = _tokens(spec.get("input_tokens"), base.input_tokens)
     kw["output_tokens"] = _tokens(spec.get("output_tokens"), base.output_tokens)
     kw["prompts"] = tuple(spec.get("prompts", ()))
-    if kw.get("arrival", "closed") != "closed" and "request_rate" not in spec:
+    if "shape" in spec:
+        kw["shape"] = _shape(doc, [*path, "shape"], spec, kw)
+    shaped = kw.get("shape") is not None and kw["shape"].kind != "burst"
+    if kw.get("arrival", "closed") != "closed" and "request_rate" not in spec and not shaped:
         raise doc.error([*path, "arrival"], "open-loop arrival needs request_rate (total req/s)")
     return LoadSpec(**kw)
+
+
+def _shape(doc: Document, path: list, spec: dict, kw: dict) -> LoadShape:
+    """``load.shape`` (ramp | steps | burst) for the built-in client's open loop."""
+    if spec.get("client", "aiperf") != "legacy":
+        raise doc.error(
+            path,
+            "load shapes are followed by the built-in client (client: legacy); aiperf has no "
+            "option for a ramp, steps or a burst at a time",
+        )
+    if kw.get("arrival", "closed") == "closed":
+        raise doc.error(path, "a load shape schedules arrivals: set arrival: constant or poisson")
+    shape = spec["shape"]
+    if "ramp" in shape:
+        ramp = shape["ramp"]
+        length = duration_at(doc, [*path, "ramp", "duration"], ramp["duration"])
+        if length <= 0:
+            raise doc.error([*path, "ramp", "duration"], "must be greater than 0")
+        return LoadShape("ramp", rate_from=ramp["from"], rate_to=ramp["to"], duration=length)
+    if "steps" in shape:
+        steps = []
+        for i, step in enumerate(shape["steps"]):
+            length = duration_at(doc, [*path, "steps", i, "duration"], step["duration"])
+            if length <= 0:
+                raise doc.error([*path, "steps", i, "duration"], "must be greater than 0")
+            steps.append((float(step["rate"]), length))
+        return LoadShape("steps", steps=tuple(steps))
+    burst = shape["burst"]
+    if "request_rate" not in spec:
+        raise doc.error(path, "a burst comes on top of the load's request_rate: set request_rate")
+    at = duration_at(doc, [*path, "burst", "at"], burst["at"])
+    return LoadShape("burst", burst_requests=burst["requests"], burst_at=at)
 
 
 def _loads(doc: Document) -> tuple[LoadSpec, ...]:

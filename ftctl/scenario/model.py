@@ -40,6 +40,24 @@ class TokenDist:
 
 
 @dataclass(frozen=True)
+class LoadShape:
+    """An open-loop load's rate over time (``load.shape``; ftctl.clients.shapes places arrivals).
+
+    ``ramp``: rate_from → rate_to req/s over ``duration`` s; ``steps``: (rate, duration s)
+    one after the other; ``burst``: ``burst_requests`` arrivals at ``burst_at`` s on top of
+    the load's request_rate. After the shape, its last rate holds until the load ends.
+    """
+
+    kind: Literal["ramp", "steps", "burst"]
+    rate_from: float | None = None
+    rate_to: float | None = None
+    duration: float | None = None
+    steps: tuple[tuple[float, float], ...] = ()
+    burst_requests: int = 0
+    burst_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class LoadSpec:
     """One named load (DESIGN.md §3.1 ``load:`` / ``loads:``)."""
 
@@ -66,6 +84,7 @@ class LoadSpec:
     # Where this load's client files go, relative to the output dir. None: the test's own
     # directory. Token overflow uses "<test>_overflow" / "<test>_recovery" (REFERENCE §2).
     result_dir: str | None = None
+    shape: LoadShape | None = None  # open loop only: ramp | steps | burst
 
 
 @dataclass(frozen=True)

@@ -210,3 +210,46 @@ def test_the_shipped_local_scenarios_use_every_new_fault():
         "decode_worker_partition",
     ):
         assert f"-{name}\n" in out, name
+
+
+def _shaped(tmp_path: Path, load: dict) -> Path:
+    path = tmp_path / "shaped.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "ftctl/v1",
+                "kind": "Scenario",
+                "metadata": {"name": "shaped"},
+                "deployment": {"backend": "vllm", "model": "tiny"},
+                "load": {"client": "legacy", "clients": 2, "requests_per_client": 10, **load},
+            }
+        )
+    )
+    return path
+
+
+def test_plan_shows_a_ramp_load_and_its_scheduled_times(tmp_path):
+    ramp = {"arrival": "constant", "shape": {"ramp": {"from": 1, "to": 10, "duration": "20s"}}}
+    out = run_cli("plan", str(_shaped(tmp_path, ramp))).stdout
+    assert "shape: ramp 1 -> 10 req/s over 20s, then 10 req/s (constant arrivals" in out
+    steps = {
+        "arrival": "poisson",
+        "shape": {"steps": [{"rate": 2, "duration": "5s"}, {"rate": 8, "duration": "5s"}]},
+    }
+    out = run_cli("plan", str(_shaped(tmp_path, steps))).stdout
+    assert "shape: steps 2 req/s for 5s, 8 req/s for 5s, then 8 req/s" in out
+
+
+def test_a_shape_on_aiperf_or_a_closed_loop_or_a_burst_without_rate_is_refused(tmp_path):
+    ramp = {"ramp": {"from": 1, "to": 10, "duration": "20s"}}
+    result = run_cli(
+        "validate",
+        str(_shaped(tmp_path, {"client": "aiperf", "arrival": "constant", "shape": ramp})),
+        expect=2,
+    )
+    assert "load.shape" in result.stderr and "aiperf has no option" in result.stderr
+    result = run_cli("validate", str(_shaped(tmp_path, {"shape": ramp})), expect=2)
+    assert "set arrival: constant or poisson" in result.stderr
+    burst = {"arrival": "constant", "shape": {"burst": {"requests": 5, "at": "3s"}}}
+    result = run_cli("validate", str(_shaped(tmp_path, burst)), expect=2)
+    assert "on top of the load's request_rate" in result.stderr
