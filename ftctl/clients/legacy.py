@@ -206,6 +206,7 @@ class ClientRun:
         on_record: Callable[[dict], None] | None = None,
         seed_offset: int = 0,
         share: tuple[int, int] = (0, 1),
+        anchor_epoch_ns: int | None = None,
     ) -> None:
         if not urls:
             raise ClientError("the legacy client needs at least one target URL")
@@ -233,6 +234,7 @@ class ClientRun:
         # A shaped load: every worker process walks the one global schedule and takes the
         # arrivals k with k % n == p (share = (p, n)).
         self.share = share
+        self.anchor_epoch_ns = anchor_epoch_ns  # when the shared schedule starts (None: now)
         self.stats = Stats()
         self.summary = LoadSummary()
         self._clock = _Clock()
@@ -439,6 +441,8 @@ class ClientRun:
             total = spec.requests_per_client * spec.clients  # over every process
         sem = asyncio.Semaphore(max(1, len(clients) * max(1, spec.concurrency)))
         start = float(perf_counter_ns())
+        if self.anchor_epoch_ns is not None:  # one time origin for every worker process
+            start += self.anchor_epoch_ns - time.time_ns()
         clock = self._clock
 
         async def one(client: int, index: int, sched_ns: int, body: bytes) -> None:
@@ -632,6 +636,9 @@ def spec_from_dict(data: dict) -> LoadSpec:
     return LoadSpec(**known)
 
 
+SHAPE_START_DELAY_S = 1.0  # a shaped load's schedule starts this long after start()
+
+
 def default_processes(spec: LoadSpec) -> int:
     """Worker processes for ``spec``: one per CLIENTS_PER_PROCESS clients (or, open loop, per
     RATE_PER_PROCESS req/s), at most one per CPU and per client."""
@@ -717,7 +724,15 @@ class LegacyLoad:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        for p, cfg in enumerate(self._configs()):
+        configs = self._configs()
+        if self.spec.shape is not None:
+            # Every process must follow one schedule from one origin: far enough ahead for
+            # the workers to have started (a late one sends its first arrivals late, and the
+            # lag shows it).
+            anchor = time.time_ns() + int(SHAPE_START_DELAY_S * 1e9)
+            for cfg in configs:
+                cfg["anchor_epoch_ns"] = anchor
+        for p, cfg in enumerate(configs):
             err = open(self.out_dir / load_worker_stderr(p), "wb")  # noqa: SIM115
             try:
                 proc = subprocess.Popen(
