@@ -298,6 +298,19 @@ def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str
             parts.append(f"Recovery: NOT RECOVERED ({spans}, {failed})")
     if result.fault_time_source and recovery is not None:
         parts.append(f"fault time from {result.fault_time_source}")
+    resumed = (
+        result.fault_resume_times_ns.get(result.fault_times_ns[0])
+        if result.fault_times_ns and getattr(result, "fault_resume_times_ns", None)
+        else None
+    )
+    if resumed is not None:  # a stall or partition: it ended later than it began
+        held = (resumed - result.fault_times_ns[0]) / 1e9
+        since = (
+            f", recovery {result.recovery_from_resume_s:.3f} s after it"
+            if result.recovery_from_resume_s is not None and metrics is result.overall
+            else ""
+        )
+        parts.append(f"fault ended (resume/heal) +{held:.3f} s{since}")
     if result.pod_recovery_s is not None:
         parts.append(f"pod recovery {result.pod_recovery_s:.3f} s")
     if result.upstream_log_recovery_s is not None:

@@ -157,3 +157,22 @@ def test_a_baseline_says_there_is_no_fault_in_this_test():
     result = TestResult(name="agg-none", path=Path("."), kind="legacy", failure="none")
     result.overall = LoadMetrics(phases={"overall": phase(10, 0)})
     assert recovery_line(result) == "Recovery: no fault in this test"
+
+
+def test_the_recovery_line_of_a_stall_gives_its_end_and_the_recovery_after_it():
+
+    result = TestResult(name="t", path=Path("t"), kind="legacy")
+    result.fault_times_ns = [10_000_000_000]
+    result.fault_resume_times_ns = {10_000_000_000: 15_000_000_000}
+    result.recovery_from_resume_s = 0.25
+    result.overall.recovery = Recovery(
+        recovery_time_s=5.25,
+        recovered=True,
+        window_s=10.0,
+        time_to_first_error_s=0.1,
+        downtime_s=5.1,
+        failure_span_s=5.0,
+    )
+    line = recovery_line(result)
+    assert "Recovery: 5.250 s after the fault" in line
+    assert "fault ended (resume/heal) +5.000 s, recovery 0.250 s after it" in line
