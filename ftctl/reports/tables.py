@@ -305,11 +305,10 @@ def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str
     )
     if resumed is not None:  # a stall or partition: it ended later than it began
         held = (resumed - result.fault_times_ns[0]) / 1e9
-        since = (
-            f", recovery {result.recovery_from_resume_s:.3f} s after it"
-            if result.recovery_from_resume_s is not None and metrics is result.overall
-            else ""
-        )
+        since = ""
+        if recovery is not None and recovery.recovery_time_s is not None:
+            # as recovery_from_resume_s, for these metrics: 0 when recovered before the end
+            since = f", recovery {max(0.0, recovery.recovery_time_s - held):.3f} s after it"
         parts.append(f"fault ended (resume/heal) +{held:.3f} s{since}")
     if result.pod_recovery_s is not None:
         parts.append(f"pod recovery {result.pod_recovery_s:.3f} s")

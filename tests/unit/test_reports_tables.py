@@ -176,3 +176,21 @@ def test_the_recovery_line_of_a_stall_gives_its_end_and_the_recovery_after_it():
     line = recovery_line(result)
     assert "Recovery: 5.250 s after the fault" in line
     assert "fault ended (resume/heal) +5.000 s, recovery 0.250 s after it" in line
+
+
+def test_the_run_summary_names_a_partition_its_end_and_why_a_fault_was_not_verified():
+    from ftctl.errors import ExitStatus
+    from ftctl.platforms.base import FaultRecord
+    from ftctl.reports.summary import render_run
+    from ftctl.runner import RunOutcome, TestOutcome
+
+    cut = FaultRecord("partition", "W", "W-abcde", 1_000_000_000, verified=True)
+    cut.resumed_ns, cut.pod_recovered_ns = 6_000_000_000, 7_000_000_000
+    stall = FaultRecord("stall_process", "W", "W-fghij", 1, signal="SIGSTOP")
+    stall.evidence["error"] = "pids [7] were not seen stopped (state T)"
+    outcome = TestOutcome("t", Path("t"), ExitStatus.CHECK_FAILED, faults=[cut, stall])
+    text = render_run(RunOutcome([outcome]))
+    assert (
+        "fault partition W-abcde (cut): verified, ended after 5.00s, pod recovered in 6.00s" in text
+    )
+    assert "fault stall_process W-fghij (SIGSTOP): NOT verified (pids [7] were not seen" in text
