@@ -441,6 +441,15 @@ def _shorthand_events(
             events.append(Event(kind="wait", duration=at - now))
             now = at
         ranks = _ranks(doc, path[:-1], item, f.action)
+        if "duration" in item:
+            if f.action not in ("stall_process", "partition"):
+                raise doc.error(
+                    [*path[:-1], "duration"], f"{f.name} has no duration (stall or partition only)"
+                )
+            length = duration_at(doc, [*path[:-1], "duration"], item["duration"])
+            if length <= 0:
+                raise doc.error([*path[:-1], "duration"], "must be greater than 0")
+            f = replace(f, duration=length)
         ev = _fault_event(f, dep, at, item, ranks)
         if ev is not None:
             _check_pods(doc, path[:-1], ev.pods, ev.services, dep)

@@ -253,3 +253,27 @@ def test_a_shape_on_aiperf_or_a_closed_loop_or_a_burst_without_rate_is_refused(t
     burst = {"arrival": "constant", "shape": {"burst": {"requests": 5, "at": "3s"}}}
     result = run_cli("validate", str(_shaped(tmp_path, burst)), expect=2)
     assert "on top of the load's request_rate" in result.stderr
+
+
+def test_a_failures_item_may_set_how_long_a_stall_lasts(tmp_path):
+    def plan_of(item: dict, expect: int = 0):
+        path = tmp_path / "d.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "ftctl/v1",
+                    "kind": "Scenario",
+                    "metadata": {"name": "d"},
+                    "deployment": {"backend": "vllm", "model": "tiny"},
+                    "load": {"client": "legacy", "clients": 1, "requests_per_client": 5},
+                    "failures": [{"at": "2s", **item}],
+                }
+            )
+        )
+        return run_cli("plan", str(path), "--json", expect=expect)
+
+    (plan,) = json.loads(plan_of({"type": "decode_worker_stall", "duration": "12s"}).stdout)
+    stall = next(e for e in plan["events"] if e["kind"] == "stall_process")
+    assert stall["duration_s"] == 12.0
+    refused = plan_of({"type": "decode_worker", "duration": "12s"}, expect=2)
+    assert "decode_worker has no duration" in refused.stderr
