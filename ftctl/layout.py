@@ -72,6 +72,11 @@ def client_log(client: int) -> str:
     return f"client_{client}.log.txt"
 
 
+def warmup_log(client: int) -> str:
+    """``warmup_<N>.log.txt``: a client's warmup requests, as JSONL, never counted."""
+    return f"warmup_{client}.log.txt"
+
+
 def load_worker_stderr(process: int) -> str:
     """``load_worker_<P>.stderr.log``."""
     return f"load_worker_{process}.stderr.log"

@@ -31,7 +31,7 @@ from ftctl.clients.http import ERROR_CLASSES, Attempt, send
 from ftctl.clients.loadtable import percentile
 from ftctl.clients.prompts import PayloadMaker
 from ftctl.errors import ClientError
-from ftctl.layout import client_log, load_worker_stderr
+from ftctl.layout import client_log, load_worker_stderr, warmup_log
 from ftctl.scenario.model import LoadShape, LoadSpec, TokenDist
 
 # Prometheus histogram bounds of client_latency_seconds (seconds; +Inf implied).
@@ -245,17 +245,18 @@ class ClientRun:
         self._deadline: int | None = None
 
     # -- output ----------------------------------------------------------------------------
-    def _fd(self, client: int) -> int:
-        fd = self._fds.get(client)
+    def _fd(self, client: int, warmup: bool = False) -> int:
+        key = -1 - client if warmup else client
+        fd = self._fds.get(key)
         if fd is None:
-            path = self.out_dir / client_log(client)
+            path = self.out_dir / (warmup_log(client) if warmup else client_log(client))
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            self._fds[client] = fd
+            self._fds[key] = fd
         return fd
 
-    def _write(self, client: int, record: dict) -> None:
+    def _write(self, client: int, record: dict, warmup: bool = False) -> None:
         # One write() per line on an O_APPEND descriptor: a kill loses at most this line.
-        os.write(self._fd(client), orjson.dumps(record) + b"\n")
+        os.write(self._fd(client, warmup), orjson.dumps(record) + b"\n")
 
     # -- one logical request ---------------------------------------------------------------
     async def _request(
@@ -346,6 +347,10 @@ class ClientRun:
             "request": index,
             "attempts": len(attempts),
         }
+        if index < self.spec.warmup:  # sent like any other, kept apart, never counted
+            record["warmup"] = True
+            self._write(client, record, warmup=True)
+            return
         self._write(client, record)
         s = self.summary
         s.requests += 1
@@ -381,7 +386,7 @@ class ClientRun:
             return False
         if self._deadline is not None and perf_counter_ns() >= self._deadline:
             return False
-        return rpc is None or index < rpc
+        return rpc is None or index < rpc + self.spec.warmup
 
     def _maker(self, client: int):
         if self.grpc:
@@ -438,7 +443,7 @@ class ClientRun:
         counters = {c: itertools.count() for c in clients}
         total = None
         if spec.requests_per_client is not None:
-            total = spec.requests_per_client * spec.clients  # over every process
+            total = (spec.requests_per_client + spec.warmup) * spec.clients  # every process
         sem = asyncio.Semaphore(max(1, len(clients) * max(1, spec.concurrency)))
         start = float(perf_counter_ns())
         if self.anchor_epoch_ns is not None:  # one time origin for every worker process
@@ -484,7 +489,7 @@ class ClientRun:
         counters = {c: itertools.count() for c in clients}
         total = None
         if spec.requests_per_client is not None:
-            total = spec.requests_per_client * len(clients)
+            total = (spec.requests_per_client + spec.warmup) * len(clients)
         # In-flight cap: clients x concurrency; arrivals that find it full wait, and the wait
         # shows as dispatch lag (never silently dropped).
         sem = asyncio.Semaphore(max(1, len(clients) * max(1, spec.concurrency)))

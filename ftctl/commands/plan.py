@@ -48,6 +48,7 @@ def _load_json(spec: LoadSpec) -> dict[str, Any]:
         "placement": spec.placement,
         "result_dir": spec.result_dir,
         "shape": _shape_text(spec),
+        "warmup": spec.warmup,
     }
 
 
@@ -252,6 +253,8 @@ def _load_text(lo: dict[str, Any]) -> str:
     )
     if lo["result_dir"]:
         text += f", results in {lo['result_dir']}/"
+    if lo.get("warmup"):
+        text += f", {lo['warmup']} warmup request(s) per client first (not counted)"
     if lo.get("shape"):
         text += f", shape: {lo['shape']} ({lo['arrival']} arrivals, scheduled times recorded)"
     return text

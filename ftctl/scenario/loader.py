@@ -89,7 +89,7 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
             "set protocol: grpc",
         )
     kw["protocol"] = protocol
-    for key in ("placement", "endpoint", "seed", "retries", "request_rate"):
+    for key in ("placement", "endpoint", "seed", "retries", "request_rate", "warmup"):
         if key in spec:
             kw[key] = spec[key]
         elif legacy and key in LEGACY_DEFAULTS:

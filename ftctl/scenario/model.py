@@ -85,6 +85,7 @@ class LoadSpec:
     # directory. Token overflow uses "<test>_overflow" / "<test>_recovery" (REFERENCE §2).
     result_dir: str | None = None
     shape: LoadShape | None = None  # open loop only: ramp | steps | burst
+    warmup: int = 0  # requests per client sent first and not counted (legacy: warmup_N.log.txt)
 
 
 @dataclass(frozen=True)

@@ -502,3 +502,8 @@ def test_relative_output_and_tokenizer_paths_are_made_absolute(fake_aiperf, tmp_
     assert flag(argv, "--tokenizer") == str(tmp_path / "tok")
     assert flag(argv, "--artifact-dir") == str(tmp_path / "out" / "client_0" / "attempt_0")
     assert attempt_outcome(tmp_path / "out" / "client_0" / "attempt_0") == (3, 0)
+
+
+def test_a_warmup_becomes_aiperfs_warmup_request_count():
+    argv = aiperf_argv(LoadSpec(warmup=3), TARGET, ART, 0)
+    assert argv[argv.index("--warmup-request-count") + 1] == "3"

@@ -107,3 +107,23 @@ def test_worker_processes_split_one_shaped_schedule_without_gaps_or_doubles(tmp_
     expected = _due(shape, 32)
     got = [(t - sched[0]) / 1e9 for t in sched]
     assert got == pytest.approx(expected, abs=2e-3)
+
+
+def test_warmup_requests_are_sent_first_kept_apart_and_never_counted(tmp_path):
+    from ftctl.results import parse_result_dir
+
+    spec = _spec(arrival="closed", requests_per_client=4, warmup=2, request_rate=None)
+    with FakeLLM() as server:
+        summary = asyncio.run(run_clients(spec, [server.url], "m", tmp_path))
+    for client in (0, 1):
+        warm = [
+            json.loads(x) for x in (tmp_path / f"warmup_{client}.log.txt").read_text().splitlines()
+        ]
+        counted = [
+            json.loads(x) for x in (tmp_path / f"client_{client}.log.txt").read_text().splitlines()
+        ]
+        assert [r["request"] for r in warm] == [0, 1] and all(r["warmup"] for r in warm)
+        assert [r["request"] for r in counted] == [2, 3, 4, 5]
+        assert max(r["end_ns"] for r in warm) <= min(r["start_ns"] for r in counted)
+    assert summary.requests == 8
+    assert parse_result_dir(tmp_path).overall.requests == 8

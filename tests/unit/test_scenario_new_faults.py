@@ -229,9 +229,14 @@ def _shaped(tmp_path: Path, load: dict) -> Path:
 
 
 def test_plan_shows_a_ramp_load_and_its_scheduled_times(tmp_path):
-    ramp = {"arrival": "constant", "shape": {"ramp": {"from": 1, "to": 10, "duration": "20s"}}}
+    ramp = {
+        "arrival": "constant",
+        "warmup": 3,
+        "shape": {"ramp": {"from": 1, "to": 10, "duration": "20s"}},
+    }
     out = run_cli("plan", str(_shaped(tmp_path, ramp))).stdout
     assert "shape: ramp 1 -> 10 req/s over 20s, then 10 req/s (constant arrivals" in out
+    assert "3 warmup request(s) per client first (not counted)" in out
     steps = {
         "arrival": "poisson",
         "shape": {"steps": [{"rate": 2, "duration": "5s"}, {"rate": 8, "duration": "5s"}]},
