@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ftctl.checks_server import SERVER_KINDS, ServerContext, evaluate_server
 from ftctl.errors import ExitStatus
-from ftctl.events import FAULT_INJECTED, FAULT_NOT_VERIFIED, FAULT_VERIFIED
+from ftctl.events import COMMAND_RESULT, FAULT_INJECTED, FAULT_NOT_VERIFIED, FAULT_VERIFIED
 from ftctl.layout import LOG_SUFFIX, NOT_POD_LOG_SUFFIXES
 from ftctl.scenario.model import Check
 
@@ -157,6 +157,9 @@ def evaluate(
                 server = ServerContext.read(result_dir, events or [], overall)
             results.append(CheckResult(check, *evaluate_server(check, server)))
             continue
+        if check.kind == "command_exit":
+            results.append(_command_exit(check, events or []))
+            continue
         metrics = overall if check.load is None else loads.get(check.load)
         if metrics is None and check.kind not in (
             "fault_verified",
@@ -170,6 +173,29 @@ def evaluate(
             _evaluate_one(check, metrics, was_cancelled, faults, expects_fault, result_dir)
         )
     return results
+
+
+def _command_exit(check: Check, events: list[dict[str, Any]]) -> CheckResult:
+    """Every run_command with ``expect_exit`` exited with it (and ran at all)."""
+    ran = [
+        e for e in events if e.get("kind") == COMMAND_RESULT and e.get("expect_exit") is not None
+    ]
+    if not ran:
+        return CheckResult(check, "failed", "no command with expect_exit ran")
+    bad = [e for e in ran if e.get("exit_code") != e.get("expect_exit")]
+    if not bad:
+        return CheckResult(check, "passed", f"{len(ran)} command(s) exited as expected")
+    first = bad[0]
+    why = first.get("error") or (first.get("stderr") or "").strip().splitlines()[-1:] or [""]
+    why = why if isinstance(why, str) else why[0]
+    return CheckResult(
+        check,
+        "failed",
+        f"{len(bad)} of {len(ran)} command(s) exited otherwise than expected: "
+        f"{first.get('argv')} in {first.get('pod')} exited {first.get('exit_code')}, "
+        f"expected {first.get('expect_exit')}" + (f" ({why[:200]})" if why else ""),
+        first.get("exit_code"),
+    )
 
 
 def _evaluate_one(check, metrics, was_cancelled, faults, expects_fault, result_dir) -> CheckResult:

@@ -2,8 +2,11 @@
 
 One JSON object per line: ``{"t_ns": <epoch ns>, "kind": <kind>, ...}``. Kinds written by the
 runner: ``deploy_start``, ``ready``, ``load_start``, ``fault_injected`` (t_ns = T_f),
-``fault_verified``, ``fault_not_verified``, ``recovered``, ``load_end``, ``teardown``,
+``fault_verified``, ``fault_not_verified``, ``fault_resumed`` (a stall's SIGCONT or a partition's
+heal, with ``fault_t_ns`` = that fault's T_f), ``recovered``, ``load_end``, ``teardown``,
 ``event_start`` / ``event_end`` (every timeline event, with ``event`` = its kind and ``index``),
+``command_result`` (a run_command in one pod: ``argv``, ``exit_code``, ``stdout``,
+``stderr``, ``expect_exit``), ``metrics_captured`` (``label``, ``files``, ``failed``),
 ``endpoint_failure`` (a connection the endpoint could not forward: ``pod``, ``reason``).
 Readers tolerate a truncated last line.
 """
@@ -24,6 +27,9 @@ LOAD_START = "load_start"
 FAULT_INJECTED = "fault_injected"
 FAULT_VERIFIED = "fault_verified"
 FAULT_NOT_VERIFIED = "fault_not_verified"
+COMMAND_RESULT = "command_result"  # run_command: pod, argv, exit_code, stdout, stderr, expected
+METRICS_CAPTURED = "metrics_captured"  # capture_metrics: label, files, failed
+FAULT_RESUMED = "fault_resumed"  # a stall's SIGCONT / a partition's heal (fault_t_ns = its T_f)
 RECOVERED = "recovered"
 LOAD_END = "load_end"
 TEARDOWN = "teardown"

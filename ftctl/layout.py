@@ -88,6 +88,11 @@ def client_log(client: int) -> str:
     return f"client_{client}.log.txt"
 
 
+def warmup_log(client: int) -> str:
+    """``warmup_<N>.log.txt``: a client's warmup requests, as JSONL, never counted."""
+    return f"warmup_{client}.log.txt"
+
+
 def load_worker_stderr(process: int) -> str:
     """``load_worker_<P>.stderr.log``."""
     return f"load_worker_{process}.stderr.log"
@@ -101,6 +106,11 @@ def client_dir(client: int) -> str:
 def attempt_dir(attempt: int) -> str:
     """``attempt_<M>`` (aiperf)."""
     return f"attempt_{attempt}"
+
+
+def labelled_metrics_suffix(label: str) -> str:
+    """``.<label>.metrics.log``: a /metrics snapshot taken by a capture_metrics event."""
+    return f".{label}{METRICS_LOG_SUFFIX}"
 
 
 def pod_file(result_dir: Path, service: str, pod: str, suffix: str) -> Path:

@@ -32,8 +32,15 @@ from ftctl.checks import CheckResult, evaluate, summarize_faults, verdict, worst
 from ftctl.errors import ExitStatus, FtctlError, Interrupted, PlatformError, UsageError
 from ftctl.layout import PREVIOUS_DIR, RUN_FILE, RUN_REPORT_FILE
 from ftctl.observe import Scraper
-from ftctl.platforms.base import FaultRecord, LocalPlatformOptions, Platform, Pod, platform_options
-from ftctl.scenario.model import Event, LoadSpec, TestCase
+from ftctl.platforms.base import (
+    CommandResult,
+    FaultRecord,
+    LocalPlatformOptions,
+    Platform,
+    Pod,
+    platform_options,
+)
+from ftctl.scenario.model import FAULT_EVENT_KINDS, Event, LoadSpec, TestCase
 
 if TYPE_CHECKING:
     from ftctl.clients.prom import LiveRegistry, LoadSource
@@ -41,6 +48,9 @@ if TYPE_CHECKING:
 DEFAULT_READY_TIMEOUT_S = 600.0
 DEFAULT_VERIFY_TIMEOUT_S = 120.0
 DEFAULT_LOAD_TIMEOUT_S = 1200.0
+DEFAULT_COMMAND_TIMEOUT_S = 60.0
+INTERRUPTED_VERIFY_WAIT_S = 5.0
+COMMAND_OUTPUT_MAX = 64 * 1024  # characters of stdout / stderr kept in events.jsonl (the tail)
 
 
 @dataclass
@@ -223,7 +233,9 @@ class TestRun:
         self.rng = random.Random(options.seed)
         self._verifiers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="verify")
         self._pending: list[Future] = []
+        self._held: list[FaultRecord] = []  # stalls and partitions not yet ended
         self.cancelled = False
+        self.interrupted = False  # Ctrl-C / SIGTERM reached the timeline
         self.startup_s: float | None = None
         self.load_start_ns: int | None = None
         self.scraper: Scraper | None = None
@@ -257,6 +269,9 @@ class TestRun:
             for index, event in enumerate(self.test.events):
                 self._run_event(index, event)
                 self._check_endpoint()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
         finally:
             self._cleanup()
 
@@ -397,12 +412,19 @@ class TestRun:
         return pods
 
     def _fault(self, event: Event, inject: Callable[[Pod], FaultRecord]) -> dict[str, Any]:
+        records = self._inject(event, inject)
+        for record in records:
+            self._pending.append(self._verifiers.submit(self._verify, record))
+        return {"pods": [r.pod for r in records]}
+
+    def _inject(self, event: Event, inject: Callable[[Pod], FaultRecord]) -> list[FaultRecord]:
+        """Hit every target pod of ``event``; one fault_injected event per pod (t_ns = T_f)."""
         planned = getattr(self, "_schedule_ns", None)
         records = []
         for pod in self._targets(event):
             self.log.info(
                 f"Injecting failure for: Failure(time={event.at}, pod_name='{pod.service}', "
-                f"pod='{pod.name}', command='{event.process or 'delete_pod'}', "
+                f"pod='{pod.name}', command='{event.process or event.kind}', "
                 f"signal='{event.signal or ''}', failure='{event.failure or event.kind}')"
             )
             record = inject(pod)
@@ -411,6 +433,8 @@ class TestRun:
             records.append(record)
             if self.live is not None:
                 self.live.fault(self.live.run, self.name)
+            held = event.kind in ("stall_process", "partition")
+            extra = {"duration_s": event.duration} if held else {}
             self._event(
                 ev.FAULT_INJECTED,
                 record.t_ns,
@@ -422,9 +446,63 @@ class TestRun:
                 pids=record.pids,
                 failure=event.failure,
                 injection_delay_s=delay_s,
+                **extra,
             )
-            self._pending.append(self._verifiers.submit(self._verify, record))
+        return records
+
+    def _do_stall_process(self, event: Event) -> dict[str, Any]:
+        """SIGSTOP the matches for ``duration``, then SIGCONT; verified once resumed."""
+        return self._held_fault(
+            event, lambda pod: self.platform.stall_process(pod, event.process or "", event.ranks)
+        )
+
+    def _do_partition(self, event: Event) -> dict[str, Any]:
+        """Cut the frontend from the target pods for ``duration``, then heal; verified after."""
+        return self._held_fault(event, self.platform.partition)
+
+    def _held_fault(self, event: Event, inject: Callable[[Pod], FaultRecord]) -> dict[str, Any]:
+        """A fault that lasts ``duration`` and is then ended (stall, partition).
+
+        What was started is remembered before the wait, so an interrupt or an error in the
+        wait still ends it in ``_cleanup`` (and the platform's teardown does too).
+        """
+
+        def start(pod: Pod) -> FaultRecord:
+            record = inject(pod)
+            self._held.append(record)
+            return record
+
+        records = self._inject(event, start)
+        if records:
+            self._sleep_until(min(r.t_ns for r in records) + int((event.duration or 0) * 1e9))
+        self._end_held()
         return {"pods": [r.pod for r in records]}
+
+    def _end_held(self) -> None:
+        """End every held fault still on (SIGCONT / heal); write fault_resumed, then verify."""
+        while self._held:
+            record = self._held.pop(0)
+            try:
+                if record.action == "partition":
+                    self.platform.heal_partition(record)
+                else:
+                    self.platform.resume_process(record)
+            except Exception as exc:
+                record.evidence.setdefault("error", f"ending {record.action}: {exc}")
+            if record.resumed_ns is not None:
+                self._event(
+                    ev.FAULT_RESUMED,
+                    record.resumed_ns,
+                    action=record.action,
+                    service=record.service,
+                    pod=record.pod,
+                    pids=record.pids,
+                    fault_t_ns=record.t_ns,
+                    held_s=(record.resumed_ns - record.t_ns) / 1e9,
+                )
+                what = "healed" if record.action == "partition" else f"resumed {record.pids}"
+                self.log.info(f"Fault on {record.pod} {what}")
+            self._pending.append(self._verifiers.submit(self._verify, record))
 
     def _verify(self, record: FaultRecord) -> None:
         try:
@@ -455,12 +533,73 @@ class TestRun:
         return self._fault(
             event,
             lambda pod: self.platform.terminate_process(
-                pod, event.process or "", event.signal or "SIGKILL"
+                pod, event.process or "", event.signal or "SIGKILL", event.ranks
             ),
         )
 
+    def _do_reset_connections(self, event: Event) -> dict[str, Any]:
+        return self._fault(event, self.platform.reset_connections)
+
     def _do_delete_pod(self, event: Event) -> dict[str, Any]:
         return self._fault(event, lambda pod: self.platform.delete_pod(pod, event.force))
+
+    def _do_run_command(self, event: Event) -> dict[str, Any]:
+        """Run the event's argv in every target pod; each result goes to events.jsonl.
+
+        A mismatch with ``expect_exit`` does not stop the timeline: check ``command_exit``
+        (added by the loader) fails the test with the pod, argv, exit code and stderr.
+        """
+        timeout = event.timeout or DEFAULT_COMMAND_TIMEOUT_S
+        codes = []
+        for pod in self._targets(event):
+            started = time.time_ns()
+            try:
+                result = self.platform.run_command(pod, list(event.argv), timeout)
+            except PlatformError as exc:
+                result = CommandResult(None, "", "", error=exc.message)
+            ok = event.expect_exit is None or result.exit_code == event.expect_exit
+            codes.append(result.exit_code)
+            self._event(
+                ev.COMMAND_RESULT,
+                started,
+                service=pod.service,
+                pod=pod.name,
+                argv=list(event.argv),
+                exit_code=result.exit_code,
+                error=result.error,
+                stdout=result.stdout[-COMMAND_OUTPUT_MAX:],
+                stderr=result.stderr[-COMMAND_OUTPUT_MAX:],
+                truncated=max(len(result.stdout), len(result.stderr)) > COMMAND_OUTPUT_MAX,
+                expect_exit=event.expect_exit,
+                ok=ok,
+                duration_s=(time.time_ns() - started) / 1e9,
+            )
+            line = f"Command {event.argv!r} in {pod.name} exited {result.exit_code}"
+            (self.log.info if ok else self.log.error)(
+                line + (f" ({result.error})" if result.error else "")
+            )
+        return {"exit_codes": codes}
+
+    def _do_capture_metrics(self, event: Event) -> dict[str, Any]:
+        """Snapshot every pod's /metrics now into ``<Service>/<pod>.<label>.metrics.log``."""
+        label = event.label or "snapshot"
+        wanted = set(event.services)
+        files, failed = [], []
+        for target in self.platform.scrape_targets():
+            if wanted and target.service not in wanted:
+                continue
+            suffix = layout.labelled_metrics_suffix(label)
+            path = layout.pod_file(self.result_dir, target.service, target.pod, suffix)
+            try:
+                body = target.fetch(5.0)
+            except Exception as exc:  # recorded: one pod that does not answer is evidence
+                failed.append({"service": target.service, "pod": target.pod, "error": str(exc)})
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+            files.append(str(path.relative_to(self.result_dir)))
+        self._event(ev.METRICS_CAPTURED, None, label=label, files=files, failed=failed)
+        return {"label": label, "files": len(files), "failed": len(failed)}
 
     def _do_wait_for_recovery(self, event: Event) -> dict[str, Any]:
         self.platform.wait_for_recovery(event.timeout or DEFAULT_READY_TIMEOUT_S)
@@ -509,6 +648,10 @@ class TestRun:
         # Runs on every exit path. A second Ctrl-C must not cut teardown short.
         previous = _ignore_interrupts()
         try:
+            try:  # first: no stall or partition outlives the run (Ctrl-C in the middle of one)
+                self._end_held()
+            except Exception as exc:
+                self.log.error(f"ending stalls and partitions: {exc}")
             for name, handle in self.loads.items():
                 try:
                     if not handle.wait(0):
@@ -521,9 +664,12 @@ class TestRun:
                     self.log.error(f"stopping load '{name}': {exc}")
             for source in self._live_sources:  # this test's loads leave the exposition
                 self.live.remove(source)  # type: ignore[union-attr]
+            # Interrupted: a verification that waits for traffic (a partition's reconnection)
+            # would wait for a load that is gone; what it found so far is what it reports.
+            wait_s = INTERRUPTED_VERIFY_WAIT_S if self.interrupted else None
             for future in self._pending:
                 try:
-                    future.result(timeout=self.options.verify_timeout + 5)
+                    future.result(timeout=wait_s or self.options.verify_timeout + 5)
                 except Exception as exc:
                     self.log.error(f"fault verification: {exc}")
             self._verifiers.shutdown(wait=False, cancel_futures=True)
@@ -568,6 +714,11 @@ HANDLERS: dict[str, Callable[[TestRun, Event], dict[str, Any]]] = {
     "wait": TestRun._do_wait,
     "terminate_process": TestRun._do_terminate_process,
     "delete_pod": TestRun._do_delete_pod,
+    "stall_process": TestRun._do_stall_process,
+    "reset_connections": TestRun._do_reset_connections,
+    "partition": TestRun._do_partition,
+    "run_command": TestRun._do_run_command,
+    "capture_metrics": TestRun._do_capture_metrics,
     "wait_for_recovery": TestRun._do_wait_for_recovery,
     "wait_for_log_pattern": TestRun._do_wait_for_log_pattern,
     "rolling_upgrade": TestRun._do_rolling_upgrade,
@@ -637,7 +788,7 @@ def _analyse(test: TestCase, outcome: TestOutcome, options: RunOptions, cancelle
             loads[spec.name] = extra.overall
     events, _ = ev.read_events(outcome.result_dir / ev.EVENTS_FILE)
     faults = summarize_faults(events)
-    expects_fault = any(e.kind in ("terminate_process", "delete_pod") for e in test.events)
+    expects_fault = any(e.kind in FAULT_EVENT_KINDS for e in test.events)
     overall = result.overall if result is not None else outcome.extra_results[-1].overall
     outcome.checks = evaluate(
         test.checks,

@@ -130,8 +130,9 @@ def aiperf_argv(
       - open loop (``arrival`` constant|poisson): the rate is the total over all clients, so
         each process gets ``rate / clients`` and NO ``--concurrency``: aiperf then does not
         cap in-flight requests, so arrivals never queue behind a cap.
-      - no warmup: aiperf 0.13 rejects ``--warmup-request-count 0`` and runs no warmup when
-        the flag is absent, so it is left out.
+      - warmup: ``--warmup-request-count N`` per client for ``warmup: N``; none otherwise
+        (aiperf 0.13 rejects ``--warmup-request-count 0`` and runs no warmup without the
+        flag). Its warmup records carry ``benchmark_phase: warmup`` and are not counted.
       - never ``--failed-request-threshold`` (it aborts the run inside the fault window).
       - prompts: ``--input-file`` (``input_file``, default ``<client dir>/prompts.jsonl``) in
         aiperf's ``single_turn`` JSONL format, one ``{"text": ...}`` per line.
@@ -170,6 +171,8 @@ def aiperf_argv(
         per_client = spec.request_rate / max(1, spec.clients)
         argv += ["--request-rate", _fmt(per_client), "--arrival-pattern", spec.arrival]
 
+    if spec.warmup:
+        argv += ["--warmup-request-count", str(spec.warmup)]
     if spec.duration is not None:
         # In-flight requests get one request timeout to finish after the duration ends.
         argv += [

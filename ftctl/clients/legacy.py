@@ -31,8 +31,8 @@ from ftctl.clients.http import ERROR_CLASSES, Attempt, send
 from ftctl.clients.loadtable import percentile
 from ftctl.clients.prompts import PayloadMaker
 from ftctl.errors import ClientError
-from ftctl.layout import client_log, load_worker_stderr
-from ftctl.scenario.model import LoadSpec, TokenDist
+from ftctl.layout import client_log, load_worker_stderr, warmup_log
+from ftctl.scenario.model import LoadShape, LoadSpec, TokenDist
 
 # Prometheus histogram bounds of client_latency_seconds (seconds; +Inf implied).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -205,6 +205,8 @@ class ClientRun:
         stop_grace: float = 5.0,
         on_record: Callable[[dict], None] | None = None,
         seed_offset: int = 0,
+        share: tuple[int, int] = (0, 1),
+        anchor_epoch_ns: int | None = None,
     ) -> None:
         if not urls:
             raise ClientError("the legacy client needs at least one target URL")
@@ -229,6 +231,10 @@ class ClientRun:
         self.stop_grace = stop_grace
         self.on_record = on_record
         self.seed_offset = seed_offset
+        # A shaped load: every worker process walks the one global schedule and takes the
+        # arrivals k with k % n == p (share = (p, n)).
+        self.share = share
+        self.anchor_epoch_ns = anchor_epoch_ns  # when the shared schedule starts (None: now)
         self.stats = Stats()
         self.summary = LoadSummary()
         self._clock = _Clock()
@@ -239,17 +245,18 @@ class ClientRun:
         self._deadline: int | None = None
 
     # -- output ----------------------------------------------------------------------------
-    def _fd(self, client: int) -> int:
-        fd = self._fds.get(client)
+    def _fd(self, client: int, warmup: bool = False) -> int:
+        key = -1 - client if warmup else client
+        fd = self._fds.get(key)
         if fd is None:
-            path = self.out_dir / client_log(client)
+            path = self.out_dir / (warmup_log(client) if warmup else client_log(client))
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            self._fds[client] = fd
+            self._fds[key] = fd
         return fd
 
-    def _write(self, client: int, record: dict) -> None:
+    def _write(self, client: int, record: dict, warmup: bool = False) -> None:
         # One write() per line on an O_APPEND descriptor: a kill loses at most this line.
-        os.write(self._fd(client), orjson.dumps(record) + b"\n")
+        os.write(self._fd(client, warmup), orjson.dumps(record) + b"\n")
 
     # -- one logical request ---------------------------------------------------------------
     async def _request(
@@ -342,6 +349,10 @@ class ClientRun:
             "request": index,
             "attempts": len(attempts),
         }
+        if index < self.spec.warmup:  # sent like any other, kept apart, never counted
+            record["warmup"] = True
+            self._write(client, record, warmup=True)
+            return
         self._write(client, record)
         s = self.summary
         s.requests += 1
@@ -377,7 +388,7 @@ class ClientRun:
             return False
         if self._deadline is not None and perf_counter_ns() >= self._deadline:
             return False
-        return rpc is None or index < rpc
+        return rpc is None or index < rpc + self.spec.warmup
 
     def _maker(self, client: int):
         if self.grpc:
@@ -422,8 +433,55 @@ class ClientRun:
         await asyncio.gather(*(self._closed_client(session, timeout, c) for c in self.clients))
 
     # -- open loop -------------------------------------------------------------------------
+    async def _shaped_loop(self, session, timeout) -> None:
+        """Open loop along ``spec.shape`` (ftctl.clients.shapes): scheduled times are kept."""
+        from ftctl.clients.shapes import offsets
+
+        spec = self.spec
+        assert spec.shape is not None
+        part, parts = self.share
+        clients = self.clients
+        makers = {c: self._maker(c) for c in clients}
+        counters = {c: itertools.count() for c in clients}
+        total = None
+        if spec.requests_per_client is not None:
+            total = (spec.requests_per_client + spec.warmup) * spec.clients  # every process
+        sem = asyncio.Semaphore(max(1, len(clients) * max(1, spec.concurrency)))
+        start = float(perf_counter_ns())
+        if self.anchor_epoch_ns is not None:  # one time origin for every worker process
+            start += self.anchor_epoch_ns - time.time_ns()
+        clock = self._clock
+
+        async def one(client: int, index: int, sched_ns: int, body: bytes) -> None:
+            async with sem:
+                await self._request(session, timeout, client, index, makers[client], sched_ns, body)
+
+        for k, offset_s in enumerate(
+            offsets(spec.shape, spec.request_rate, spec.arrival, spec.seed)
+        ):
+            if total is not None and k >= total:
+                break
+            t = start + offset_s * 1e9
+            if self.stop.is_set() or (self._deadline is not None and t >= self._deadline):
+                break
+            if k % parts != part:
+                continue
+            client = clients[(k // parts) % len(clients)]
+            body, _osl = makers[client].make()  # before the wait: not part of the lag
+            delay = (t - perf_counter_ns()) / 1e9
+            await asyncio.sleep(delay if delay > 0 else 0)
+            index = next(counters[client])
+            task = asyncio.create_task(one(client, index, clock.epoch(int(t)), body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def _open_loop(self, session, timeout) -> None:
         spec = self.spec
+        if spec.shape is not None:
+            await self._shaped_loop(session, timeout)
+            return
         if not self.rate or self.rate <= 0:
             raise ClientError(f"arrival {spec.arrival!r} needs a request_rate > 0 (total req/s)")
         self.summary.offered_rate = self.rate
@@ -433,7 +491,7 @@ class ClientRun:
         counters = {c: itertools.count() for c in clients}
         total = None
         if spec.requests_per_client is not None:
-            total = spec.requests_per_client * len(clients)
+            total = (spec.requests_per_client + spec.warmup) * len(clients)
         # In-flight cap: clients x concurrency; arrivals that find it full wait, and the wait
         # shows as dispatch lag (never silently dropped).
         sem = asyncio.Semaphore(max(1, len(clients) * max(1, spec.concurrency)))
@@ -577,8 +635,15 @@ def spec_from_dict(data: dict) -> LoadSpec:
     data["input_tokens"] = TokenDist(**data["input_tokens"])
     data["output_tokens"] = TokenDist(**data["output_tokens"])
     data["prompts"] = tuple(data.get("prompts") or ())
+    if data.get("shape"):
+        shape = dict(data["shape"])
+        shape["steps"] = tuple(tuple(step) for step in shape.get("steps") or ())
+        data["shape"] = LoadShape(**shape)
     known = {k: v for k, v in data.items() if k in LoadSpec.__dataclass_fields__}
     return LoadSpec(**known)
+
+
+SHAPE_START_DELAY_S = 1.0  # a shaped load's schedule starts this long after start()
 
 
 def default_processes(spec: LoadSpec) -> int:
@@ -636,7 +701,9 @@ class LegacyLoad:
             clients = list(range(p, spec.clients, n))
             rate = spec.request_rate
             offset = 0.0
-            if spec.arrival != "closed" and spec.request_rate:
+            if spec.shape is not None:
+                pass  # every process walks the whole schedule and keeps its share
+            elif spec.arrival != "closed" and spec.request_rate:
                 # The total rate is split by clients; constant arrivals interleave by offset.
                 rate = spec.request_rate * len(clients) / spec.clients
                 offset = p / spec.request_rate
@@ -651,6 +718,7 @@ class LegacyLoad:
                     "offset_s": offset,
                     "stop_grace": self.stop_grace,
                     "seed_offset": p,
+                    "share": [p, n],
                 }
             )
         return out
@@ -663,7 +731,15 @@ class LegacyLoad:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        for p, cfg in enumerate(self._configs()):
+        configs = self._configs()
+        if self.spec.shape is not None:
+            # Every process must follow one schedule from one origin: far enough ahead for
+            # the workers to have started (a late one sends its first arrivals late, and the
+            # lag shows it).
+            anchor = time.time_ns() + int(SHAPE_START_DELAY_S * 1e9)
+            for cfg in configs:
+                cfg["anchor_epoch_ns"] = anchor
+        for p, cfg in enumerate(configs):
             err = open(self.out_dir / load_worker_stderr(p), "wb")  # noqa: SIM115
             try:
                 proc = subprocess.Popen(

@@ -73,6 +73,8 @@ async def _main(cfg: dict) -> int:
         force=force,
         stop_grace=cfg.get("stop_grace", 5.0),
         seed_offset=cfg.get("seed_offset", 0),
+        share=tuple(cfg.get("share", (0, 1))),
+        anchor_epoch_ns=cfg.get("anchor_epoch_ns"),
     )
 
     async def report() -> None:

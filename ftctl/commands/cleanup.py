@@ -32,10 +32,14 @@ def cleanup(
     )
     if not names and not jobs:
         lines.append(f"kubernetes: nothing to clean up in namespace {namespace}")
-    if names:
+    policies = [n.removeprefix("networkpolicy/") for n in names if n.startswith("networkpolicy/")]
+    dgds = [n for n in names if not n.startswith("networkpolicy/")]
+    if policies:  # a crashed run's partitions
         lines.append(
-            f"kubernetes: removed {len(names)} DynamoGraphDeployment(s): {', '.join(names)}"
+            f"kubernetes: removed {len(policies)} NetworkPolicy(ies): {', '.join(policies)}"
         )
+    if dgds:
+        lines.append(f"kubernetes: removed {len(dgds)} DynamoGraphDeployment(s): {', '.join(dgds)}")
     if jobs:
         lines.append(
             f"kubernetes: removed {len(jobs)} load Job(s) with their pods: {', '.join(jobs)}"

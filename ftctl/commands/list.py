@@ -70,7 +70,18 @@ def _failures_rows(cat: Catalogs) -> list[dict[str, Any]]:
             "action": f.action,
             "target": f.target,
             "process": f.process,
-            "signal": f.signal if f.action == "terminate_process" else None,
+            "signal": (
+                f.signal
+                if f.action == "terminate_process"
+                else f"SIGSTOP {format_duration(f.duration or 0)}"
+                if f.action == "stall_process"
+                else f"cut {format_duration(f.duration or 0)}"
+                if f.action == "partition"
+                else "RST"
+                if f.action == "reset_connections"
+                else None
+            ),
+            "duration_s": f.duration,
             "backends": list(f.backends),
             "topologies": list(f.topologies),
             "platforms": list(f.platforms),

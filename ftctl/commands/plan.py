@@ -7,12 +7,14 @@ import signal as _signal
 from pathlib import Path
 from typing import Any
 
+from ftctl import layout
 from ftctl.commands import Output
 from ftctl.errors import UsageError
-from ftctl.platforms.kube.procs import PS_ARGV, kill_argv
+from ftctl.platforms.kube.netpol import LABEL_PARTITION, partition_policy
+from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv, probe_argv
 from ftctl.scenario import load_tests
 from ftctl.scenario.durations import format_duration
-from ftctl.scenario.model import Check, Event, LoadSpec, TestCase
+from ftctl.scenario.model import FAULT_EVENT_KINDS, Check, Event, LoadSpec, TestCase
 from ftctl.scenario.yamlio import display_path
 
 BLOCKING = (
@@ -46,7 +48,24 @@ def _load_json(spec: LoadSpec) -> dict[str, Any]:
         "placement": spec.placement,
         "pods": spec.pods if spec.placement == "cluster" else None,
         "result_dir": spec.result_dir,
+        "shape": _shape_text(spec),
+        "warmup": spec.warmup,
     }
+
+
+def _shape_text(spec: LoadSpec) -> str | None:
+    shape = spec.shape
+    if shape is None:
+        return None
+    if shape.kind == "ramp":
+        return (
+            f"ramp {shape.rate_from:g} -> {shape.rate_to:g} req/s over "
+            f"{format_duration(shape.duration or 0)}, then {shape.rate_to:g} req/s"
+        )
+    if shape.kind == "steps":
+        steps = ", ".join(f"{rate:g} req/s for {format_duration(d)}" for rate, d in shape.steps)
+        return f"steps {steps}, then {shape.steps[-1][0]:g} req/s"
+    return f"burst of {shape.burst_requests} requests at {format_duration(shape.burst_at)}"
 
 
 def _pods_text(pods, service: str, replicas: int) -> str:
@@ -66,7 +85,44 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
     if ev.services:
         out["services"] = list(ev.services)
     replicas = {s.name: s.replicas for s in test.deployment.services}
-    if ev.kind in ("terminate_process", "delete_pod"):
+    if ev.kind == "run_command":
+        out["argv"] = list(ev.argv)
+        out["expect_exit"] = ev.expect_exit
+        out["where"] = (
+            "exec in container main" if test.platform == "kubernetes" else "replica environment"
+        )
+    if ev.kind == "partition":
+        if test.platform == "kubernetes":
+            out["how"] = (
+                f"label the pod {LABEL_PARTITION}=<id>, apply a NetworkPolicy (labelled with the "
+                "run id) allowing ingress/egress from/to every pod but the frontends; verified "
+                f"when a connection probe ({probe_argv('<pod IP>', '<port>')[0]} -c ...) exec'd "
+                "in a frontend fails to connect, and connects again once the policy is deleted. "
+                "ENFORCEMENT NEEDS A CNI THAT ENFORCES NETWORKPOLICIES (without one nothing is "
+                "cut and the fault is not verified); removed on every exit path and by "
+                "ftctl cleanup"
+            )
+            out["policy"] = partition_policy(
+                "ftctl-partition-<id>", "<namespace>", "<run id>", "<dgd>", ["Frontend"], "<id>"
+            )
+        else:
+            out["how"] = (
+                "the workers' request plane runs through a relay ftctl owns (their discovery "
+                "record points at it); cut = RST every established and every new frontend "
+                "connection; verified when the frontend met the cut and reconnected after the "
+                "heal; the event plane (ZMQ) and response streams already open are not cut"
+            )
+    if ev.kind == "reset_connections":
+        out["how"] = (
+            "not available on kubernetes"
+            if test.platform == "kubernetes"
+            else "RST both sockets of every connection ftctl's endpoint proxy holds into the pod "
+            "(SO_LINGER 0), verified gone from /proc/net/tcp; no restart expected"
+        )
+    if ev.kind == "capture_metrics":
+        out["label"] = ev.label
+        out["files"] = f"<Service>/<pod>{layout.labelled_metrics_suffix(ev.label or '')}"
+    if ev.kind in (*FAULT_EVENT_KINDS, "run_command"):
         out["pods"] = ev.pods if isinstance(ev.pods, str) else list(ev.pods)
         out["pod_selection"] = [
             {
@@ -86,6 +142,22 @@ def _event_json(ev: Event, t: float | None, test: TestCase) -> dict[str, Any]:
         else:
             # The local platform signals the supervised process itself (no shell, no exec).
             out["kill_argv"] = ["kill", f"-{_signal_number(ev.signal)}", "<pid>"]
+    if ev.kind in ("terminate_process", "stall_process"):
+        out["ranks"] = list(ev.ranks) if ev.ranks is not None else None
+        out["rank_order"] = "ascending PID"
+    if ev.kind == "stall_process":
+        out["process"] = ev.process
+        out["match"] = ev.process
+        out["restart_expected"] = False
+        if test.platform == "kubernetes":
+            out["find_argv"] = list(PS_ARGV)
+            out["stop_argv"] = kill_argv("SIGSTOP", ["<pid>"])
+            out["state_argv"] = list(STAT_ARGV)
+            out["continue_argv"] = kill_argv("SIGCONT", ["<pid>"])
+        else:
+            out["stop_argv"] = ["kill", f"-{_signal_number('SIGSTOP')}", "<pid>"]
+            out["state_from"] = "/proc/<pid>/stat"
+            out["continue_argv"] = ["kill", f"-{_signal_number('SIGCONT')}", "<pid>"]
     if ev.kind == "delete_pod":
         out["force"] = ev.force
         out["grace_period_s"] = 0 if ev.force else None
@@ -172,7 +244,7 @@ def _load_text(lo: dict[str, Any]) -> str:
     )
     per = " x" if lo["requests_per_client"] is not None else ""
     rate = f", <= {lo['request_rate']:g} req/s" if lo["request_rate"] else ""
-    if lo["arrival"] != "closed":
+    if lo["arrival"] != "closed" and lo["request_rate"]:
         rate = f", {lo['arrival']} arrivals at {lo['request_rate']:g} req/s total"
     text = (
         f"{lo['name']}: {lo['client']}, {lo['clients']} clients{per} {amount}{rate}, "
@@ -184,6 +256,10 @@ def _load_text(lo: dict[str, Any]) -> str:
         text += f", in the cluster as an Indexed Job of {lo['pods']} pod(s)"
     if lo["result_dir"]:
         text += f", results in {lo['result_dir']}/"
+    if lo.get("warmup"):
+        text += f", {lo['warmup']} warmup request(s) per client first (not counted)"
+    if lo.get("shape"):
+        text += f", shape: {lo['shape']} ({lo['arrival']} arrivals, scheduled times recorded)"
     return text
 
 
@@ -191,7 +267,7 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
     kind = ev["kind"]
     head = f"{_fmt_t(ev['t_s'], ev.get('t_at_least', False)):>9}  {kind}"
     lines: list[str] = []
-    if kind == "wait":
+    if kind in ("wait", "stall_process", "partition") and "duration_s" in ev:
         head += f" {format_duration(ev['duration_s'])}"
     elif "load" in ev:
         head += f" {ev['load']}"
@@ -207,6 +283,14 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
     pad = " " * 11
     for sel in ev.get("pod_selection", []):
         lines.append(f"{pad}pods: {sel['which']} (selected by {sel['selector']})")
+    if "ranks" in ev:
+        if ev["ranks"] is None:
+            lines.append(f"{pad}processes: every match in each pod")
+        else:
+            lines.append(
+                f"{pad}processes: rank {', '.join(map(str, ev['ranks']))} of the matches in "
+                f"each pod, in {ev['rank_order']} order (rank 0 = lowest PID)"
+            )
     if kind == "terminate_process":
         if "find_argv" in ev:
             lines.append(
@@ -216,6 +300,33 @@ def _event_text(ev: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
         lines.append(f"{pad}kill argv {json.dumps(ev['kill_argv'])}  ({ev['signal']})")
+    if kind in ("reset_connections", "partition"):
+        lines.append(f"{pad}{ev['how']}")
+    if kind == "run_command":
+        expect = "" if ev["expect_exit"] is None else f", must exit {ev['expect_exit']}"
+        lines.append(f"{pad}argv {json.dumps(ev['argv'])} ({ev['where']}, no shell){expect}")
+    if kind == "capture_metrics":
+        services = ", ".join(ev.get("services", [])) or "every service"
+        lines.append(f"{pad}/metrics of every pod of {services} into {ev['files']}")
+    if kind == "stall_process":
+        if "find_argv" in ev:
+            lines.append(
+                f"{pad}exec {json.dumps(ev['find_argv'])} in container main, "
+                f"match command line containing {ev['match']!r}"
+            )
+            lines.append(
+                f"{pad}stop argv {json.dumps(ev['stop_argv'])}, verify STAT T with "
+                f"{json.dumps(ev['state_argv'])} (PID 1 cannot be stopped from inside its pod)"
+            )
+        else:
+            lines.append(f"{pad}match the supervised process command line {ev['match']!r}")
+            lines.append(
+                f"{pad}stop argv {json.dumps(ev['stop_argv'])}, verify state T in {ev['state_from']}"
+            )
+        lines.append(
+            f"{pad}after {format_duration(ev['duration_s'])}: continue argv "
+            f"{json.dumps(ev['continue_argv'])}, verify it runs again; no restart expected"
+        )
     if kind == "delete_pod":
         lines.append(f"{pad}delete with grace period {0 if ev['force'] else 'default'}")
     return lines

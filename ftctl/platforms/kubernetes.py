@@ -27,7 +27,15 @@ from ftctl.layout import (
     POD_YAML_SUFFIX,
     PREVIOUS_LOG_SUFFIX,
 )
-from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
+from ftctl.platforms.base import (
+    STOPPED_STATES,
+    CommandResult,
+    FaultRecord,
+    Pod,
+    ScrapeTarget,
+    judge_stall,
+    select_ranks,
+)
 from ftctl.platforms.kube.client import (
     DEFAULT_NAMESPACE,
     DGD_GROUP,
@@ -40,8 +48,15 @@ from ftctl.platforms.kube.client import (
     load_configuration,
     status_of,
 )
-from ftctl.platforms.kube.dgd import build_dgd, expected_replicas, role_of, set_service_env
-from ftctl.platforms.kube.procs import PS_ARGV, kill_argv
+from ftctl.platforms.kube.dgd import (
+    build_dgd,
+    expected_replicas,
+    label_value,
+    role_of,
+    set_service_env,
+)
+from ftctl.platforms.kube.netpol import LABEL_PARTITION, partition_policy
+from ftctl.platforms.kube.procs import PS_ARGV, STAT_ARGV, kill_argv, parse_states, probe_argv
 from ftctl.platforms.kube.selector import (
     ANNOTATION_GROVE,
     describe,
@@ -51,14 +66,23 @@ from ftctl.platforms.kube.selector import (
 )
 from ftctl.platforms.kube.stream import ResilientEndpoint, http_get_via_forward, pod_exec
 from ftctl.platforms.kube.watch import FALLBACK_POLL_S, WatchCache
-from ftctl.scenario.model import TestCase
+from ftctl.scenario.model import FAULT_EVENT_KINDS, TestCase
 
 FRONTEND_PORT = 8000
 WORKER_METRICS_PORT = 9090
+# Exec probes during a held fault (process state of a stall, reachability across a partition):
+# short waits on something no watch reports.
+PROBE_POLL_S = 0.5
 DEFAULT_ENDPOINT_TIMEOUT_S = 30.0  # no frontend reachable this long: the run measures nothing
 # Signals a process cannot catch: sent to PID 1 from inside its namespace they are dropped, so
 # upstream sends SIGINT to a Python PID 1 instead (REFERENCE §2).
 _UNCATCHABLE = ("SIGKILL", "SIGSTOP")
+RESET_UNAVAILABLE = (
+    "kubernetes: reset_connections is not available: ftctl's port-forward carries only its "
+    "own load, and resetting a pod's sockets from inside needs a tool the Dynamo images do not "
+    "ship (ss -K, with NET_ADMIN and a kernel built with INET_DIAG_DESTROY); use it on the "
+    "local platform, or run_command with a tool your image has"
+)
 ROLLOUT_ENV = "FTCTL_ROLLOUT"
 # FTCTL_KUBE_WATCH=0 turns the watches off: pods and the DGD are then polled every
 # FALLBACK_POLL_S (for a cluster whose RBAC grants no `watch`, and to measure the difference).
@@ -186,6 +210,7 @@ class KubernetesPlatform:
         self._api_client = client.ApiClient(configuration=self.configuration)
         self.core = client.CoreV1Api(self._api_client)
         self.custom = client.CustomObjectsApi(self._api_client)
+        self.networking = client.NetworkingV1Api(self._api_client)
         self.apps = client.AppsV1Api(self._api_client)
         self.manifest: dict[str, Any] | None = None
         self._pod_nodes: dict[str, str | None] = {}  # pod name -> node, as last listed
@@ -205,6 +230,9 @@ class KubernetesPlatform:
         # Pods this platform deleted: never a connection target again, whatever a cache that
         # has not seen the delete yet says.
         self._deleted: set[str] = set()
+        self._stopped: dict[str, set[int]] = {}  # pod -> pids ftctl sent SIGSTOP, not yet continued
+        self._policies: dict[str, str] = {}  # partition NetworkPolicy -> the pod it labelled
+        self._partitions = 0
 
     # -- target ---------------------------------------------------------------------------------
     def describe_target(self) -> KubeTarget:
@@ -614,14 +642,24 @@ class KubernetesPlatform:
                 procs.append((int(pid), args.strip()))
         return procs
 
-    def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
+    def _matches(
+        self, pod: str, process: str, ranks: tuple[int, ...] | None
+    ) -> list[tuple[int, str]]:
+        procs = self.list_processes(pod)
+        matched = [(pid, cmd) for pid, cmd in procs if process in cmd and not cmd.startswith("ps ")]
+        if not matched:
+            return []
+        return select_ranks(matched, ranks, f"kubernetes: pod {pod}, {process!r}")
+
+    def terminate_process(
+        self, pod: Pod, process: str, signal: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
         """Exec ``ps``, match ``process`` in command lines, exec ``kill -s SIG PID...``."""
         sig = signal.upper() if signal.upper().startswith("SIG") else f"SIG{signal.upper()}"
         before = self._read_pod(pod.name, fresh=True)  # the state right before, not a cache's
         if before is None:
             raise PlatformError(f"kubernetes: pod {pod.name} is gone; cannot kill {process!r}")
-        procs = self.list_processes(pod.name)
-        matched = [(pid, cmd) for pid, cmd in procs if process in cmd and not cmd.startswith("ps ")]
+        matched = self._matches(pod.name, process, ranks)
         record = FaultRecord(
             action="terminate_process",
             service=pod.service,
@@ -649,6 +687,225 @@ class KubernetesPlatform:
                 f"kill exited {result.exit_code}: {result.stderr.strip()[:200]}"
             )
         return record
+
+    def reset_connections(self, pod: Pod) -> FaultRecord:
+        """Not available: see RESET_UNAVAILABLE."""
+        raise PlatformError(RESET_UNAVAILABLE)
+
+    def _probe(self, frontend: str, target: Pod) -> dict[str, Any]:
+        """Exec a connection probe in ``frontend`` to the target pod's IP and serving port."""
+        obj = self._read_pod(target.name)
+        ip = obj.status.pod_ip if obj is not None and obj.status else None
+        if not ip:
+            return {"from": frontend, "exit_code": None, "error": "the target pod has no IP"}
+        port = FRONTEND_PORT if target.role == "frontend" else WORKER_METRICS_PORT
+        result = self.exec(frontend, probe_argv(ip, port))
+        return {
+            "from": frontend,
+            "to": f"{ip}:{port}",
+            "exit_code": result.exit_code,
+            "stderr": result.stderr.strip()[-200:],
+            "t_ns": time.time_ns(),
+        }
+
+    def _label_pod(self, pod: str, value: str | None) -> None:
+        with api_call(f"label pod {self.namespace}/{pod}"):
+            self.core.patch_namespaced_pod(
+                pod, self.namespace, {"metadata": {"labels": {LABEL_PARTITION: value}}}
+            )
+
+    def partition(self, pod: Pod) -> FaultRecord:
+        """Label ``pod``, apply a NetworkPolicy cutting it from the frontends, probe the cut.
+
+        The policy and the label carry this run's id; ``heal_partition``, ``teardown`` and
+        ``ftctl cleanup`` remove them. Whether traffic stops is up to the cluster's CNI: a
+        probe exec'd in a frontend pod must fail to connect, else the fault is not verified.
+        """
+        frontends = sorted(s for s, r in self.roles.items() if r == "frontend")
+        ready = [p for p in self.pods() if p.role == "frontend" and p.ready]
+        with self._lock:
+            self._partitions += 1
+            number = self._partitions
+        pid = label_value(f"{self.run_id}-{number}")
+        name = label_value(f"ftctl-partition-{pid}").lower()
+        policy = partition_policy(
+            name, self.namespace, label_value(self.run_id), self.dgd_name or "", frontends, pid
+        )
+        record = FaultRecord(
+            action="partition",
+            service=pod.service,
+            pod=pod.name,
+            t_ns=0,
+            evidence={"policy": name, "partition_label": f"{LABEL_PARTITION}={pid}"},
+        )
+        with self._lock:
+            self._policies[name] = pod.name
+        self._label_pod(pod.name, pid)
+        record.t_ns = time.time_ns()  # T_f: right before the policy is created
+        with api_call(f"create NetworkPolicy {self.namespace}/{name}"):
+            self.networking.create_namespaced_network_policy(self.namespace, policy)
+        with api_call(f"read NetworkPolicy {self.namespace}/{name}"):
+            self.networking.read_namespaced_network_policy(name, self.namespace)
+        record.evidence["policy_exists"] = True
+        if not ready:
+            record.evidence["error"] = "no ready frontend pod to probe the cut from"
+            return record
+        deadline = time.monotonic() + 10.0  # CNIs apply a policy within a few seconds
+        while True:
+            probe = self._probe(ready[0].name, pod)
+            if probe["exit_code"] != 0 or time.monotonic() >= deadline:
+                break
+            time.sleep(PROBE_POLL_S)
+        record.evidence["probe_during"] = probe
+        if probe["exit_code"] == 0:
+            record.evidence["error"] = (
+                f"traffic from {ready[0].name} to {pod.name} still flows with the policy in "
+                "place: this cluster's CNI does not enforce NetworkPolicies"
+            )
+        elif probe["exit_code"] != 1:
+            record.evidence["error"] = (
+                f"cannot probe the cut: {probe_argv('', 0)[0]} in {ready[0].name} exited "
+                f"{probe['exit_code']} ({probe.get('stderr') or probe.get('error')})"
+            )
+        return record
+
+    def heal_partition(self, fault: FaultRecord) -> FaultRecord:
+        """Delete the partition's policy and label; probe that traffic flows again."""
+        name = fault.evidence.get("policy")
+        if not name:
+            return fault
+        fault.resumed_ns = time.time_ns()
+        self._remove_policy(name)
+        ready = [p for p in self.pods() if p.role == "frontend" and p.ready]
+        target = next((p for p in self.pods() if p.name == fault.pod), None)
+        if ready and target is not None and "probe_during" in fault.evidence:
+            deadline = time.monotonic() + 30.0
+            while True:
+                probe = self._probe(ready[0].name, target)
+                if probe["exit_code"] == 0 or time.monotonic() >= deadline:
+                    break
+                time.sleep(PROBE_POLL_S)
+            fault.evidence["probe_after"] = probe
+        return fault
+
+    def _remove_policy(self, name: str) -> None:
+        with self._lock:
+            pod = self._policies.pop(name, None)
+        try:
+            with api_call(f"delete NetworkPolicy {self.namespace}/{name}"):
+                self.networking.delete_namespaced_network_policy(name, self.namespace)
+        except PlatformError as exc:
+            if status_of(exc) != 404:
+                raise
+        if pod is not None:
+            try:
+                self._label_pod(pod, None)
+            except PlatformError as exc:
+                if status_of(exc) != 404:  # a deleted pod took its label with it
+                    raise
+
+    def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
+        """Exec ``argv`` in the pod's main container (no shell); the exit code as returned."""
+        result = self.exec(pod.name, list(argv), timeout=timeout)
+        error = None
+        if result.exit_code is None:
+            error = "the exec stream ended without an exit status (container gone?)"
+        return CommandResult(result.exit_code, result.stdout, result.stderr, error=error)
+
+    def process_states(self, pod: str, pids: list[int]) -> dict[str, str | None]:
+        """``{pid: STAT}`` of ``pids`` in ``pod`` from ``ps -eo pid,stat`` (None: not listed)."""
+        result = self.exec(pod, list(STAT_ARGV))
+        if result.exit_code not in (0, None):
+            raise PlatformError(
+                f"kubernetes: ps -o stat in pod {pod} failed (exit {result.exit_code}): "
+                f"{result.stderr.strip()[:200]}"
+            )
+        states = parse_states(result.stdout)
+        return {str(pid): states.get(pid) for pid in pids}
+
+    def _wait_states(self, pod: str, pids: list[int], stopped: bool) -> dict[str, str | None]:
+        deadline = time.monotonic() + 10.0
+        while True:
+            states = self.process_states(pod, pids)
+            done = all(((s or "")[:1] in STOPPED_STATES) == stopped for s in states.values())
+            if done or time.monotonic() >= deadline:
+                return states
+            time.sleep(PROBE_POLL_S)
+
+    def stall_process(
+        self, pod: Pod, process: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
+        """Exec ``ps``, match ``process``, exec ``kill -s STOP PID...``; states by ``ps -o stat``.
+
+        SIGSTOP to PID 1 is ignored by the kernel inside the container's PID namespace (as
+        SIGKILL is), so a match on PID 1 is an error, not a stall that silently did nothing.
+        """
+        before = self._read_pod(pod.name)
+        if before is None:
+            raise PlatformError(f"kubernetes: pod {pod.name} is gone; cannot stall {process!r}")
+        matched = self._matches(pod.name, process, ranks)
+        pids = [pid for pid, _ in matched]
+        record = FaultRecord(
+            action="stall_process",
+            service=pod.service,
+            pod=pod.name,
+            t_ns=time.time_ns(),
+            signal="SIGSTOP",
+            process=process,
+            pids=pids,
+            evidence={
+                "before": _container_evidence(before),
+                "matched": matched,
+                "restart_count_before": _container_evidence(before)["restart_count"],
+            },
+        )
+        if not matched:
+            record.evidence["error"] = f"no process matching {process!r} in pod {pod.name}"
+            return record
+        if 1 in pids:
+            record.evidence["error"] = (
+                "SIGSTOP to PID 1 is ignored by the kernel inside its PID namespace: choose a "
+                "process other than the container's main one (process: or rank:)"
+            )
+            return record
+        with self._lock:
+            self._stopped.setdefault(pod.name, set()).update(pids)
+        argv = kill_argv("SIGSTOP", pids)
+        record.t_ns = time.time_ns()  # T_f: right before the kill exec
+        result = self.exec(pod.name, argv)
+        record.evidence["kill_exit_code"] = result.exit_code
+        if result.exit_code not in (0, None):
+            record.evidence["error"] = (
+                f"kill exited {result.exit_code}: {result.stderr.strip()[:200]}"
+            )
+            return record
+        record.evidence["states_after_stop"] = self._wait_states(pod.name, pids, stopped=True)
+        return record
+
+    def resume_process(self, fault: FaultRecord) -> FaultRecord:
+        """Exec ``kill -s CONT PID...`` for what ``fault`` stopped; states by ``ps -o stat``."""
+        with self._lock:
+            stopped = self._stopped.get(fault.pod, set())
+            pids = [pid for pid in fault.pids if pid in stopped]
+        if not pids:
+            return fault
+        fault.resumed_ns = time.time_ns()
+        self._continue(fault.pod, pids)
+        fault.evidence["states_after_resume"] = self._wait_states(fault.pod, pids, stopped=False)
+        pod = self._read_pod(fault.pod)
+        if pod is not None:
+            fault.evidence["restart_count_after"] = _container_evidence(pod)["restart_count"]
+        return fault
+
+    def _continue(self, pod: str, pids: list[int]) -> None:
+        result = self.exec(pod, kill_argv("SIGCONT", pids))
+        if result.exit_code not in (0, None):
+            raise PlatformError(
+                f"kubernetes: kill -s CONT in pod {pod} exited {result.exit_code}: "
+                f"{result.stderr.strip()[:200]}"
+            )
+        with self._lock:
+            self._stopped.get(pod, set()).difference_update(pids)
 
     def _save_before_delete(self, pod: Pod) -> None:
         if self.run_dir is None:
@@ -685,6 +942,10 @@ class KubernetesPlatform:
         """Wait for the fault's effect; fill verified, evidence, verified_ns, pod_recovered_ns."""
         if fault.action == "delete_pod":
             return self._verify_delete(fault, timeout)
+        if fault.action == "stall_process":
+            return judge_stall(fault)
+        if fault.action == "partition":
+            return _judge_policy_partition(fault)
         return self._verify_kill(fault, timeout)
 
     def _verify_kill(self, fault: FaultRecord, timeout: float) -> FaultRecord:
@@ -928,7 +1189,23 @@ class KubernetesPlatform:
 
     # -- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:
-        """Close forwards; delete the DGD unless keep_deployment. Idempotent."""
+        """Continue what ftctl stopped; close forwards; delete the DGD unless keep_deployment.
+
+        Idempotent."""
+        with self._lock:
+            policies = list(self._policies)
+        for name in policies:  # no cut outlives the run, kept deployment or not
+            try:
+                self._remove_policy(name)
+            except Exception as exc:
+                self.log(f"kubernetes: could not remove NetworkPolicy {name}: {exc}")
+        with self._lock:
+            stopped = {pod: sorted(pids) for pod, pids in self._stopped.items() if pids}
+        for pod, pids in stopped.items():  # best effort: a deleted pod took its processes
+            try:
+                self._continue(pod, pids)
+            except Exception as exc:
+                self.log(f"kubernetes: could not continue pids {pids} in pod {pod}: {exc}")
         with self._lock:
             endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
@@ -971,6 +1248,23 @@ class KubernetesPlatform:
         return [p for p in pods if p.index in set(selector)]
 
 
+def _judge_policy_partition(fault: FaultRecord) -> FaultRecord:
+    """Verified: the policy existed, a frontend could not connect, and could again after."""
+    if fault.evidence.get("error"):
+        return fault
+    if fault.resumed_ns is None:
+        fault.evidence["error"] = "the partition was not healed"
+        return fault
+    after = fault.evidence.get("probe_after") or {}
+    if after.get("exit_code") != 0:
+        fault.evidence["error"] = "traffic from the frontend did not come back after the heal"
+        return fault
+    fault.verified = True
+    fault.verified_ns = fault.resumed_ns
+    fault.pod_recovered_ns = after.get("t_ns")
+    return fault
+
+
 def cleanup(
     namespace: str = DEFAULT_NAMESPACE,
     kubeconfig: str | Path | None = None,
@@ -1003,10 +1297,19 @@ def cleanup(
             label_selector=f"{LABEL_MANAGED_BY}=ftctl",
         ).get("items", [])
     names = [item["metadata"]["name"] for item in items]
-    if names:
+    with api_call(f"list NetworkPolicies in {namespace}"):
+        policies = platform.networking.list_namespaced_network_policy(
+            namespace, label_selector=f"{LABEL_MANAGED_BY}=ftctl"
+        ).items
+    if names or policies:
         platform._announce()
+    for policy in policies:  # a crashed run's partitions: the cut goes first
+        with api_call(f"delete NetworkPolicy {namespace}/{policy.metadata.name}"):
+            platform.networking.delete_namespaced_network_policy(policy.metadata.name, namespace)
+        names.append(f"networkpolicy/{policy.metadata.name}")
     for name in names:
-        platform._delete_dgd(name, wait=wait)
+        if not name.startswith("networkpolicy/"):
+            platform._delete_dgd(name, wait=wait)
     from ftctl.platforms.kube.cluster_load import leftover_jobs
 
     jobs = leftover_jobs(platform, warn)
@@ -1045,7 +1348,7 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
     lines.append(operator_path_note(test, manifest))
     dgd = manifest["metadata"]["name"]
     for event in test.events:
-        if event.kind not in ("terminate_process", "delete_pod", "rolling_upgrade"):
+        if event.kind not in (*FAULT_EVENT_KINDS, "rolling_upgrade"):
             continue
         for svc in event.services:
             replicas = int((services.get(svc) or {}).get("replicas", 1))
@@ -1058,8 +1361,12 @@ def dry_run_plan(test: TestCase, run_id: str = "dry-run") -> str:
             what = event.kind
             if event.kind == "terminate_process":
                 what += f" {event.process!r} with {event.signal or 'SIGKILL'}"
+            if event.ranks is not None:
+                what += f", rank {', '.join(map(str, event.ranks))} of the matches by PID"
             elif event.kind == "delete_pod":
                 what += " (force)" if event.force else " (graceful)"
+            elif event.kind == "stall_process":
+                what += f" {event.process!r} for {event.duration:g}s (SIGSTOP, then SIGCONT)"
             lines.append(f"# {what}: service {svc}, {which}; pods: {describe(dgd, svc)}")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -25,7 +25,17 @@ from typing import Any
 
 from ftctl.errors import PlatformError
 from ftctl.layout import METRICS_LOG_SUFFIX, POD_EVENTS_SUFFIX, POD_YAML_SUFFIX
-from ftctl.platforms.base import FaultRecord, Pod, ScrapeTarget
+from ftctl.platforms.base import (
+    STOPPED_STATES,
+    CommandResult,
+    FaultRecord,
+    Pod,
+    ScrapeTarget,
+    judge_partition,
+    judge_reset,
+    judge_stall,
+    select_ranks,
+)
 from ftctl.platforms.proxy import TcpProxy
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor, proc_cmdline
 from ftctl.scenario.model import Deployment, Service, TestCase
@@ -115,6 +125,54 @@ def _pid_alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
+def proc_state(pid: int) -> str | None:
+    """The state letter of ``pid`` from ``/proc/<pid>/stat`` (``R``, ``S``, ``T`` …), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :][:1].decode() or None
+
+
+def _wait_states(pids: list[int], stopped: bool, timeout: float) -> dict[str, str | None]:
+    """Poll until every pid is (or, ``stopped=False``, is no longer) in state T; the states seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {str(pid): proc_state(pid) for pid in pids}
+        done = all(((s or "")[:1] in STOPPED_STATES) == stopped for s in states.values())
+        if done or time.monotonic() >= deadline:
+            return states
+        time.sleep(0.01)
+
+
+def _hex_address(address: str) -> str:
+    """``127.0.0.1:8000`` as /proc/net/tcp writes it (``0100007F:1F40``)."""
+    host, _, port = address.rpartition(":")
+    packed = socket.inet_aton(host)
+    return f"{int.from_bytes(packed, 'little'):08X}:{int(port):04X}"
+
+
+def established(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (local, remote) pairs still in state ESTABLISHED in /proc/net/tcp."""
+    wanted = {(_hex_address(a), _hex_address(b)): (a, b) for a, b in pairs}
+    found = []
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 3 and parts[3] == "01" and (parts[1], parts[2]) in wanted:
+            found.append(wanted[(parts[1], parts[2])])
+    return found
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
 def _parse_signal(name: str) -> signals.Signals:
     text = name.strip().upper()
     if text.isdigit():
@@ -165,6 +223,12 @@ class LocalPlatform:
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._stopped: set[int] = set()  # pids ftctl sent SIGSTOP and has not continued yet
+        # partition: services whose workers' request plane runs through a relay ftctl owns,
+        # and the relays, by the worker's fixed request-plane port (DYN_TCP_RPC_PORT)
+        self._relayed: set[str] = set()
+        self._relays: dict[int, TcpProxy] = {}
+        self.discovery_rewrites = 0  # worker records pointed at their relay
         self._torn_down = False
         self.deploy_start_ns: int | None = None
         self.ready_ns: int | None = None
@@ -257,8 +321,12 @@ class LocalPlatform:
         # The label is what `ps` shows in a real pod: dynamo.vllm, dynamo.sglang, dynamo.trtllm.
         argv = [*launcher, f"dynamo.{deployment.backend}", "--", *args, *extra_args]
         relay = self._kserve_relay_env(deployment) if opts.kserve_grpc else {}
+        ports = {"system": port}
+        if service.name in self._relayed:  # a fixed port, the same after every restart
+            ports["rpc"] = self._port()
+            relay = {**relay, "DYN_TCP_RPC_PORT": str(ports["rpc"])}
         env = self._env({"DYN_SYSTEM_PORT": str(port), **relay, **extra_env})
-        return ProcessSpec(argv, env), {"system": port}
+        return ProcessSpec(argv, env), ports
 
     def _kserve_relay_env(self, deployment: Deployment) -> dict[str, str]:
         """Environment of a KServe graph's worker: the mocker plus its max_tokens relay."""
@@ -286,6 +354,9 @@ class LocalPlatform:
         self.deploy_start_ns = time.time_ns()
         self.ready_ns = None
         self._ports.clear()
+        self._relayed = {s for e in test.events if e.kind == "partition" for s in e.services}
+        self._relays = {}
+        self.discovery_rewrites = 0
         self._worker_ids.clear()  # keyed by pid: pids are reused between deployments
         self._next_port = self.base_port
         self._torn_down = False
@@ -308,6 +379,8 @@ class LocalPlatform:
                 replicas = ov.replicas if ov and ov.replicas is not None else service.replicas
                 for index in range(replicas):
                     spec, ports = self._spec(deployment, service)
+                    if "rpc" in ports:
+                        self._start_relay(ports["rpc"])
                     replica = self.supervisor.start_replica(service.name, service.role, spec, index)
                     self._ports[replica.name] = ports
         except OSError as exc:
@@ -420,10 +493,49 @@ class LocalPlatform:
         data = _get_json(port, "/v1/models") if port else None
         return bool(data) and any(m.get("id") == self.model for m in data.get("data", []))
 
+    def _start_relay(self, rpc_port: int) -> None:
+        relay = TcpProxy(
+            lambda: [("127.0.0.1", rpc_port)], port=self._port() if self.base_port else 0
+        )
+        relay.start()
+        self._relays[rpc_port] = relay
+
+    def _rewrite_discovery(self) -> None:
+        """Point every worker record at its relay: the frontend then connects through it.
+
+        The file discovery store holds each worker's request-plane address
+        (``"tcp":"127.0.0.1:<port>/..."``); the worker only refreshes the file's time after
+        writing it, and the frontend follows a changed record, so rewriting the address (an
+        atomic replace) routes its real request-plane connections through ftctl's relay.
+        """
+        if not self._relays or self._state_dir is None:
+            return
+        folder = self._state_dir / "kv" / "v1" / "instances"
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        for name in names:
+            path = folder / name
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+            new = text
+            for rpc_port, relay in self._relays.items():
+                if relay.address is not None:
+                    new = new.replace(f"127.0.0.1:{rpc_port}/", f"127.0.0.1:{relay.address[1]}/")
+            if new != text:
+                tmp = self._state_dir / f"relay-{name}"  # written outside the watched folder
+                tmp.write_text(new)
+                os.replace(tmp, path)
+                self.discovery_rewrites += 1
+
     def _poll_once(self) -> None:
         sup = self.supervisor
         if sup is None:
             return
+        self._rewrite_discovery()
         health: set[str] | None = None
         for r in sup.replicas():
             if not r.running or r.ready:
@@ -592,16 +704,24 @@ class LocalPlatform:
         return r
 
     # -- faults ---------------------------------------------------------------------------------
-    def terminate_process(self, pod: Pod, process: str, signal: str) -> FaultRecord:
-        """Send ``signal`` to the pod's processes whose command line contains ``process``."""
-        r = self._replica(pod)
-        sig = _parse_signal(signal)
+    def _matches(
+        self, r: Replica, process: str, ranks: tuple[int, ...] | None
+    ) -> list[tuple[int, str]]:
         matches = [(pid, cmd) for pid, cmd in r.processes() if process in cmd]
         if not matches:
             raise PlatformError(
                 f"local platform: no process matching {process!r} in pod {r.name} "
                 f"(processes: {[cmd[:80] for _, cmd in r.processes()]})"
             )
+        return select_ranks(matches, ranks, f"local platform: pod {r.name}, {process!r}")
+
+    def terminate_process(
+        self, pod: Pod, process: str, signal: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
+        """Send ``signal`` to the pod's processes whose command line contains ``process``."""
+        r = self._replica(pod)
+        sig = _parse_signal(signal)
+        matches = self._matches(r, process, ranks)
         evidence = {
             "restart_count_before": r.restart_count,
             "main_pid_before": r.pid,
@@ -622,6 +742,178 @@ class LocalPlatform:
             pids=pids,
             evidence=evidence,
         )
+
+    def stall_process(
+        self, pod: Pod, process: str, ranks: tuple[int, ...] | None = None
+    ) -> FaultRecord:
+        """SIGSTOP the pod's processes whose command line contains ``process``; states from /proc."""
+        r = self._replica(pod)
+        matches = self._matches(r, process, ranks)
+        pids = [pid for pid, _ in matches]
+        evidence: dict[str, Any] = {
+            "restart_count_before": r.restart_count,
+            "cmdlines": {str(pid): cmd for pid, cmd in matches},
+        }
+        t_ns = time.time_ns()
+        for pid in pids:
+            with self._lock:
+                self._stopped.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signals.SIGSTOP)
+        evidence["states_after_stop"] = _wait_states(pids, stopped=True, timeout=5.0)
+        evidence["stopped_seen_ns"] = time.time_ns()
+        return FaultRecord(
+            action="stall_process",
+            service=r.service,
+            pod=r.name,
+            t_ns=t_ns,
+            signal="SIGSTOP",
+            process=process,
+            pids=pids,
+            evidence=evidence,
+        )
+
+    def resume_process(self, fault: FaultRecord) -> FaultRecord:
+        """SIGCONT the pids ``fault`` stopped; their states after it, read from /proc."""
+        fault.resumed_ns = time.time_ns()
+        self._continue(fault.pids)
+        fault.evidence["states_after_resume"] = _wait_states(fault.pids, stopped=False, timeout=5.0)
+        with contextlib.suppress(KeyError, PlatformError):
+            fault.evidence["restart_count_after"] = self._sup().get(fault.pod).restart_count
+        return fault
+
+    def _continue(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signals.SIGCONT)
+            with self._lock:
+                self._stopped.discard(pid)
+
+    def reset_connections(self, pod: Pod) -> FaultRecord:
+        """RST every connection the endpoint proxy holds into frontend ``pod`` (both sockets).
+
+        The proxy is the only path ftctl controls into a local service; the frontend to worker
+        connections run directly between Dynamo processes, so only frontends can be targeted.
+        """
+        r = self._replica(pod)
+        if r.role != "frontend":
+            raise PlatformError(
+                f"local platform: reset_connections works on frontends (the connections of "
+                f"ftctl's endpoint proxy); {r.name} is a {r.role} worker"
+            )
+        with self._lock:
+            proxy = self._proxy
+        if proxy is None or proxy.address is None:
+            raise PlatformError("local platform: no endpoint proxy yet (start a load first)")
+        port = self._replica_ports(r)["grpc" if self._kserve() else "http"]
+        listen = f"{proxy.address[0]}:{proxy.address[1]}"
+        t_ns = time.time_ns()
+        reset = proxy.reset_connections(("127.0.0.1", port))
+        pairs = [(listen, e["client"]) for e in reset]
+        pairs += [(str(e["upstream"]), str(e["backend"])) for e in reset]
+        evidence: dict[str, Any] = {
+            "reset": reset,
+            "count": len(reset),
+            "proxy": listen,
+            "restart_count_before": r.restart_count,
+        }
+        deadline = time.monotonic() + 2.0
+        while (still := established(pairs)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        evidence["still_established"] = [list(p) for p in still]
+        return FaultRecord(
+            action="reset_connections",
+            service=r.service,
+            pod=r.name,
+            t_ns=t_ns,
+            signal="RST",
+            evidence=evidence,
+        )
+
+    def _relay_of(self, r: Replica) -> tuple[int, TcpProxy]:
+        rpc_port = self._replica_ports(r).get("rpc")
+        relay = self._relays.get(rpc_port) if rpc_port is not None else None
+        if relay is None or rpc_port is None:
+            raise PlatformError(
+                f"local platform: {r.name} has no request-plane relay: a partition targets "
+                "workers of the services its events name"
+            )
+        return rpc_port, relay
+
+    def partition(self, pod: Pod) -> FaultRecord:
+        """Cut the frontend from worker ``pod``: its relay resets every request-plane connection,
+        established or new, until ``heal_partition``."""
+        r = self._replica(pod)
+        rpc_port, relay = self._relay_of(r)
+        evidence: dict[str, Any] = {
+            "worker_rpc": f"127.0.0.1:{rpc_port}",
+            "relay": relay.url.removeprefix("http://"),
+            "discovery_rewrites": self.discovery_rewrites,
+            "relayed_connections_before": relay.connections,
+            "restart_count_before": r.restart_count,
+            "refused_before": relay.refused,
+        }
+        if relay.connections == 0:
+            evidence["error"] = (
+                "the frontend never connected through the relay: the cut would not be seen"
+            )
+        t_ns = time.time_ns()
+        evidence["reset"] = relay.cut()
+        return FaultRecord(
+            action="partition", service=r.service, pod=r.name, t_ns=t_ns, evidence=evidence
+        )
+
+    def heal_partition(self, fault: FaultRecord) -> FaultRecord:
+        """End the cut: the relay forwards new connections again."""
+        rpc_port = int(str(fault.evidence["worker_rpc"]).rpartition(":")[2])
+        relay = self._relays.get(rpc_port)
+        if relay is None:
+            return fault
+        fault.evidence["refused_during_cut"] = relay.refused - fault.evidence["refused_before"]
+        fault.evidence["relayed_connections_at_heal"] = relay.connections
+        fault.resumed_ns = time.time_ns()
+        relay.heal()
+        return fault
+
+    def _wait_reconnected(self, fault: FaultRecord, deadline: float) -> None:
+        rpc_port = int(str(fault.evidence["worker_rpc"]).rpartition(":")[2])
+        relay = self._relays.get(rpc_port)
+        at_heal = fault.evidence.get("relayed_connections_at_heal")
+        if relay is None or at_heal is None:
+            return
+        while relay.connections <= at_heal and time.monotonic() < deadline:
+            if self._stop.is_set():  # torn down: no frontend will come back
+                break
+            time.sleep(0.02)
+        if relay.connections > at_heal:
+            fault.evidence["reconnected_ns"] = time.time_ns()
+
+    def run_command(self, pod: Pod, argv: list[str], timeout: float) -> CommandResult:
+        """Run ``argv`` with the replica's environment and working directory (no shell)."""
+        import subprocess
+
+        r = self._replica(pod)
+        try:
+            done = subprocess.run(
+                list(argv),
+                env=r.spec.env,
+                cwd=r.spec.cwd or self._state_dir,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return CommandResult(
+                None,
+                _text(exc.stdout),
+                _text(exc.stderr),
+                error=f"timed out after {timeout:g}s (killed)",
+            )
+        except OSError as exc:  # like exec in a container: not found is exit 127
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            return CommandResult(code, "", f"{argv[0]}: {exc.strerror}\n")
+        return CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
 
     def delete_pod(self, pod: Pod, force: bool) -> FaultRecord:
         """Delete the replica (SIGKILL if ``force``, else SIGTERM + grace); a new name replaces it."""
@@ -650,6 +942,13 @@ class LocalPlatform:
             return self._verify_terminate(fault, r, deadline)
         if fault.action == "delete_pod":
             return self._verify_delete(fault, r, deadline)
+        if fault.action == "stall_process":
+            return judge_stall(fault)
+        if fault.action == "reset_connections":
+            return judge_reset(fault)
+        if fault.action == "partition":
+            self._wait_reconnected(fault, deadline)
+            return judge_partition(fault)
         raise PlatformError(f"local platform: cannot verify {fault.action!r}")
 
     def _verify_terminate(self, fault: FaultRecord, r: Replica, deadline: float) -> FaultRecord:
@@ -823,6 +1122,9 @@ class LocalPlatform:
     # -- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:
         """Stop every process, close the proxy, keep the logs in the run dir; idempotent."""
+        with self._lock:
+            stopped = sorted(self._stopped)
+        self._continue(stopped)  # nothing ftctl froze stays frozen, whatever happens next
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=5)
@@ -830,6 +1132,10 @@ class LocalPlatform:
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = None
+        relays, self._relays = self._relays, {}
+        for relay in relays.values():  # healed and gone: no cut outlives the run
+            relay.heal()
+            relay.close()
         sup, self.supervisor = self.supervisor, None
         if sup is not None:
             for r in sup.replicas():  # last /metrics while they still answer

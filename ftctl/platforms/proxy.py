@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
+import struct
 import threading
 from collections.abc import Callable, Sequence
 
@@ -40,6 +42,11 @@ class TcpProxy:
         self.address: Address | None = None
         self.connections = 0  # accepted so far
         self.forwarded: dict[Address, int] = {}  # connections per backend, for tests and logs
+        # Established forwards: task -> (client writer, backend writer, backend address)
+        self._open: dict[asyncio.Task, tuple[asyncio.StreamWriter, asyncio.StreamWriter, Address]]
+        self._open = {}
+        self.refusing = False  # cut: every new connection is reset at once (see cut())
+        self.refused = 0  # connections reset at accept while cut
 
     @property
     def url(self) -> str:
@@ -99,6 +106,46 @@ class TcpProxy:
         thread.join(timeout=10)
         self._thread = None
 
+    def reset_connections(
+        self, backend: Address | None = None, timeout: float = 10.0
+    ) -> list[dict[str, object]]:
+        """RST every established forward (to ``backend`` only, if given); what was reset.
+
+        Both sockets of a forward are closed with SO_LINGER 0, so the kernel sends a real RST
+        both ways: the client sees a reset connection, the backend a reset from its peer.
+        Each entry: ``client`` (peer address of the client socket), ``backend``, ``upstream``
+        (this side's address of the backend socket), as ``host:port`` strings.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._reset(backend), loop)
+        return future.result(timeout)
+
+    async def _reset(self, backend: Address | None) -> list[dict[str, object]]:
+        reset = []
+        for client, upstream, addr in list(self._open.values()):
+            if backend is not None and tuple(addr) != tuple(backend):
+                continue
+            entry = {
+                "client": _name(client.get_extra_info("peername")),
+                "backend": _name(addr),
+                "upstream": _name(upstream.get_extra_info("sockname")),
+            }
+            for writer in (client, upstream):
+                _abort_with_rst(writer)  # close now: with linger 0 the kernel sends RST
+            reset.append(entry)
+        return reset
+
+    def cut(self, timeout: float = 10.0) -> list[dict[str, object]]:
+        """Partition: reset every established forward and every new connection until heal()."""
+        self.refusing = True
+        return self.reset_connections(timeout=timeout)
+
+    def heal(self) -> None:
+        """End a cut: new connections are forwarded again."""
+        self.refusing = False
+
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -123,6 +170,11 @@ class TcpProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        if self.refusing:
+            self.refused += 1
+            _abort_with_rst(writer)
+            self._tasks.discard(task)
+            return
         self.connections += 1
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
@@ -138,6 +190,7 @@ class TcpProxy:
             if upstream is None:
                 return
             up_reader, up_writer = upstream
+            self._open[task] = (writer, up_writer, addr)
             # The request direction may end first (half-close) and the response still come;
             # once the response direction ends the exchange is over.
             request = asyncio.ensure_future(_pipe(reader, up_writer))
@@ -150,8 +203,37 @@ class TcpProxy:
         except asyncio.CancelledError:
             pass
         finally:
+            self._open.pop(task, None)
             writer.close()
             self._tasks.discard(task)
+
+
+def _abort_with_rst(writer: asyncio.StreamWriter) -> None:
+    """Close ``writer``'s socket now with SO_LINGER 0: the kernel sends RST, not FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+def _abort_with_rst(writer: asyncio.StreamWriter) -> None:
+    """Close ``writer``'s socket now with SO_LINGER 0: the kernel sends RST, not FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+def _name(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -47,6 +47,7 @@ def outcome_to_json(outcome: Any) -> dict[str, Any]:
                 "pod_recovery_s": f.pod_recovery_time_s,
                 "evidence": f.evidence,
                 "skipped_reason": f.skipped_reason,
+                "resumed_ns": f.resumed_ns,
             }
             for f in outcome.faults
         ],

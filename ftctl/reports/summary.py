@@ -29,9 +29,14 @@ def render_run(run: Any, fmt: str = "fancy") -> str:
             lines.append(f"startup {outcome.startup_s:.2f}s, run {outcome.duration_s:.1f}s")
         for fault in outcome.faults:
             rec = fault.pod_recovery_time_s
+            how = fault.signal or {"partition": "cut"}.get(fault.action, "delete")
+            ended = getattr(fault, "resumed_ns", None)
+            why = fault.evidence.get("error") if not fault.verified else None
             lines.append(
-                f"fault {fault.action} {fault.pod} ({fault.signal or 'delete'}): "
+                f"fault {fault.action} {fault.pod} ({how}): "
                 f"{'verified' if fault.verified else 'NOT verified'}"
+                + (f" ({why})" if why else "")
+                + (f", ended after {(ended - fault.t_ns) / 1e9:.2f}s" if ended else "")
                 + (f", pod recovered in {rec:.2f}s" if rec is not None else "")
             )
         if outcome.error:

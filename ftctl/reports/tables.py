@@ -370,6 +370,18 @@ def recovery_line(result: TestResult, metrics: LoadMetrics | None = None) -> str
         parts.append("Recovery: " + recovery_phrase(recovery))
     if result.fault_time_source and recovery is not None:
         parts.append(f"fault time from {result.fault_time_source}")
+    resumed = (
+        result.fault_resume_times_ns.get(result.fault_times_ns[0])
+        if result.fault_times_ns and getattr(result, "fault_resume_times_ns", None)
+        else None
+    )
+    if resumed is not None:  # a stall or partition: it ended later than it began
+        held = (resumed - result.fault_times_ns[0]) / 1e9
+        since = ""
+        if recovery is not None and recovery.recovery_time_s is not None:
+            # as recovery_from_resume_s, for these metrics: 0 when recovered before the end
+            since = f", recovery {max(0.0, recovery.recovery_time_s - held):.3f} s after it"
+        parts.append(f"fault ended (resume/heal) +{held:.3f} s{since}")
     if result.pod_recovery_s is not None:
         parts.append(f"pod recovery {result.pod_recovery_s:.3f} s")
     if result.upstream_log_recovery_s is not None:

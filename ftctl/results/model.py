@@ -353,6 +353,11 @@ class TestResult:
     fault_times_ns: list[int] = field(default_factory=list)  # T_f; the first one sets phases
     fault_time_source: str | None = None  # "events" | "test.log (1 s resolution)" | None
     planned_faults: int | None = None  # fault events the timeline ran (events.jsonl); None: unknown
+    # stall_process: when each stall was resumed (SIGCONT, epoch ns), by its T_f
+    fault_resume_times_ns: dict[int, int] = field(default_factory=dict)
+    # The first fault's client recovery counted from its resume instead of T_f: R − T_resume
+    # (0 when the clients recovered before the resume); None without a resume or a recovery.
+    recovery_from_resume_s: float | None = None
     startup_s: float | None = None
     overall: LoadMetrics = field(default_factory=LoadMetrics)
     loads: dict[str, LoadMetrics] = field(default_factory=dict)

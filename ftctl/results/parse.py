@@ -13,6 +13,7 @@ from ftctl.events import (
     EVENTS_FILE,
     FAULT_EVENT_KINDS,
     FAULT_INJECTED,
+    FAULT_RESUMED,
     FAULT_VERIFIED,
     LOAD_CLOCKS,
     LOAD_POD_FAILED,
@@ -148,6 +149,8 @@ def _events(
             first.setdefault(kind, event["t_ns"])
         if kind == FAULT_INJECTED:
             result.fault_times_ns.append(event["t_ns"])
+        elif kind == FAULT_RESUMED and valid_ns(event.get("fault_t_ns")):
+            result.fault_resume_times_ns[event["fault_t_ns"]] = event["t_ns"]
         elif kind == ENDPOINT_FAILURE and endpoint_ns is not None:
             endpoint_ns.append(event["t_ns"])
         elif kind in (LOAD_POD_FAILED, LOAD_CLOCKS):
@@ -379,6 +382,13 @@ def parse_test_dir(
         result.warnings.append(
             "no per-request records (profile_export.jsonl) for some clients: their requests are "
             "counted overall but not placed before/during/after the fault"
+        )
+    resumed = result.fault_resume_times_ns.get(t_f) if t_f is not None else None
+    recovery = result.overall.recovery
+    if resumed is not None and recovery is not None and recovery.recovery_time_s is not None:
+        result.recovery_from_resume_s = max(
+            0.0,
+            recovery.recovery_time_s - (resumed - t_f) / _NS,  # type: ignore[operator]
         )
     if endpoint_ns:  # one endpoint serves every load: per load only when there is one
         for metrics in [result.overall, *(result.loads.values() if len(result.loads) == 1 else ())]:

@@ -49,6 +49,11 @@ def failures_from_document(doc: Document) -> dict[str, FailureType]:
             max_model_len=entry.get("max_model_len"),
             overflow_multiplier=float(entry.get("overflow_multiplier", 2.0)),
             known_limitation=entry.get("known_limitation"),
+            duration=(
+                duration_at(doc, ["failures", i, "duration"], entry["duration"])
+                if "duration" in entry
+                else None
+            ),
         )
     return out
 

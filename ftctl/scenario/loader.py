@@ -13,12 +13,14 @@ from ftctl.errors import ErrorCollector
 from ftctl.scenario.catalogs import profile_checks, select_profile
 from ftctl.scenario.durations import duration_at
 from ftctl.scenario.model import (
+    FAULT_EVENT_KINDS,
     ROLES,
     Catalogs,
     Check,
     Deployment,
     Event,
     FailureType,
+    LoadShape,
     LoadSpec,
     LocalOptions,
     Observe,
@@ -33,7 +35,7 @@ from ftctl.scenario.schema import validate_schema
 from ftctl.scenario.yamlio import Document, did_you_mean
 
 DEFAULT_AT = 30.0  # upstream injects 30 s into the load
-FAULT_KINDS = ("terminate_process", "delete_pod")
+FAULT_KINDS = FAULT_EVENT_KINDS
 # Upstream legacy-client defaults differ from aiperf's (REFERENCE §3).
 LEGACY_DEFAULTS = {"requests_per_client": 100, "retries": 1, "request_rate": 1.0}
 TEMPLATE_FIELDS = ("name", "backend", "topology", "tp", "dp", "failure")
@@ -84,7 +86,16 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
             "set protocol: grpc",
         )
     kw["protocol"] = protocol
-    for key in ("placement", "pods", "image", "endpoint", "seed", "retries", "request_rate"):
+    for key in (
+        "placement",
+        "pods",
+        "image",
+        "endpoint",
+        "seed",
+        "retries",
+        "request_rate",
+        "warmup",
+    ):
         if key in spec:
             kw[key] = spec[key]
         elif legacy and key in LEGACY_DEFAULTS:
@@ -107,7 +118,10 @@ def build_load(doc: Document, path: list, name: str, spec: dict) -> LoadSpec:
     kw["input_tokens"] = _tokens(spec.get("input_tokens"), base.input_tokens)
     kw["output_tokens"] = _tokens(spec.get("output_tokens"), base.output_tokens)
     kw["prompts"] = tuple(spec.get("prompts", ()))
-    if kw.get("arrival", "closed") != "closed" and "request_rate" not in spec:
+    if "shape" in spec:
+        kw["shape"] = _shape(doc, [*path, "shape"], spec, kw)
+    shaped = kw.get("shape") is not None and kw["shape"].kind != "burst"
+    if kw.get("arrival", "closed") != "closed" and "request_rate" not in spec and not shaped:
         raise doc.error([*path, "arrival"], "open-loop arrival needs request_rate (total req/s)")
     return LoadSpec(**kw)
 
@@ -171,6 +185,38 @@ def check_placement(doc: Document, platform: str) -> None:
                 f"placement: cluster runs the load as Kubernetes Jobs; the {platform} platform "
                 "has no cluster (use platform: kubernetes, or placement: local)",
             )
+
+
+def _shape(doc: Document, path: list, spec: dict, kw: dict) -> LoadShape:
+    """``load.shape`` (ramp | steps | burst) for the built-in client's open loop."""
+    if spec.get("client", "aiperf") != "legacy":
+        raise doc.error(
+            path,
+            "load shapes are followed by the built-in client (client: legacy); aiperf has no "
+            "option for a ramp, steps or a burst at a time",
+        )
+    if kw.get("arrival", "closed") == "closed":
+        raise doc.error(path, "a load shape schedules arrivals: set arrival: constant or poisson")
+    shape = spec["shape"]
+    if "ramp" in shape:
+        ramp = shape["ramp"]
+        length = duration_at(doc, [*path, "ramp", "duration"], ramp["duration"])
+        if length <= 0:
+            raise doc.error([*path, "ramp", "duration"], "must be greater than 0")
+        return LoadShape("ramp", rate_from=ramp["from"], rate_to=ramp["to"], duration=length)
+    if "steps" in shape:
+        steps = []
+        for i, step in enumerate(shape["steps"]):
+            length = duration_at(doc, [*path, "steps", i, "duration"], step["duration"])
+            if length <= 0:
+                raise doc.error([*path, "steps", i, "duration"], "must be greater than 0")
+            steps.append((float(step["rate"]), length))
+        return LoadShape("steps", steps=tuple(steps))
+    burst = shape["burst"]
+    if "request_rate" not in spec:
+        raise doc.error(path, "a burst comes on top of the load's request_rate: set request_rate")
+    at = duration_at(doc, [*path, "burst", "at"], burst["at"])
+    return LoadShape("burst", burst_requests=burst["requests"], burst_at=at)
 
 
 def _loads(doc: Document) -> tuple[LoadSpec, ...]:
@@ -356,7 +402,28 @@ def _check_pods(doc: Document, path: list, pods, services, dep: Deployment) -> N
             )
 
 
-def _fault_event(f: FailureType, dep: Deployment, at: float, item: dict) -> Event | None:
+RANKED_KINDS = ("terminate_process", "stall_process")
+
+
+def _ranks(doc: Document, path: list, spec: dict, kind: str) -> tuple[int, ...] | None:
+    """``rank: N`` / ``ranks: [..]`` of an event or a failures: item; None = every match."""
+    if "rank" in spec and "ranks" in spec:
+        raise doc.error([*path, "ranks"], "set rank or ranks, not both")
+    key = "rank" if "rank" in spec else "ranks" if "ranks" in spec else None
+    if key is None:
+        return None
+    if kind not in RANKED_KINDS:
+        raise doc.error(
+            [*path, key],
+            f"{key} picks among matching processes: only for {', '.join(RANKED_KINDS)}",
+        )
+    value = spec[key]
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def _fault_event(
+    f: FailureType, dep: Deployment, at: float, item: dict, ranks: tuple[int, ...] | None = None
+) -> Event | None:
     pods = item.get("pods", (0,))
     pods = tuple(pods) if isinstance(pods, list) else pods
     services = tuple(s.name for s in dep.services_for(f.target)) if f.target else ()
@@ -369,6 +436,32 @@ def _fault_event(f: FailureType, dep: Deployment, at: float, item: dict) -> Even
             pods=pods,
             failure=f.name,
             at=at,
+            ranks=ranks,
+        )
+    if f.action == "stall_process":
+        return Event(
+            kind="stall_process",
+            services=services[:1],
+            process=(f.process or "").replace("{backend}", dep.backend),
+            signal="SIGSTOP",
+            duration=f.duration,
+            pods=pods,
+            failure=f.name,
+            at=at,
+            ranks=ranks,
+        )
+    if f.action == "partition":
+        return Event(
+            kind="partition",
+            services=services[:1],
+            duration=f.duration,
+            pods=pods,
+            failure=f.name,
+            at=at,
+        )
+    if f.action == "reset_connections":
+        return Event(
+            kind="reset_connections", services=services[:1], pods=pods, failure=f.name, at=at
         )
     if f.action == "delete_pod":
         return Event(
@@ -415,7 +508,17 @@ def _shorthand_events(
         if at > now:
             events.append(Event(kind="wait", duration=at - now))
             now = at
-        ev = _fault_event(f, dep, at, item)
+        ranks = _ranks(doc, path[:-1], item, f.action)
+        if "duration" in item:
+            if f.action not in ("stall_process", "partition"):
+                raise doc.error(
+                    [*path[:-1], "duration"], f"{f.name} has no duration (stall or partition only)"
+                )
+            length = duration_at(doc, [*path[:-1], "duration"], item["duration"])
+            if length <= 0:
+                raise doc.error([*path[:-1], "duration"], "must be greater than 0")
+            f = replace(f, duration=length)
+        ev = _fault_event(f, dep, at, item, ranks)
         if ev is not None:
             _check_pods(doc, path[:-1], ev.pods, ev.services, dep)
             events.append(ev)
@@ -455,17 +558,31 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
             "load": spec.get("load", "default" if "load" in kind else None),
             "services": services,
             "process": spec.get("process", "").replace("{backend}", dep.backend) or None,
-            "signal": spec.get("signal", "SIGKILL" if kind == "terminate_process" else None),
+            "signal": spec.get(
+                "signal",
+                {"terminate_process": "SIGKILL", "stall_process": "SIGSTOP"}.get(kind),
+            ),
             "pods": tuple(pods) if isinstance(pods, list) else pods,
             "force": spec.get("force", False),
             "service": service,
             "pattern": spec.get("pattern"),
             "failure": spec.get("failure"),
+            "ranks": _ranks(doc, path, spec, kind),
+            "argv": tuple(spec.get("argv", ())),
+            "expect_exit": spec.get("expect_exit"),
+            "label": spec.get("label"),
         }
+        for key in ("argv", "expect_exit"):
+            if key in spec and kind != "run_command":
+                raise doc.error([*path, key], f"{key} belongs to run_command events")
+        if "label" in spec and kind != "capture_metrics":
+            raise doc.error([*path, "label"], "label belongs to capture_metrics events")
         for key in ("duration", "timeout"):
             if key in spec:
                 kw[key] = duration_at(doc, [*path, key], spec[key])
-        if kind in FAULT_KINDS:
+        if kind == "stall_process" and kw["signal"] != "SIGSTOP":
+            raise doc.error([*path, "signal"], "stall_process always sends SIGSTOP, then SIGCONT")
+        if kind in (*FAULT_KINDS, "run_command"):
             _check_pods(doc, path, kw["pods"], services, dep)
         if kind == "start_load":
             started = True
@@ -475,6 +592,36 @@ def _explicit_events(doc: Document, dep: Deployment, loads, catalogs: Catalogs):
         if kind == "wait" and started:
             now += kw["duration"]
     return tuple(out)
+
+
+def _check_platform_events(doc: Document, events, dep: Deployment, platform: str) -> None:
+    """Refuse, at load time, the events the chosen platform cannot carry out."""
+    roles = {s.name: s.role for s in dep.services}
+    for i, event in enumerate(events):
+        if event.kind == "partition":
+            front = [s for s in event.services if roles.get(s) == "frontend"]
+            if front:
+                raise doc.error(
+                    ["events", i, "services"],
+                    f"a partition cuts the frontend from workers: name worker services, not "
+                    f"{front[0]}",
+                )
+            continue
+        if event.kind != "reset_connections":
+            continue
+        if platform == "kubernetes":
+            raise doc.error(
+                ["events", i, "kind"],
+                "reset_connections is not available on the kubernetes platform (no tool in the "
+                "Dynamo images resets a pod's sockets); use the local platform",
+            )
+        workers = [s for s in event.services if roles.get(s) != "frontend"]
+        if workers:
+            raise doc.error(
+                ["events", i, "services"],
+                f"the local platform resets connections into frontends only (through its "
+                f"endpoint proxy); {workers[0]} is not a frontend",
+            )
 
 
 def _overflow_loads(loads, f_limit: int, mult: float, test: str) -> tuple[LoadSpec, ...]:
@@ -580,6 +727,10 @@ def _checks(
         # Stage 1 always applies to a process/pod fault (REFERENCE §9.9); one copy, first.
         checks = [c for c in checks if c.kind != "fault_verified"]
         checks.insert(0, Check(kind="fault_verified", source="stage1"))
+    if any(e.kind == "run_command" and e.expect_exit is not None for e in events):
+        # A command whose exit code was stated must have exited with it, whatever the checks.
+        checks = [c for c in checks if c.kind != "command_exit"]
+        checks.append(Check(kind="command_exit", source="event"))
     return tuple(checks), profile_name
 
 
@@ -768,6 +919,7 @@ def _test_case(scenario: _Scenario, cell: _Cell, dep, failure, items, skip) -> T
         )
     if "events" in data:
         events = _explicit_events(doc, dep, loads, catalogs)
+        _check_platform_events(doc, events, dep, platform)
         ev_failures = [e.failure for e in events if e.failure]
         failure = catalogs.failures[ev_failures[0]] if ev_failures else None
         if failure is not None and failure.action == "none":

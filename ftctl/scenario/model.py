@@ -21,6 +21,14 @@ Phase = Literal["before", "during", "after", "overall"]
 BACKENDS: tuple[str, ...] = ("vllm", "sglang", "trtllm")
 TOPOLOGIES: tuple[str, ...] = ("agg", "disagg")
 ROLES: tuple[str, ...] = ("frontend", "decode", "prefill")
+# Timeline events that inject a fault: each records T_f (fault_injected) and must be verified.
+FAULT_EVENT_KINDS: tuple[str, ...] = (
+    "terminate_process",
+    "delete_pod",
+    "stall_process",
+    "reset_connections",
+    "partition",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,24 @@ class TokenDist:
 
     mean: int = 100
     stddev: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoadShape:
+    """An open-loop load's rate over time (``load.shape``; ftctl.clients.shapes places arrivals).
+
+    ``ramp``: rate_from → rate_to req/s over ``duration`` s; ``steps``: (rate, duration s)
+    one after the other; ``burst``: ``burst_requests`` arrivals at ``burst_at`` s on top of
+    the load's request_rate. After the shape, its last rate holds until the load ends.
+    """
+
+    kind: Literal["ramp", "steps", "burst"]
+    rate_from: float | None = None
+    rate_to: float | None = None
+    duration: float | None = None
+    steps: tuple[tuple[float, float], ...] = ()
+    burst_requests: int = 0
+    burst_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,8 @@ class LoadSpec:
     # Where this load's client files go, relative to the output dir. None: the test's own
     # directory. Token overflow uses "<test>_overflow" / "<test>_recovery" (REFERENCE §2).
     result_dir: str | None = None
+    shape: LoadShape | None = None  # open loop only: ramp | steps | burst
+    warmup: int = 0  # requests per client sent first and not counted (legacy: warmup_N.log.txt)
 
 
 @dataclass(frozen=True)
@@ -139,7 +167,14 @@ class FailureType:
     # None for `none` and client-side token_overflow; "workers" = every decode/prefill service
     target: Role | Literal["workers"] | None = None
     action: Literal[
-        "none", "terminate_process", "delete_pod", "token_overflow", "rolling_upgrade"
+        "none",
+        "terminate_process",
+        "delete_pod",
+        "token_overflow",
+        "rolling_upgrade",
+        "stall_process",
+        "reset_connections",
+        "partition",
     ] = "none"
     process: str | None = None  # may hold "{backend}"
     signal: str = "SIGKILL"
@@ -149,6 +184,7 @@ class FailureType:
     order: int = 0  # position in the catalog: row order of the legacy table
     in_all: bool = True  # part of `matrix.failure: all` (token_overflow, rolling_upgrade: no)
     timeout: float | None = None  # rolling_upgrade: how long to wait for the rollout
+    duration: float | None = None  # stall_process / partition: how long it lasts
     max_model_len: int | None = None  # token_overflow: the context limit to deploy with
     overflow_multiplier: float = 2.0  # token_overflow: oversized prompt = limit × this
     # A documented behaviour upstream does not expect to recover from (SGLang subprocess kills
@@ -172,6 +208,11 @@ class Event:
         "wait",
         "terminate_process",
         "delete_pod",
+        "stall_process",
+        "reset_connections",
+        "partition",
+        "run_command",
+        "capture_metrics",
         "wait_for_recovery",
         "wait_for_log_pattern",
         "rolling_upgrade",
@@ -190,6 +231,12 @@ class Event:
     pattern: str | None = None
     failure: str | None = None  # the catalog failure this event came from
     at: float | None = None  # planned offset from load start (for plan and lag)
+    # terminate_process / stall_process: positions among a pod's matching processes in
+    # ascending PID order (rank: N / ranks: [..]); None = every match
+    ranks: tuple[int, ...] | None = None
+    argv: tuple[str, ...] = ()  # run_command: exec'd as is, never through a shell
+    expect_exit: int | None = None  # run_command: another exit code fails check command_exit
+    label: str | None = None  # capture_metrics: <Service>/<pod>.<label>.metrics.log
 
 
 # Checks judged on the scraped /metrics series (ftctl.checks_server).
@@ -220,6 +267,7 @@ class Check:
             "service_log_contains",
             "service_log_not_contains",
             "fault_verified",
+            "command_exit",
         ]
         | ServerCheckKind
     )

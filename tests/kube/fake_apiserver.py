@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import itertools
 import json
 import os
 import re
 import signal as signal_mod
+import socket
 import sys
 import threading
 import time
@@ -26,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ftctl.platforms.kube.procs import PROBE_CODE
 from ftctl.platforms.supervisor import ProcessSpec, Replica, Supervisor
 from tests.kube import channels, crd_schema
 from tests.kube.pod_processes import (
@@ -284,6 +287,35 @@ class PodState:
     deletion_ns: int | None = None
     events_seen: set = field(default_factory=set)
     label_style: str = "dcd"
+    extra_labels: dict = field(default_factory=dict)  # set by PATCH (metadata.labels)
+    ip: str = "127.0.0.1"  # a pod IP of its own (10.244.0.N): what a probe connects to
+
+
+_POD_IPS = itertools.count(2)
+
+
+def _next_pod_ip() -> str:
+    n = next(_POD_IPS)
+    return f"10.244.{n // 250}.{n % 250 + 1}"
+
+
+def _selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels + matchExpressions) against ``labels``; {} matches all."""
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
 
 
 @dataclass
@@ -297,6 +329,15 @@ class DgdState:
     deleting: bool = False
     rolling: set = field(default_factory=set)
     label_style: str = "dcd"  # the operator path its pods are labelled by (LABEL_STYLES)
+
+
+def _host_state(pid: int) -> str:
+    """The state letter of a host process from /proc/<pid>/stat, as ps shows STAT."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "Z"
+    return raw[raw.rfind(b")") + 2 :][:1].decode() or "?"
 
 
 def _ps_width(args: list[str]) -> int:
@@ -344,6 +385,10 @@ class FakeCluster:
         # A container's main process is PID 1 in its namespace (SIGKILL from inside is dropped).
         # False shows host pids instead, as when a shell wrapper is PID 1 and Python its child.
         self.main_is_pid1 = True
+        # Like a cluster whose CNI enforces NetworkPolicies (True) or does not (False, e.g.
+        # flannel alone): decides what a connection probe exec'd in a pod finds.
+        self.enforce_network_policies = False
+        self.netpols: dict[tuple[str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
         # Every request as (monotonic time, method, path, query string): bench/kube_api_rate.py.
         self.request_log: list[tuple[float, str, str, str]] = []
@@ -524,6 +569,7 @@ class FakeCluster:
         ready = r.running and r.ready_ns is not None and pod.deletion_ns is None
         svc = dgd_obj["spec"]["services"].get(pod.service, {})
         labels = self.pod_labels(pod.label_style, pod.dgd, pod.service, svc)
+        labels.update(pod.extra_labels)
         labels.update(
             {
                 k: v
@@ -587,7 +633,7 @@ class FakeCluster:
             },
             "status": {
                 "phase": "Running",
-                "podIP": "127.0.0.1",
+                "podIP": pod.ip,
                 "hostIP": "127.0.0.1",
                 "startTime": rfc3339(r.created_ns),
                 "conditions": [
@@ -653,6 +699,7 @@ class FakeCluster:
                             state.ports.get((replica.service, replica.index), {}),
                             image,
                             label_style=state.label_style,
+                            ip=_next_pod_ip(),
                         )
                         self.pods[key] = pod
                         self.record_event(
@@ -849,6 +896,13 @@ class FakeCluster:
         r.add_post("/api/v1/namespaces/{ns}/pods", self.h_pod_create)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}", self.h_pod_get)
         r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.h_pod_delete)
+        r.add_patch("/api/v1/namespaces/{ns}/pods/{name}", self.h_pod_patch)
+        netpol = "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
+        r.add_get("/apis/networking.k8s.io/v1", self.h_group_networking)
+        r.add_post(netpol, self.h_netpol_create)
+        r.add_get(netpol, self.h_netpol_list)
+        r.add_get(netpol + "/{name}", self.h_netpol_get)
+        r.add_delete(netpol + "/{name}", self.h_netpol_delete)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.h_pod_log)
         r.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/exec", self.h_exec)
         r.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/portforward", self.h_portforward)
@@ -917,7 +971,11 @@ class FakeCluster:
             {
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
-                "groups": [group("apps", "v1"), group(GROUP, VERSION)],
+                "groups": [
+                    group("apps", "v1"),
+                    group("networking.k8s.io", "v1"),
+                    group(GROUP, VERSION),
+                ],
             }
         )
 
@@ -1432,6 +1490,172 @@ class FakeCluster:
     def _pod(self, request) -> PodState | None:
         return self.pods.get((request.match_info["ns"], request.match_info["name"]))
 
+    async def h_pod_patch(self, request):
+        """Merge ``metadata.labels`` (null removes a label); the rest of a pod is not patchable."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        body = await request.json()
+        with self.lock:
+            pod = self.pods.get((ns, name))
+            if pod is None or (ns, name) not in self.rendered:
+                return error_response(404, f'pods "{name}" not found', name=name, kind="pods")
+            labels = ((body or {}).get("metadata") or {}).get("labels") or {}
+            for key, value in labels.items():
+                if value is None:
+                    pod.extra_labels.pop(key, None)
+                else:
+                    pod.extra_labels[key] = str(value)
+            state = self.dgds.get((ns, pod.dgd))
+            rendered = self._render_pod(pod, state.obj) if state else self.rendered[(ns, name)]
+            rv = self._next_rv()
+            rendered["metadata"]["resourceVersion"] = str(rv)
+            self.rendered[(ns, name)] = rendered
+            self._push_watch(rv, "MODIFIED", rendered)
+            return web.json_response(copy.deepcopy(rendered))
+
+    # -- networkpolicies ------------------------------------------------------------------------
+    async def h_group_networking(self, request):
+        return self._resources(
+            "networking.k8s.io/v1", [("networkpolicies", "NetworkPolicy", True, ["netpol"])]
+        )
+
+    async def h_netpol_create(self, request):
+        ns = request.match_info["ns"]
+        body = await request.json()
+        name = ((body or {}).get("metadata") or {}).get("name")
+        if not name or "podSelector" not in (body.get("spec") or {}):
+            return error_response(422, "NetworkPolicy needs metadata.name and spec.podSelector")
+        with self.lock:
+            if (ns, name) in self.netpols:
+                return error_response(
+                    409, f'networkpolicies.networking.k8s.io "{name}" already exists'
+                )
+            obj = copy.deepcopy(body)
+            obj.update({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy"})
+            meta = obj["metadata"]
+            meta.update(
+                {
+                    "namespace": ns,
+                    "uid": str(uuid.uuid4()),
+                    "resourceVersion": str(self._next_rv()),
+                    "creationTimestamp": rfc3339(time.time_ns()),
+                }
+            )
+            self.netpols[(ns, name)] = obj
+            return web.json_response(copy.deepcopy(obj), status=201)
+
+    async def h_netpol_list(self, request):
+        ns = request.match_info["ns"]
+        wanted = dict(
+            part.split("=", 1)
+            for part in request.query.get("labelSelector", "").split(",")
+            if "=" in part
+        )
+        with self.lock:
+            items = [
+                copy.deepcopy(obj)
+                for (n, _), obj in sorted(self.netpols.items())
+                if n == ns
+                and all(
+                    (obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items()
+                )
+            ]
+        return web.json_response(
+            {
+                "kind": "NetworkPolicyList",
+                "apiVersion": "networking.k8s.io/v1",
+                "metadata": {"resourceVersion": str(self.rv)},
+                "items": items,
+            }
+        )
+
+    async def h_netpol_get(self, request):
+        key = (request.match_info["ns"], request.match_info["name"])
+        with self.lock:
+            obj = self.netpols.get(key)
+        if obj is None:
+            return error_response(404, f'networkpolicies.networking.k8s.io "{key[1]}" not found')
+        return web.json_response(copy.deepcopy(obj))
+
+    async def h_netpol_delete(self, request):
+        key = (request.match_info["ns"], request.match_info["name"])
+        with self.lock:
+            obj = self.netpols.pop(key, None)
+        if obj is None:
+            return error_response(404, f'networkpolicies.networking.k8s.io "{key[1]}" not found')
+        return web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": key[1],
+                    "group": "networking.k8s.io",
+                    "kind": "networkpolicies",
+                },
+            }
+        )
+
+    def _blocked(self, src: PodState, dst: PodState) -> bool:
+        """Whether an enforcing CNI would drop ``src`` → ``dst`` under the policies in force."""
+        if not self.enforce_network_policies:
+            return False
+        labels = dict(
+            self.rendered.get((src.namespace, src.name), {}).get("metadata", {}).get("labels") or {}
+        )
+        dst_labels = dict(
+            self.rendered.get((dst.namespace, dst.name), {}).get("metadata", {}).get("labels") or {}
+        )
+
+        def allowed(
+            obj: dict[str, Any], peer_labels: dict[str, str], rules_key: str, peers_key: str
+        ) -> bool:
+            for rule in obj["spec"].get(rules_key) or []:
+                peers = rule.get(peers_key)
+                if not peers:
+                    return True
+                for peer in peers:
+                    if "namespaceSelector" in peer and "podSelector" not in peer:
+                        continue  # other namespaces: the probe is within one namespace
+                    if _selector_matches(peer.get("podSelector"), peer_labels):
+                        return True
+            return False
+
+        for (ns, _), obj in self.netpols.items():
+            spec = obj["spec"]
+            types = spec.get("policyTypes") or ["Ingress"]
+            if (
+                ns == dst.namespace
+                and "Ingress" in types
+                and _selector_matches(spec["podSelector"], dst_labels)
+            ):
+                if not allowed(obj, labels, "ingress", "from"):
+                    return True
+            if (
+                ns == src.namespace
+                and "Egress" in types
+                and _selector_matches(spec["podSelector"], labels)
+            ):
+                if not allowed(obj, dst_labels, "egress", "to"):
+                    return True
+        return False
+
+    def _connect_probe(
+        self, src: PodState, host: str, port: str, timeout: str
+    ) -> tuple[int, str, str]:
+        """The connection probe (kube.procs.PROBE_CODE) as the pod network would answer it."""
+        dst = next((p for p in self.pods.values() if p.ip == host), None)
+        if dst is None:
+            return 1, "", f"connect {host}:{port}: no route to host\n"
+        if self._blocked(src, dst):
+            return 1, "", f"connect {host}:{port}: timed out\n"
+        real = dst.ports.get(int(port))
+        try:
+            with socket.create_connection(("127.0.0.1", real or 1), timeout=float(timeout)):
+                return 0, "", ""
+        except OSError as exc:
+            return 1, "", f"connect {host}:{port}: {exc}\n"
+
     async def h_pod_get(self, request):
         key = (request.match_info["ns"], request.match_info["name"])
         with self.lock:
@@ -1599,6 +1823,8 @@ class FakeCluster:
         prog = argv[0] if argv else ""
         if prog == "true":
             return 0, "", ""
+        if prog == "python3" and len(argv) == 6 and argv[1:3] == ["-c", PROBE_CODE]:
+            return self._connect_probe(pod, *argv[3:6])
         if prog == "ps":
             main = pod.replica.pid
             procs = [
@@ -1607,6 +1833,14 @@ class FakeCluster:
             ]
             procs.append((99999, "ps " + " ".join(argv[1:])))
             width = _ps_width(argv[1:])
+            fmt = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-eo", "-o")), "")
+            if fmt.split(",") == ["pid", "stat"]:  # the real state letter of the host process
+                rows = [
+                    f"{1 if p == main and self.main_is_pid1 else p:>7} {_host_state(p)}"
+                    for p, _ in pod.replica.processes()
+                ]
+                rows.append(f"{99999:>7} R")  # ps itself
+                return 0, "".join(x + "\n" for x in ["    PID STAT", *rows]), ""
             if "-eo" in argv or "-o" in argv:
                 lines = ["    PID COMMAND", *(f"{p:>7} {c}" for p, c in procs)]
             else:

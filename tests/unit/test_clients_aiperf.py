@@ -518,3 +518,8 @@ def test_wait_sending_reports_each_client_that_starts_sending(fake_aiperf, tmp_p
     assert seen[0][0] < 3  # the first look came before the last client was up
     assert [s for s, _ in seen] == sorted(s for s, _ in seen)
     assert {total for _, total in seen} == {3}
+
+
+def test_a_warmup_becomes_aiperfs_warmup_request_count():
+    argv = aiperf_argv(LoadSpec(warmup=3), TARGET, ART, 0)
+    assert argv[argv.index("--warmup-request-count") + 1] == "3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,7 @@ LOOPBACK_ENV = {
 }
 
 
-def make_test(deployment: Deployment) -> TestCase:
+def make_test(deployment: Deployment, events: tuple = ()) -> TestCase:
     return TestCase(
         name="unit",
         scenario="unit",
@@ -39,7 +40,7 @@ def make_test(deployment: Deployment) -> TestCase:
         deployment=deployment,
         loads=(),
         failure=None,
-        events=(),
+        events=events,
         checks=(),
         thresholds_profile=None,
     )
@@ -50,10 +51,10 @@ def deployed(tmp_path):
     """Deploy with a stand-in interpreter (``sleep``) and return the replicas' specs."""
     made = []
 
-    def deploy(deployment: Deployment):
+    def deploy(deployment: Deployment, events: tuple = ()):
         # `sleep -m ...` fails at once; the long restart delay keeps it from churning.
         platform = LocalPlatform(python=shutil.which("sleep") or "/bin/sleep")
-        platform.deploy(make_test(deployment), tmp_path / f"run{len(made)}")
+        platform.deploy(make_test(deployment, events), tmp_path / f"run{len(made)}")
         made.append(platform)
         return platform, {r.name: r for r in platform.supervisor.replicas()}
 
@@ -147,3 +148,52 @@ def test_service_overrides_set_replicas_args_and_env(deployed):
     assert len(workers) == 3
     assert all(r.spec.argv[-2:] == ["--block-size", "16"] for r in workers)
     assert all(r.spec.env["DYN_LOG"] == "debug" for r in workers)
+
+
+def test_only_the_workers_a_partition_names_get_a_fixed_request_port_and_a_relay(deployed):
+    from ftctl.scenario.model import Event
+
+    dep = Deployment(
+        topology="disagg",
+        local=LocalOptions(restart_delay=30.0),
+        services=(
+            Service("Frontend", "frontend", 1),
+            Service("VllmDecodeWorker", "decode", 2),
+            Service("VllmPrefillWorker", "prefill", 1),
+        ),
+    )
+    cut = Event(kind="partition", services=("VllmDecodeWorker",), duration=1.0)
+    platform, replicas = deployed(dep, (cut,))
+    relayed = {
+        r.service: int(r.spec.env["DYN_TCP_RPC_PORT"])
+        for r in replicas.values()
+        if "DYN_TCP_RPC_PORT" in r.spec.env
+    }
+    assert set(relayed) == {"VllmDecodeWorker"}
+    decode = [r for r in replicas.values() if r.service == "VllmDecodeWorker"]
+    assert sorted(platform._relays) == sorted(int(r.spec.env["DYN_TCP_RPC_PORT"]) for r in decode)
+    plain, _ = deployed(dep)
+    assert plain._relays == {}
+
+
+def test_worker_records_in_the_discovery_store_are_pointed_at_their_relay(deployed):
+    from ftctl.scenario.model import Event
+
+    dep = Deployment(
+        local=LocalOptions(restart_delay=30.0),
+        services=(Service("Frontend", "frontend", 1), Service("VllmDecodeWorker", "decode", 1)),
+    )
+    cut = Event(kind="partition", services=("VllmDecodeWorker",), duration=1.0)
+    platform, _ = deployed(dep, (cut,))
+    ((rpc_port, relay),) = platform._relays.items()
+    folder = platform._state_dir / "kv" / "v1" / "instances"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / "dynamo%2Fbackend%2Fgenerate%2F1"
+    other = folder / "dynamo%2Fbackend%2Fgenerate%2F2"
+    record.write_text(json.dumps({"transport": {"tcp": f"127.0.0.1:{rpc_port}/1/dynamo/b/g"}}))
+    other.write_text(json.dumps({"transport": {"tcp": "127.0.0.1:1/2/dynamo/b/g"}}))
+    platform._rewrite_discovery()
+    assert f"127.0.0.1:{relay.address[1]}/1/" in record.read_text()
+    assert "127.0.0.1:1/2/" in other.read_text()  # a record of no relayed worker is left alone
+    assert platform.discovery_rewrites >= 1  # (the readiness poller may have done it first)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([record.name, other.name])

@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -151,3 +152,127 @@ def test_close_stops_listening_and_is_idempotent(backends):
     proxy.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((host, port), timeout=2).close()
+
+
+class _Holder:
+    """A backend that accepts connections and reads until they end; records how each ended."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.endings: list[str] = []
+        self.accepted = threading.Semaphore(0)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        self.accepted.release()
+        try:
+            while conn.recv(4096):
+                pass
+            self.endings.append("eof")
+        except ConnectionResetError:
+            self.endings.append("reset")
+        finally:
+            conn.close()
+
+
+def _connected(proxy: TcpProxy, holder: _Holder) -> socket.socket:
+    client = socket.create_connection(proxy.address, timeout=5)
+    client.sendall(b"hello")
+    assert holder.accepted.acquire(timeout=5)
+    return client
+
+
+def test_reset_sends_a_real_rst_to_the_client_and_to_the_backend():
+    holder = _Holder()
+    proxy = TcpProxy(lambda: [holder.address])
+    proxy.start()
+    try:
+        client = _connected(proxy, holder)
+        reset = proxy.reset_connections()
+        assert [r["backend"] for r in reset] == ["{}:{}".format(*holder.address)]
+        assert reset[0]["client"] == "{}:{}".format(*client.getsockname())
+        with pytest.raises(ConnectionResetError):
+            while client.recv(4096):
+                pass
+        deadline = time.monotonic() + 5
+        while not holder.endings and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert holder.endings == ["reset"]
+        client.close()
+    finally:
+        proxy.close()
+        holder.sock.close()
+
+
+def test_reset_of_one_backend_leaves_the_connections_to_others_open():
+    first, second = _Holder(), _Holder()
+    backends = [first.address, second.address]
+    proxy = TcpProxy(lambda: backends)
+    proxy.start()
+    try:
+        a = _connected(proxy, first)
+        b = _connected(proxy, second)
+        assert len(proxy.reset_connections(second.address)) == 1
+        with pytest.raises(ConnectionResetError):
+            while b.recv(4096):
+                pass
+        a.sendall(b"still here")  # the other forward still carries data
+        a.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            a.recv(4096)
+        assert first.endings == []
+        a.close()
+        b.close()
+    finally:
+        proxy.close()
+        first.sock.close()
+        second.sock.close()
+
+
+def test_reset_with_nothing_connected_resets_nothing():
+    holder = _Holder()
+    proxy = TcpProxy(lambda: [holder.address])
+    proxy.start()
+    try:
+        assert proxy.reset_connections() == []
+    finally:
+        proxy.close()
+        holder.sock.close()
+
+
+def test_a_cut_resets_established_and_new_connections_until_healed():
+    holder = _Holder()
+    proxy = TcpProxy(lambda: [holder.address])
+    proxy.start()
+    try:
+        before = _connected(proxy, holder)
+        assert len(proxy.cut()) == 1
+        with pytest.raises(ConnectionResetError):
+            while before.recv(4096):
+                pass
+        during = socket.create_connection(proxy.address, timeout=5)
+        with pytest.raises(ConnectionResetError):
+            while during.recv(4096):
+                pass
+        assert proxy.refused == 1 and not holder.accepted.acquire(timeout=0.2)
+        proxy.heal()
+        after = _connected(proxy, holder)  # forwarded to the backend again
+        for sock in (before, during, after):
+            sock.close()
+    finally:
+        proxy.close()
+        holder.sock.close()

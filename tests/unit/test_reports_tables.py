@@ -209,3 +209,40 @@ def test_repeat_names_split_into_test_and_index():
     assert split_repeat("vllm-agg-tp-1-dp-1-frontend#3") == ("vllm-agg-tp-1-dp-1-frontend", 3)
     assert split_repeat("t#0") == ("t#0", None) and split_repeat("t") == ("t", None)
     assert split_repeat("#2") == ("#2", None)
+
+
+def test_the_recovery_line_of_a_stall_gives_its_end_and_the_recovery_after_it():
+
+    result = TestResult(name="t", path=Path("t"), kind="legacy")
+    result.fault_times_ns = [10_000_000_000]
+    result.fault_resume_times_ns = {10_000_000_000: 15_000_000_000}
+    result.recovery_from_resume_s = 0.25
+    result.overall.recovery = Recovery(
+        recovery_time_s=5.25,
+        recovered=True,
+        window_s=10.0,
+        time_to_first_error_s=0.1,
+        downtime_s=5.1,
+        failure_span_s=5.0,
+    )
+    line = recovery_line(result)
+    assert "Recovery: 5.250 s after the fault" in line
+    assert "fault ended (resume/heal) +5.000 s, recovery 0.250 s after it" in line
+
+
+def test_the_run_summary_names_a_partition_its_end_and_why_a_fault_was_not_verified():
+    from ftctl.errors import ExitStatus
+    from ftctl.platforms.base import FaultRecord
+    from ftctl.reports.summary import render_run
+    from ftctl.runner import RunOutcome, TestOutcome
+
+    cut = FaultRecord("partition", "W", "W-abcde", 1_000_000_000, verified=True)
+    cut.resumed_ns, cut.pod_recovered_ns = 6_000_000_000, 7_000_000_000
+    stall = FaultRecord("stall_process", "W", "W-fghij", 1, signal="SIGSTOP")
+    stall.evidence["error"] = "pids [7] were not seen stopped (state T)"
+    outcome = TestOutcome("t", Path("t"), ExitStatus.CHECK_FAILED, faults=[cut, stall])
+    text = render_run(RunOutcome([outcome]))
+    assert (
+        "fault partition W-abcde (cut): verified, ended after 5.00s, pod recovered in 6.00s" in text
+    )
+    assert "fault stall_process W-fghij (SIGSTOP): NOT verified (pids [7] were not seen" in text

@@ -68,7 +68,7 @@ class ServerPlatform:
             Pod(name="Worker-abcde", service="Worker", role="decode", ready=True, restart_count=0)
         ]
 
-    def terminate_process(self, pod, process, signal):
+    def terminate_process(self, pod, process, signal, ranks=None):
         t_ns = time.time_ns()
         self.server.behavior.fail_from_ns = t_ns
         self.server.behavior.fail_until_ns = t_ns + int(OUTAGE_S * 1e9)
