@@ -178,14 +178,22 @@ class _Holder:
             threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
     def _hold(self, conn: socket.socket) -> None:
-        self.accepted.release()
+        # Released once the client's first bytes arrived: they come through the proxy's pipe,
+        # which starts only after the proxy registered the forward (releasing on accept let a
+        # reset run before that and find nothing: a race, seen once under load).
+        released = False
         try:
-            while conn.recv(4096):
-                pass
+            data = conn.recv(4096)
+            self.accepted.release()
+            released = True
+            while data:
+                data = conn.recv(4096)
             self.endings.append("eof")
         except ConnectionResetError:
             self.endings.append("reset")
         finally:
+            if not released:
+                self.accepted.release()
             conn.close()
 
 
@@ -264,8 +272,12 @@ def test_a_cut_resets_established_and_new_connections_until_healed():
         with pytest.raises(ConnectionResetError):
             while before.recv(4096):
                 pass
-        during = socket.create_connection(proxy.address, timeout=5)
+        # A new connection is reset: on loopback the RST may beat connect()'s return, so the
+        # reset may come from connect or from the first read; both are the cut.
+        during = socket.socket()
+        during.settimeout(5)
         with pytest.raises(ConnectionResetError):
+            during.connect(proxy.address)
             while during.recv(4096):
                 pass
         assert proxy.refused == 1 and not holder.accepted.acquire(timeout=0.2)
