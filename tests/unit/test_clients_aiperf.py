@@ -345,8 +345,9 @@ def alive(pid: int) -> bool:
 
 
 def any_alive(pids: list[int]) -> bool:
-    """True if one of ``pids`` still runs 5 s from now (SIGKILL delivery is asynchronous)."""
-    deadline = time.monotonic() + 5
+    """True if one of ``pids`` still runs 30 s from now (SIGKILL delivery and reaping are
+    asynchronous; the bound is far past what a loaded machine needs, never a speed claim)."""
+    deadline = time.monotonic() + 30
     while any(alive(p) for p in pids):
         if time.monotonic() > deadline:
             return True
@@ -448,7 +449,7 @@ def test_kill_ends_every_process_group_at_once(fake_aiperf, tmp_path, monkeypatc
     assert len(pids) == 2
     load.kill()
     load.kill()  # idempotent
-    assert load.wait(5)
+    assert load.wait(30)  # a bound for a hang, not a speed claim (it failed once at 5 s)
     assert not any_alive(pids + child_pids(tmp_path / "out"))
 
 
