@@ -313,6 +313,10 @@ class ClientRun:
     ) -> None:
         last = attempts[-1]
         end = last.end_perf or perf_counter_ns()
+        # The request starts when its first attempt does: one stamp for both, so a request's
+        # times and its attempts' never disagree (they were microseconds apart, and recovery,
+        # read on attempts, could come out before the attempt it names).
+        start = attempts[0].start_perf or start
         start_ns = self._clock.epoch(start)
         end_ns = self._clock.epoch(end)
         results = [

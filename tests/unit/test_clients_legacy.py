@@ -73,6 +73,8 @@ def test_each_client_writes_one_line_per_request_in_upstream_format(server, tmp_
             assert res["url"] == server.url + "/v1/chat/completions"
             assert r["ok"] is True and r["error"] is None and r["client"] == client
             assert r["output_tokens"] == 6 and r["attempts"] == 1
+            # One stamp: the request starts with its first attempt, to the nanosecond.
+            assert r["start_ns"] == res["start_ns"] and r["end_ns"] == res["end_ns"]
 
 
 def test_request_body_follows_the_upstream_payload(tmp_path):
