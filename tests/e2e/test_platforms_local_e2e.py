@@ -26,9 +26,9 @@ from ftctl.scenario.model import (
     LocalOptions,
     Service,
     ServiceOverride,
-    Source,
     TestCase,
 )
+from tests.builders import build_test
 
 pytestmark = [
     pytest.mark.e2e,
@@ -60,19 +60,8 @@ def make_test(
         services=tuple(services),
         local=LocalOptions(migration_limit=migration_limit, restart_delay=0.5),
     )
-    return TestCase(
-        name="e2e-local",
-        scenario="e2e-local",
-        source=Source("tests/e2e/test_platforms_local_e2e.py"),
-        description="",
-        tags=(),
-        platform="local",
-        deployment=deployment,
-        loads=(),
-        failure=None,
-        events=(),
-        checks=(),
-        thresholds_profile=None,
+    return build_test(
+        "e2e-local", source="tests/e2e/test_platforms_local_e2e.py", deployment=deployment
     )
 
 

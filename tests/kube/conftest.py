@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ftctl.scenario.model import Deployment, Source, TestCase
+from ftctl.scenario.model import Deployment, TestCase
+from tests.builders import build_test
 from tests.kube.fake_apiserver import FakeApiServer, FakeCluster
 from tests.kube.tokenizer import repo_tokenizer
 
@@ -210,21 +211,13 @@ def make_test(
     topology: str = "agg",
 ) -> TestCase:
     """A TestCase for the platform (the scenario loader is not needed here)."""
-    return TestCase(
-        name=name,
-        scenario=name,
-        source=Source("tests/kube"),
-        description="",
-        tags=(),
+    return build_test(
+        name,
+        source="tests/kube",
         platform="kubernetes",
         deployment=Deployment(
             backend="vllm", topology=topology, dp=dp, model=model, image=image, manifest=manifest
         ),
-        loads=(),
-        failure=None,
-        events=(),
-        checks=(),
-        thresholds_profile=None,
     )
 
 

@@ -18,24 +18,16 @@ from ftctl.layout import labelled_metrics_suffix
 from ftctl.platforms.base import CommandResult
 from ftctl.platforms.local import LocalPlatform
 from ftctl.runner import RunOptions, run_test
-from ftctl.scenario.model import Check, Deployment, Event, Service, Source, TestCase
+from ftctl.scenario.model import Check, Deployment, Event, Service, TestCase
+from tests.builders import build_test
 from tests.unit.test_runner import ServerPlatform, _test_case
 
 
 def _pod_test() -> TestCase:
-    return TestCase(
-        name="cmd",
-        scenario="cmd",
-        source=Source("inline"),
-        description="",
-        tags=(),
-        platform="local",
+    return build_test(
+        "cmd",
+        source="inline",
         deployment=Deployment(model="m", services=(Service("VllmDecodeWorker", "decode"),)),
-        loads=(),
-        failure=None,
-        events=(),
-        checks=(),
-        thresholds_profile=None,
     )
 
 

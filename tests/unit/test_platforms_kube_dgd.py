@@ -11,23 +11,17 @@ import yaml
 
 from ftctl.errors import ScenarioError
 from ftctl.platforms.kube.dgd import build_dgd, dns_name, role_of, set_flag, set_service_env
-from ftctl.scenario.model import Deployment, ServiceOverride, Source, TestCase
+from ftctl.scenario.model import Deployment, ServiceOverride, TestCase
+from tests.builders import build_test
 
 
 def _test(**dep) -> TestCase:
-    return TestCase(
-        name=dep.pop("name", "vllm-agg-tp-1-dp-1-decode_worker"),
+    return build_test(
+        dep.pop("name", "vllm-agg-tp-1-dp-1-decode_worker"),
         scenario="vllm agg",
-        source=Source("x.yaml"),
-        description="",
-        tags=(),
+        source="x.yaml",
         platform="kubernetes",
         deployment=Deployment(**dep),
-        loads=(),
-        failure=None,
-        events=(),
-        checks=(),
-        thresholds_profile=None,
     )
 
 

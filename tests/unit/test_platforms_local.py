@@ -14,9 +14,9 @@ from ftctl.scenario.model import (
     LocalOptions,
     Service,
     ServiceOverride,
-    Source,
     TestCase,
 )
+from tests.builders import build_test
 
 LOOPBACK_ENV = {
     "DYN_DISCOVERY_BACKEND": "file",
@@ -30,20 +30,7 @@ LOOPBACK_ENV = {
 
 
 def make_test(deployment: Deployment, events: tuple = ()) -> TestCase:
-    return TestCase(
-        name="unit",
-        scenario="unit",
-        source=Source("unit"),
-        description="",
-        tags=(),
-        platform="local",
-        deployment=deployment,
-        loads=(),
-        failure=None,
-        events=events,
-        checks=(),
-        thresholds_profile=None,
-    )
+    return build_test("unit", source="unit", deployment=deployment, events=events)
 
 
 @pytest.fixture

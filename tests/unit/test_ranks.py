@@ -15,7 +15,8 @@ import pytest
 from ftctl.errors import PlatformError
 from ftctl.platforms.base import select_ranks
 from ftctl.platforms.local import LocalPlatform, proc_state
-from ftctl.scenario.model import Deployment, Service, Source, TestCase
+from ftctl.scenario.model import Deployment, Service, TestCase
+from tests.builders import build_test
 
 ENGINE = """#!{python}
 import os, subprocess, sys, time
@@ -34,19 +35,10 @@ def _engine(tmp_path: Path) -> str:
 
 
 def _test() -> TestCase:
-    return TestCase(
-        name="ranks",
-        scenario="ranks",
-        source=Source("inline"),
-        description="",
-        tags=(),
-        platform="local",
+    return build_test(
+        "ranks",
+        source="inline",
         deployment=Deployment(model="m", services=(Service("VllmDecodeWorker", "decode"),)),
-        loads=(),
-        failure=None,
-        events=(),
-        checks=(),
-        thresholds_profile=None,
     )
 
 

@@ -22,12 +22,10 @@ from ftctl.scenario.model import (
     Check,
     Deployment,
     Event,
-    LoadSpec,
     Service,
-    Source,
     TestCase,
-    TokenDist,
 )
+from tests.builders import build_test, small_load
 from tests.fake_llm import FakeLLM
 
 OUTAGE_S = 1.5
@@ -115,27 +113,12 @@ class ServerPlatform:
 
 
 def _test_case(checks: tuple[Check, ...], requests: int = 40) -> TestCase:
-    load = LoadSpec(
-        client="legacy",
-        clients=2,
-        requests_per_client=requests,
-        request_rate=20.0,
-        retries=0,
-        streaming=False,
-        timeout=5.0,
-        input_tokens=TokenDist(8),
-        output_tokens=TokenDist(4),
-    )
-    return TestCase(
-        name="fake-decode_worker",
+    return build_test(
+        "fake-decode_worker",
         scenario="fake",
-        source=Source("inline"),
-        description="",
-        tags=(),
-        platform="local",
+        source="inline",
         deployment=Deployment(model="fake-model", services=(Service("Worker", "decode"),)),
-        loads=(load,),
-        failure=None,
+        loads=(small_load(clients=2, requests_per_client=requests),),
         events=(
             Event(kind="start_load", load="default"),
             Event(kind="wait", duration=0.5),
@@ -151,7 +134,6 @@ def _test_case(checks: tuple[Check, ...], requests: int = 40) -> TestCase:
             Event(kind="wait_for_load_completion", load="default", timeout=60),
         ),
         checks=checks,
-        thresholds_profile=None,
         recovery_window=0.5,
     )
 

@@ -23,12 +23,10 @@ from ftctl.scenario.model import (
     Check,
     Deployment,
     Event,
-    LoadSpec,
     Service,
-    Source,
     TestCase,
-    TokenDist,
 )
+from tests.builders import build_test, small_load
 from tests.fake_llm import FakeLLM
 
 
@@ -41,30 +39,14 @@ def _stand_in_python(tmp_path: Path) -> str:
 
 
 def _test_case(events: tuple[Event, ...], services=(Service("VllmDecodeWorker", "decode"),)):
-    load = LoadSpec(
-        client="legacy",
-        clients=1,
-        requests_per_client=400,
-        request_rate=20.0,
-        retries=0,
-        streaming=False,
-        timeout=5.0,
-        input_tokens=TokenDist(8),
-        output_tokens=TokenDist(4),
-    )
-    return TestCase(
-        name="stall-decode_worker_stall",
+    return build_test(
+        "stall-decode_worker_stall",
         scenario="stall",
-        source=Source("inline"),
-        description="",
-        tags=(),
-        platform="local",
+        source="inline",
         deployment=Deployment(model="fake-model", services=services),
-        loads=(load,),
-        failure=None,
+        loads=(small_load(requests_per_client=400),),
         events=events,
         checks=(Check(kind="fault_verified"),),
-        thresholds_profile=None,
         recovery_window=0.5,
     )
 
