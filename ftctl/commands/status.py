@@ -19,16 +19,11 @@ def status(
 ) -> Output:
     """List ftctl's deployments and load Jobs (from their labels); change nothing."""
     from ftctl.platforms.kube.cluster_load import status_rows
-    from ftctl.platforms.kubernetes import KubernetesPlatform
+    from ftctl.platforms.kubernetes import api_platform
 
     notes: list[str] = []
-    platform = KubernetesPlatform(
-        namespace=namespace,
-        kubeconfig=kubeconfig,
-        context=context,
-        allow_namespaces=tuple(allow_namespace or ()),
-        skip_service_restart=True,
-        warn=notes.append,
+    platform = api_platform(
+        namespace, kubeconfig, context, tuple(allow_namespace or ()), warn=notes.append
     )
     try:
         rows = status_rows(platform)

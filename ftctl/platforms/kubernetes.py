@@ -1265,6 +1265,25 @@ def _judge_policy_partition(fault: FaultRecord) -> FaultRecord:
     return fault
 
 
+def api_platform(
+    namespace: str = DEFAULT_NAMESPACE,
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    allow_namespaces: tuple[str, ...] | list[str] = (),
+    **kwargs: Any,
+) -> KubernetesPlatform:
+    """A platform for API calls outside a run (cleanup, status, pod endpoints): it deploys
+    nothing and restarts no etcd/NATS; the namespace guard still applies."""
+    return KubernetesPlatform(
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        context=context,
+        allow_namespaces=allow_namespaces,
+        skip_service_restart=True,
+        **kwargs,
+    )
+
+
 def cleanup(
     namespace: str = DEFAULT_NAMESPACE,
     kubeconfig: str | Path | None = None,
@@ -1279,15 +1298,7 @@ def cleanup(
 
     ``removed_jobs`` gets the names of the cluster-load Jobs deleted with their pods (issue 15).
     """
-    platform = KubernetesPlatform(
-        namespace=namespace,
-        kubeconfig=kubeconfig,
-        context=context,
-        allow_namespaces=allow_namespaces,
-        skip_service_restart=True,
-        log=log,
-        warn=warn,
-    )
+    platform = api_platform(namespace, kubeconfig, context, allow_namespaces, log=log, warn=warn)
     with api_call(f"list DynamoGraphDeployments in {namespace}"):
         items = platform.custom.list_namespaced_custom_object(
             DGD_GROUP,
@@ -1391,13 +1402,7 @@ def pod_endpoints(
     Raises:
         PlatformError: the pods cannot be listed, or none is ready.
     """
-    platform = KubernetesPlatform(
-        namespace=namespace,
-        kubeconfig=kubeconfig,
-        context=context,
-        allow_namespaces=allow_namespaces,
-        skip_service_restart=True,
-    )
+    platform = api_platform(namespace, kubeconfig, context, allow_namespaces)
     with api_call(f"list pods {selector!r} in {namespace}"):
         pods = platform.core.list_namespaced_pod(namespace, label_selector=selector).items
     ready = sorted(p.metadata.name for p in pods if _pod_ready(p))
